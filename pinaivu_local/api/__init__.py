@@ -1,0 +1,1 @@
+"""The HTTP layer: Litestar routes in the OpenAI shape. Never touches ctypes."""

@@ -1,0 +1,97 @@
+"""Response bodies and stream chunks in the exact shape of OpenAI's API, plus our request_id."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pinaivu_local.engine.results import FinishReason, Usage
+
+SYSTEM_FINGERPRINT = "fp_pinaivu_local"
+
+Kind = Literal["chat", "text"]
+
+
+def usage_body(usage: Usage) -> dict[str, int]:
+    """OpenAI's usage object."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+@dataclass(frozen=True)
+class Completion:
+    """Identity of one completion: the ids and fields every body and chunk repeats."""
+
+    kind: Kind
+    model: str
+    include_usage: bool = False
+    hex_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def request_id(self) -> str:
+        """The id a user looks the request up by (also the x-request-id header)."""
+        return f"req_{self.hex_id}"
+
+    def _head(self, obj: str) -> dict[str, Any]:
+        prefix = "chatcmpl" if self.kind == "chat" else "cmpl"
+        return {
+            "id": f"{prefix}-{self.hex_id}",
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "request_id": self.request_id,
+        }
+
+    def body(self, text: str, finish: FinishReason, usage: Usage) -> dict[str, Any]:
+        """The whole response of a non-streaming request."""
+        if self.kind == "chat":
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+            head = self._head("chat.completion")
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            head = self._head("text_completion")
+        return {**head, "choices": [choice], "usage": usage_body(usage)}
+
+    def chunk(self, text: str | None, finish: FinishReason | None = None, *, first: bool = False) -> str:
+        """One SSE event carrying new text and/or the finish reason."""
+        if self.kind == "chat":
+            delta: dict[str, Any] = {}
+            if first:
+                delta["role"] = "assistant"
+            if text is not None:
+                delta["content"] = text
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            head = self._head("chat.completion.chunk")
+        else:
+            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            head = self._head("text_completion")
+        body = {**head, "choices": [choice]}
+        if self.include_usage:
+            body["usage"] = None
+        return sse(body)
+
+    def usage_chunk(self, usage: Usage) -> str:
+        """The last chunk of a stream with include_usage: no choices, the usage."""
+        obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
+        return sse({**self._head(obj), "choices": [], "usage": usage_body(usage)})
+
+
+def sse(payload: dict[str, Any]) -> str:
+    """One server-sent event."""
+    return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+SSE_DONE = "data: [DONE]\n\n"

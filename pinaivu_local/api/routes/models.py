@@ -1,0 +1,39 @@
+"""GET /v1/models and GET /v1/models/{id}: the active models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, get
+
+from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
+
+
+def model_object(engine: ModelEngine) -> dict[str, Any]:
+    """One model in OpenAI's shape; test models say so."""
+    try:
+        created = int(engine.spec.file.stat().st_mtime)
+    except OSError:
+        created = 0
+    return {
+        "id": engine.id,
+        "object": "model",
+        "created": created,
+        "owned_by": "pinaivu-local",
+        "context_length": engine.n_ctx,
+        "test_model": engine.spec.test_model,
+    }
+
+
+@get("/models", summary="List the active models")
+async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The ids to use verbatim as `model`."""
+    pool: ModelPool = request.app.state.pool
+    return {"object": "list", "data": [model_object(pool.get(i)) for i in pool.ready_ids()]}
+
+
+@get("/models/{model_id:str}", summary="Retrieve one active model")
+async def retrieve_model(request: Request[Any, Any, Any], model_id: str) -> dict[str, Any]:
+    """One model, or 404 model_not_found."""
+    pool: ModelPool = request.app.state.pool
+    return model_object(pool.get(model_id))

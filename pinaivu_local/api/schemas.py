@@ -1,0 +1,152 @@
+"""Request bodies, validated as OpenAI validates them (ranges, types, required fields)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+MAX_STOPS = 4
+
+
+class _Body(BaseModel):
+    # strict: "0.5" is not a number and 1 is not true, as in OpenAI's API; unknown fields are ignored.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class StreamOptions(_Body):
+    """`stream_options` of a streaming request."""
+
+    include_usage: bool = False
+
+
+class ChatMessage(_Body):
+    """One message of a conversation."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Any = Field(description="a string, or a list of text parts")
+    name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise PydanticCustomError("type_error.str", "str type expected, or a list of content parts")
+        for part in value:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise PydanticCustomError(
+                    "value_error.content_part",
+                    "only text content parts ({'type': 'text', 'text': '...'}) are supported by these models",
+                )
+        return value
+
+    def text(self) -> str:
+        """The content as one string (text parts joined)."""
+        if isinstance(self.content, list):
+            return "".join(part["text"] for part in self.content)
+        return self.content or ""
+
+
+class _Generation(_Body):
+    """Fields chat and text completions share."""
+
+    model: str = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = None
+    stop: Any = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise PydanticCustomError("value_error.const", "only n=1 is supported; send one request per completion")
+        return value
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stops(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+            raise PydanticCustomError("type_error.str", "str type expected, or a list of up to 4 strings")
+        if len(value) > MAX_STOPS:
+            raise PydanticCustomError(
+                "value_error.list.max_items", "ensure this value has at most {limit} items", {"limit": MAX_STOPS}
+            )
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for token, bias in (value or {}).items():
+            if not token.isdigit():
+                raise PydanticCustomError("type_error.integer", "logit_bias keys must be token ids (integers)")
+            if not -100 <= bias <= 100:
+                raise PydanticCustomError("value_error.number", "logit_bias values must be between -100 and 100")
+        return value
+
+    def stop_strings(self) -> tuple[str, ...]:
+        """`stop` as a tuple (empty strings dropped)."""
+        stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        return tuple(s for s in stops if s)
+
+    def include_usage(self) -> bool:
+        """Whether a streaming response ends with a usage chunk."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_Generation):
+    """POST /v1/chat/completions."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    def token_limit(self) -> int | None:
+        """max_completion_tokens, else the older max_tokens."""
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+class CompletionRequest(_Generation):
+    """POST /v1/completions (legacy text completion)."""
+
+    prompt: Any = Field(description="a string, or a list holding one string")
+    max_tokens: int | None = Field(default=16, ge=1)
+    echo: bool | None = False
+    suffix: str | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_prompt(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+            return value[0]
+        if isinstance(value, list) and len(value) > 1:
+            raise PydanticCustomError("value_error.list.max_items", "only one prompt per request is supported")
+        raise PydanticCustomError("type_error.str", "str type expected")
+
+    @field_validator("echo")
+    @classmethod
+    def _no_echo(cls, value: bool | None) -> bool | None:
+        if value:
+            raise PydanticCustomError("value_error.const", "echo is not supported; the prompt is yours already")
+        return value
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, value: str | None) -> str | None:
+        if value:
+            raise PydanticCustomError("value_error.const", "suffix (fill-in-the-middle) is not supported")
+        return value

@@ -1,0 +1,110 @@
+"""The model catalog (`models.toml`): which model ids exist and where their weights live."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pinaivu_local.errors import ConfigError
+
+
+class _Entry(BaseModel):
+    """One `[models."id"]` table as written in the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = None
+    path: str | None = None
+    n_ctx: int = Field(default=8192, ge=16)
+    n_gpu_layers: int = Field(default=-1, ge=-1)
+    parallel: int = Field(default=4, ge=1, le=256)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A catalog entry with its weights file resolved to an absolute path."""
+
+    id: str
+    source: str | None
+    file: Path
+    n_ctx: int
+    n_gpu_layers: int
+    parallel: int
+    sha256: str | None = None
+    test_model: bool = False
+
+    def fetch_command(self) -> str | None:
+        """A shell command that puts the weights where the server looks, if the source allows."""
+        if self.source and self.source.startswith("hf://"):
+            owner, repo, *rest = self.source.removeprefix("hf://").split("/")
+            url = f"https://huggingface.co/{owner}/{repo}/resolve/main/{'/'.join(rest)}"
+        elif self.source and self.source.startswith(("https://", "http://")):
+            url = self.source
+        else:
+            return None
+        return f"mkdir -p '{self.file.parent}' && curl -L --fail -o '{self.file}' '{url}'"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All models of one catalog file."""
+
+    file: Path
+    models: tuple[ModelSpec, ...]
+
+    def ids(self) -> list[str]:
+        """Model ids in catalog order."""
+        return [m.id for m in self.models]
+
+
+def load_catalog(file: Path, models_dir: Path) -> Catalog:
+    """Parse and check a catalog; raise ConfigError with one line naming the file and problem."""
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: model catalog not found; set PINAIVU_MODELS_FILE or --models-file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the model catalog ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+    tables = raw.get("models")
+    unknown = sorted(set(raw) - {"models"})
+    if unknown:
+        raise ConfigError(f"{file}: unknown top-level key {unknown[0]!r}; models go in [models.\"id\"] tables")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f'{file}: no models; add at least one [models."id"] table')
+    specs = tuple(_spec(file, models_dir, model_id, table) for model_id, table in tables.items())
+    return Catalog(file=file, models=specs)
+
+
+def _spec(file: Path, models_dir: Path, model_id: str, table: Any) -> ModelSpec:
+    where = f'{file}: [models."{model_id}"]'
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table, not {type(table).__name__}")
+    try:
+        entry = _Entry.model_validate(table)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where} {field}: {first['msg']}") from None
+    if entry.path:
+        weights = Path(entry.path).expanduser()
+        weights = weights if weights.is_absolute() else file.parent / weights
+    elif entry.source:
+        weights = models_dir / entry.source.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        raise ConfigError(f"{where} needs a `source` or a `path`")
+    return ModelSpec(
+        id=model_id,
+        source=entry.source,
+        file=weights.resolve(),
+        n_ctx=entry.n_ctx,
+        n_gpu_layers=entry.n_gpu_layers,
+        parallel=entry.parallel,
+        sha256=entry.sha256.lower() if entry.sha256 else None,
+    )

@@ -1,0 +1,141 @@
+"""The `pinaivu-local` command: a click group with subcommands; settings are built here, once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from pinaivu_local import __version__
+from pinaivu_local.catalog import Catalog, ModelSpec, load_catalog
+from pinaivu_local.errors import ConfigError, ModelFileError
+from pinaivu_local.settings import Settings
+
+
+def build_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and .env), CLI options winning; one-line errors."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        raise click.ClickException(f"invalid setting {name} (PINAIVU_{name.upper()}): {first['msg']}") from None
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The catalog named by the settings, or a one-line error."""
+    try:
+        return load_catalog(settings.models_file, settings.models_dir)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pinaivu-local")
+def main() -> None:
+    """pinaivu-local: the Pinaivu OpenAI-compatible API, served from this machine."""
+
+
+@main.command()
+@click.option("--host", help="Interface to listen on [PINAIVU_HOST, default 127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [PINAIVU_PORT, default 8080].")
+@click.option("--models-file", type=click.Path(path_type=Path), help="Model catalog [PINAIVU_MODELS_FILE].")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Data directory [PINAIVU_DATA_DIR].")
+@click.option(
+    "--test-models",
+    is_flag=True,
+    default=None,
+    help="Serve tiny generated models under the catalog's ids: the full API offline, meaningless text.",
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[PINAIVU_LOG_LEVEL]")
+def serve(**options: Any) -> None:
+    """Start the API server."""
+    import uvicorn
+
+    from pinaivu_local.api.app import create_app
+    from pinaivu_local.test_models import test_catalog
+
+    settings = build_settings(**options)
+    _configure_logging(settings.log_level)
+    catalog = open_catalog(settings)
+    _prepare_data_dir(settings.data_dir)
+    if settings.test_models:
+        catalog = test_catalog(catalog, settings.data_dir / "test-models")
+    app = create_app(settings, catalog)
+    click.echo(f"pinaivu-local {__version__} on http://{settings.host}:{settings.port}/v1 (catalog {catalog.file})")
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(1)
+
+
+@main.group()
+def models() -> None:
+    """Inspect the model catalog."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--models-file", type=click.Path(path_type=Path), help="Model catalog [PINAIVU_MODELS_FILE].")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Data directory [PINAIVU_DATA_DIR].")
+def list_models(as_json: bool, **options: Any) -> None:
+    """Every catalog model, whether its file is present, and how to fetch it if not."""
+    settings = build_settings(**options)
+    catalog = open_catalog(settings)
+    rows = [_file_state(spec) for spec in catalog.models]
+    if as_json:
+        click.echo(json.dumps({"catalog": str(catalog.file), "models": rows}, indent=2))
+        return
+    click.echo(f"catalog: {catalog.file}")
+    for row in rows:
+        size = f"{row['size_bytes'] / 2**20:.0f} MiB" if row["size_bytes"] else "-"
+        click.echo(f"{row['id']:<16} {row['state']:<8} {size:>9}  ctx {row['n_ctx']:<6} {row['file']}")
+        if row["problem"]:
+            click.echo(f"{'':<16} {row['problem']}")
+        if row["fetch_command"]:
+            click.echo(f"{'':<16} fetch: {row['fetch_command']}")
+
+
+def _file_state(spec: ModelSpec) -> dict[str, Any]:
+    from pinaivu_local.engine.llama_model import check_gguf
+
+    state, problem = "present", None
+    try:
+        check_gguf(spec.file)
+    except ModelFileError as exc:
+        state, problem = ("missing", None) if not spec.file.exists() else ("invalid", exc.message)
+    return {
+        "id": spec.id,
+        "state": state,
+        "file": str(spec.file),
+        "size_bytes": spec.file.stat().st_size if state != "missing" else None,
+        "n_ctx": spec.n_ctx,
+        "n_gpu_layers": spec.n_gpu_layers,
+        "parallel": spec.parallel,
+        "source": spec.source,
+        "problem": problem,
+        "fetch_command": spec.fetch_command() if state == "missing" else None,
+    }
+
+
+def _prepare_data_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot create the data directory ({exc.strerror})") from None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # llama.cpp's own warnings are mostly tuning notes; show them only when debugging.
+    llama_level = logging.DEBUG if level == "debug" else logging.ERROR
+    logging.getLogger("pinaivu_local.llama_cpp").setLevel(llama_level)
+    logging.getLogger("gguf").setLevel(logging.WARNING)

@@ -1,0 +1,105 @@
+"""One GGUF model loaded through llama.cpp's low-level API: weights, vocabulary, template."""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp.llama_cpp as llama
+
+from pinaivu_local.engine.chat_template import LLAMA3_TEMPLATE, ChatTemplate
+from pinaivu_local.errors import ModelFileError
+
+GGUF_MAGIC = b"GGUF"
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to place a model's weights."""
+
+    n_gpu_layers: int = -1
+    weight_repack: bool = False
+
+
+def check_gguf(path: Path) -> None:
+    """Raise ModelFileError unless `path` is a readable file that starts like a GGUF."""
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: model file not found") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror})") from None
+    if magic != GGUF_MAGIC:
+        raise ModelFileError(f"{path}: not a GGUF file (it starts with {magic!r}, expected b'GGUF')")
+
+
+class LlamaModel:
+    """Owns a `llama_model`; frees it in close()."""
+
+    def __init__(self, path: Path, options: LoadOptions) -> None:
+        check_gguf(path)
+        params = llama.llama_model_default_params()
+        params.n_gpu_layers = options.n_gpu_layers
+        # Off by default where repacked (AMX) buffers crash llama_decode; see engine.repack.
+        params.use_extra_bufts = options.weight_repack
+        model = llama.llama_model_load_from_file(str(path).encode(), params)
+        if not model:
+            raise ModelFileError(f"{path}: llama.cpp could not load this GGUF (truncated, or an unsupported architecture)")
+        self.path = path
+        self.ptr = model
+        self.vocab = llama.llama_model_get_vocab(model)
+        self.n_vocab = llama.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = llama.llama_model_n_ctx_train(model)
+        self.size_bytes = llama.llama_model_size(model)
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self.chat_template = self._chat_template()
+
+    def close(self) -> None:
+        """Free the weights."""
+        if self.ptr:
+            llama.llama_model_free(self.ptr)
+            self.ptr = None
+
+    def describe(self) -> str:
+        """llama.cpp's one-line description (architecture, size, quantization)."""
+        buf = ctypes.create_string_buffer(256)
+        llama.llama_model_desc(self.ptr, buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        """Tokens of `text`, special tokens such as <|eot_id|> parsed as such."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (llama.llama_token * capacity)()
+        n = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, True)
+        if n < 0:  # the capacity was short: -n is the size needed
+            capacity = -n
+            tokens = (llama.llama_token * capacity)()
+            n = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, True)
+        return list(tokens[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token; control tokens render as nothing."""
+        n = llama.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            return buf.raw[:n]
+        return self._piece_buf.raw[:n]
+
+    def is_eog(self, token: int) -> bool:
+        """Whether `token` ends a generation (<|eot_id|>, <|end_of_text|>, ...)."""
+        return bool(llama.llama_vocab_is_eog(self.vocab, token))
+
+    def token_text(self, token: int) -> str:
+        """The vocabulary's text for a token (special tokens included)."""
+        raw = llama.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", "replace") if raw else ""
+
+    def _chat_template(self) -> ChatTemplate:
+        raw = llama.llama_model_chat_template(self.ptr, None)
+        source = raw.decode("utf-8", "replace") if raw else LLAMA3_TEMPLATE
+        bos = self.token_text(llama.llama_vocab_bos(self.vocab))
+        eos = self.token_text(llama.llama_vocab_eos(self.vocab))
+        return ChatTemplate(source, bos_token=bos, eos_token=eos, origin=str(self.path))

@@ -1,0 +1,226 @@
+"""Every catalog model, loaded side by side: ready ones serve, the others explain why not."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import llama_cpp.llama_cpp as llama
+
+from pinaivu_local.catalog import Catalog, ModelSpec
+from pinaivu_local.engine.llama_log import LlamaLog
+from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
+from pinaivu_local.engine.sampling import SamplingParams
+from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
+from pinaivu_local.errors import ContextLengthExceeded, InvalidRequest, ModelFileError, ModelNotFound, PinaivuError
+
+log = logging.getLogger(__name__)
+
+ModelState = Literal["ready", "missing", "failed"]
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What /health and `models list` say about one catalog model."""
+
+    id: str
+    state: ModelState
+    file: str
+    test_model: bool
+    detail: str | None = None
+    fetch_command: str | None = None
+    running: int = 0
+    queued: int = 0
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Engine-wide settings, resolved once at start-up."""
+
+    n_threads: int
+    max_queue: int
+    weight_repack: bool
+
+
+class ModelEngine:
+    """A ready model: weights, chat template and the scheduler that serves it."""
+
+    def __init__(self, spec: ModelSpec, model: LlamaModel, scheduler: Scheduler) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self._model = model
+        self._scheduler = scheduler
+        self.n_ctx = scheduler.n_ctx
+
+    def chat_prompt(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Tokens of the messages rendered with the model's chat template."""
+        # The template writes <|begin_of_text|> itself, so no BOS is added here.
+        return self._model.tokenize(self._model.chat_template.render(messages), add_bos=False)
+
+    def text_prompt(self, text: str) -> list[int]:
+        """Tokens of a plain completion prompt, BOS first."""
+        return self._model.tokenize(text, add_bos=True)
+
+    def check_logit_bias(self, bias: dict[int, float]) -> None:
+        """Raise InvalidRequest for token ids outside the vocabulary."""
+        bad = [t for t in bias if not 0 <= t < self._model.n_vocab]
+        if bad:
+            raise InvalidRequest(
+                f"logit_bias has token id {bad[0]}, outside this model's vocabulary (0..{self._model.n_vocab - 1}).",
+                param="logit_bias",
+            )
+
+    def completion_budget(self, n_prompt: int, requested: int | None, param: str) -> int:
+        """Tokens the completion may take; ContextLengthExceeded when they do not fit."""
+        if requested is None:
+            if n_prompt >= self.n_ctx:
+                raise ContextLengthExceeded(
+                    f"This model's maximum context length is {self.n_ctx} tokens, but your prompt is "
+                    f"{n_prompt} tokens. Shorten the {param}.",
+                    param=param,
+                )
+            return self.n_ctx - n_prompt
+        if n_prompt + requested > self.n_ctx:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.n_ctx} tokens. However, you requested "
+                f"{n_prompt + requested} tokens ({n_prompt} in the {param}, {requested} for the completion). "
+                f"Please reduce the length of the {param} or the completion's max_tokens.",
+                param=param,
+            )
+        return requested
+
+    def start(self, prompt: list[int], params: SamplingParams, max_tokens: int) -> GenerationStream:
+        """Queue a generation; raises Unavailable when the model cannot take it now."""
+        return self._scheduler.submit(prompt, params, max_tokens)
+
+    def status(self) -> ModelStatus:
+        """Ready, with its current load."""
+        running, queued = self._scheduler.load()
+        failed = self._scheduler.failed
+        return ModelStatus(
+            id=self.id,
+            state="failed" if failed else "ready",
+            file=str(self.spec.file),
+            test_model=self.spec.test_model,
+            detail=failed or self._model.describe(),
+            running=running,
+            queued=queued,
+        )
+
+    def close(self) -> None:
+        """Stop the scheduler, then free the weights."""
+        self._scheduler.close()
+        self._model.close()
+
+
+class ModelPool:
+    """Opens every model of a catalog; `get` resolves a request's model id."""
+
+    def __init__(self, catalog: Catalog, options: EngineOptions) -> None:
+        self._catalog = catalog
+        self._options = options
+        self._engines: dict[str, ModelEngine] = {}
+        self._unavailable: dict[str, ModelStatus] = {}
+        self._log: LlamaLog | None = None
+
+    def open(self) -> None:
+        """Load every model whose file is usable; record why the others are not."""
+        llama.llama_backend_init()
+        self._log = LlamaLog()
+        for spec in self._catalog.models:
+            try:
+                self._engines[spec.id] = self._load(spec)
+            except PinaivuError as exc:
+                self._unavailable[spec.id] = self._unavailable_status(spec, exc)
+                log.warning("%s unavailable: %s", spec.id, exc.message)
+
+    def _load(self, spec: ModelSpec) -> ModelEngine:
+        model = LlamaModel(spec.file, LoadOptions(spec.n_gpu_layers, self._options.weight_repack))
+        try:
+            config = ContextConfig(
+                n_ctx=spec.n_ctx,
+                parallel=spec.parallel,
+                n_threads=self._options.n_threads,
+                max_queue=self._options.max_queue,
+            )
+            engine = ModelEngine(spec, model, Scheduler(model, config, spec.id))
+        except BaseException:
+            model.close()
+            raise
+        log.info("%s ready: %s, %.0f MiB, context %d", spec.id, model.describe(), model.size_bytes / 2**20, engine.n_ctx)
+        return engine
+
+    def _unavailable_status(self, spec: ModelSpec, exc: PinaivuError) -> ModelStatus:
+        missing = not spec.file.exists()
+        detail = exc.message
+        if isinstance(exc, ModelFileError) and not missing and self._log and self._log.last_error():
+            detail = f"{detail}: {self._log.last_error()}"
+        return ModelStatus(
+            id=spec.id,
+            state="missing" if missing else "failed",
+            file=str(spec.file),
+            test_model=spec.test_model,
+            detail=detail,
+            fetch_command=spec.fetch_command() if missing else None,
+        )
+
+    def ready_ids(self) -> list[str]:
+        """Ids of the models that serve requests, in catalog order."""
+        return [m.id for m in self._catalog.models if m.id in self._engines]
+
+    def statuses(self) -> list[ModelStatus]:
+        """Every catalog model, ready or not."""
+        return [
+            self._engines[m.id].status() if m.id in self._engines else self._unavailable[m.id]
+            for m in self._catalog.models
+        ]
+
+    def get(self, model_id: str) -> ModelEngine:
+        """The engine of a ready model, or ModelNotFound with a message that helps."""
+        engine = self._engines.get(model_id)
+        if engine is not None:
+            return engine
+        raise ModelNotFound(self._not_found_message(model_id), param="model")
+
+    def _not_found_message(self, model_id: str) -> str:
+        active = self.ready_ids()
+        listed = ", ".join(active) if active else "none"
+        if model_id in self._unavailable:
+            status = self._unavailable[model_id]
+            how = f" Fetch it with: {status.fetch_command}" if status.fetch_command else ""
+            return f"The model `{model_id}` is not active on this server ({status.detail}).{how} Active models: {listed}."
+        hint = suggest(model_id, active)
+        did_you_mean = f" Did you mean `{hint}`?" if hint else ""
+        return (
+            f"The model `{model_id}` does not exist or is not active.{did_you_mean} Active models: {listed}. "
+            "Use an id from GET /v1/models verbatim."
+        )
+
+    def close(self) -> None:
+        """Stop every engine and free every model."""
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+        if self._log:
+            self._log.uninstall()
+            self._log = None
+        llama.llama_backend_free()
+
+
+def suggest(model_id: str, candidates: list[str]) -> str | None:
+    """The candidate a mistyped id most likely meant (llama-3.2-3b -> llama3.2:3b)."""
+
+    def squash(text: str) -> str:
+        return re.sub(r"[^a-z0-9.]", "", text.lower())
+
+    wanted = squash(model_id)
+    for candidate in candidates:
+        if squash(candidate) == wanted:
+            return candidate
+    close = difflib.get_close_matches(wanted, [squash(c) for c in candidates], n=1, cutoff=0.75)
+    if close:
+        return next(c for c in candidates if squash(c) == close[0])
+    return None

@@ -1,0 +1,41 @@
+"""Child process of engine.repack: decode with repacked weights; crashing here is the answer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import llama_cpp.llama_cpp as llama
+
+from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
+from pinaivu_local.tiny_gguf import TinyShape, write_tiny_model
+
+LLAMA_FTYPE_MOSTLY_Q4_K_M = 15
+
+
+def main(workdir: Path) -> int:
+    """Quantize a small model to Q4_K_M, load it with repacking on and decode a few tokens."""
+    llama.llama_log_set(llama.llama_log_callback(lambda *_: None), None)
+    llama.llama_backend_init()
+    f16 = write_tiny_model(workdir / "probe-f16.gguf", shape=TinyShape(n_embd=256, n_ff=512, n_layer=1))
+    quantized = workdir / "probe-q4_k_m.gguf"
+    params = llama.llama_model_quantize_default_params()
+    params.ftype = LLAMA_FTYPE_MOSTLY_Q4_K_M
+    if llama.llama_model_quantize(str(f16).encode(), str(quantized).encode(), params) != 0:
+        return 3
+    for path in (quantized, write_tiny_model(workdir / "probe-q8.gguf", quant="Q8_0")):
+        model = LlamaModel(path, LoadOptions(n_gpu_layers=0, weight_repack=True))
+        ctx_params = llama.llama_context_default_params()
+        ctx_params.n_ctx = 64
+        ctx = llama.llama_init_from_model(model.ptr, ctx_params)
+        tokens = model.tokenize("probe the repacked weights", add_bos=True)
+        array = (llama.llama_token * len(tokens))(*tokens)
+        if llama.llama_decode(ctx, llama.llama_batch_get_one(array, len(tokens))) != 0:
+            return 4
+        llama.llama_free(ctx)
+        model.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))

@@ -1,0 +1,329 @@
+"""One thread per model that owns the llama context and batches every running sequence.
+
+Each step puts one decode token of every running sequence, then prompt chunks of sequences
+still prefilling, into one llama_batch; one llama_decode; then samples every sequence that got
+logits and hands the new text to the waiting handlers in one hop to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import llama_cpp.llama_cpp as llama
+
+from pinaivu_local.engine.detokenize import IncrementalText
+from pinaivu_local.engine.llama_model import LlamaModel
+from pinaivu_local.engine.results import Delta, FinishReason, Usage
+from pinaivu_local.engine.sampling import SamplingParams, build_sampler
+from pinaivu_local.engine.stops import StopMatcher
+from pinaivu_local.errors import EngineFailure, Unavailable
+
+log = logging.getLogger(__name__)
+
+_DONE = object()  # end-of-stream marker in a sequence's queue
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """How the llama context of one model is shaped."""
+
+    n_ctx: int
+    parallel: int
+    n_threads: int
+    max_queue: int
+    n_batch: int = 512
+
+
+@dataclass(eq=False)
+class _Sequence:
+    """One request inside the scheduler. Touched by the engine thread only, except `cancelled`."""
+
+    prompt: list[int]
+    params: SamplingParams
+    max_tokens: int
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[object]
+    cancelled: bool = False
+    slot: int = -1
+    sampler: object = None
+    fed: int = 0  # prompt tokens already decoded
+    n_generated: int = 0
+    next_token: int = -1  # sampled but not yet decoded
+    text: IncrementalText = field(default_factory=IncrementalText)
+    stops: StopMatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stops = StopMatcher(self.params.stop)
+
+    @property
+    def reserved(self) -> int:
+        """KV cells this sequence may grow to."""
+        return len(self.prompt) + self.max_tokens
+
+
+class GenerationStream:
+    """The async side of one request: iterate for Deltas; close() cancels it."""
+
+    def __init__(self, seq: _Sequence, wake: Callable[[], None]) -> None:
+        self._seq = seq
+        self._wake = wake
+        self._finished = False
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Delta]:
+        try:
+            while True:
+                item = await self._seq.queue.get()
+                if item is _DONE:
+                    self._finished = True
+                    return
+                if isinstance(item, BaseException):
+                    self._finished = True
+                    raise item
+                assert isinstance(item, Delta)
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop generating (client gone); frees the sequence within one engine step."""
+        if not self._finished:
+            self._finished = True
+            self._seq.cancelled = True
+            self._wake()
+
+
+class Scheduler:
+    """Owns a model's context and batch on its own thread."""
+
+    def __init__(self, model: LlamaModel, config: ContextConfig, name: str) -> None:
+        self._model = model
+        self._config = config
+        params = llama.llama_context_default_params()
+        params.n_ctx = config.n_ctx
+        params.n_batch = min(config.n_batch, config.n_ctx)
+        params.n_ubatch = params.n_batch
+        params.n_seq_max = config.parallel
+        params.n_threads = config.n_threads
+        params.n_threads_batch = config.n_threads
+        params.kv_unified = True  # any sequence may use the whole context
+        params.no_perf = True
+        self._ctx = llama.llama_init_from_model(model.ptr, params)
+        if not self._ctx:
+            raise EngineFailure(f"{model.path}: llama.cpp could not create a context of {config.n_ctx} tokens")
+        self.n_ctx = llama.llama_n_ctx(self._ctx)
+        self._n_batch = llama.llama_n_batch(self._ctx)
+        self._memory = llama.llama_get_memory(self._ctx)
+        self._batch = llama.llama_batch_init(self._n_batch, 0, 1)
+        self._lock = threading.Condition()
+        self._pending: deque[_Sequence] = deque()
+        self._running: list[_Sequence] = []
+        self._free_slots = list(range(config.parallel))
+        self._stopping = False
+        self.failed: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
+        self._thread.start()
+
+    # ---- called from the event loop -------------------------------------------------
+
+    def submit(self, prompt: list[int], params: SamplingParams, max_tokens: int) -> GenerationStream:
+        """Queue a request; raise Unavailable when the queue is full or the engine is down."""
+        loop = asyncio.get_running_loop()
+        seq = _Sequence(prompt=prompt, params=params, max_tokens=max_tokens, loop=loop, queue=asyncio.Queue())
+        with self._lock:
+            if self.failed or self._stopping:
+                raise Unavailable("The model's engine is not running; retry shortly.", retry_after=5)
+            capacity = self._config.max_queue + len(self._free_slots)
+            if len(self._pending) >= capacity:
+                raise Unavailable(
+                    f"All {self._config.parallel} sequences of this model are busy and its queue "
+                    f"({self._config.max_queue}) is full; retry shortly.",
+                    retry_after=1,
+                )
+            self._pending.append(seq)
+            self._lock.notify()
+        return GenerationStream(seq, self.wake)
+
+    def load(self) -> tuple[int, int]:
+        """(running sequences, queued requests) right now."""
+        with self._lock:
+            return len(self._running), len(self._pending)
+
+    def wake(self) -> None:
+        """Make the engine thread look at its queues (a request was cancelled)."""
+        with self._lock:
+            self._lock.notify()
+
+    def close(self) -> None:
+        """Stop the thread, fail what is left, free the context and batch."""
+        with self._lock:
+            self._stopping = True
+            self._lock.notify()
+        self._thread.join()
+        shutdown = Unavailable("The server is shutting down.", retry_after=5)
+        out: list[tuple[_Sequence, object]] = []
+        for seq in [*self._running, *self._pending]:
+            self._finish(seq, shutdown, out)
+        self._deliver(out)
+        llama.llama_batch_free(self._batch)
+        llama.llama_free(self._ctx)
+        self._ctx = None
+
+    # ---- engine thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._step():
+                pass
+        except BaseException as exc:  # never die silently: later requests get a 503
+            log.exception("engine thread stopped")
+            self.failed = str(exc)
+
+    def _step(self) -> bool:
+        with self._lock:
+            while not self._stopping and not self._running and not self._pending:
+                self._lock.wait()
+            if self._stopping:
+                return False
+            self._admit()
+        out: list[tuple[_Sequence, object]] = []
+        self._drop_cancelled()
+        if self._running:
+            self._decode_step(out)
+        self._deliver(out)
+        return True
+
+    def _admit(self) -> None:
+        """Move waiting requests into free slots while their worst case fits the context."""
+        reserved = sum(s.reserved for s in self._running)
+        while self._pending and self._free_slots:
+            seq = self._pending[0]
+            if seq.cancelled:
+                self._pending.popleft()
+                continue
+            if self._running and reserved + seq.reserved > self.n_ctx:
+                break  # FIFO: wait for room rather than let smaller requests overtake
+            self._pending.popleft()
+            seq.slot = self._free_slots.pop()
+            seq.sampler = build_sampler(seq.params, self._model.vocab, self._model.n_vocab)
+            reserved += seq.reserved
+            self._running.append(seq)
+
+    def _drop_cancelled(self) -> None:
+        for seq in [s for s in self._running if s.cancelled]:
+            self._release(seq)
+
+    def _decode_step(self, out: list[tuple[_Sequence, object]]) -> None:
+        budget = self._n_batch
+        while True:
+            plan = self._fill_batch(budget)
+            rc = llama.llama_decode(self._ctx, self._batch)
+            if rc == 0:
+                break
+            if rc == 1 and budget > 1 and any(chunk for _, _, chunk in plan):
+                budget //= 2  # no KV slot for this many prompt tokens: try a smaller chunk
+                continue
+            victims = [seq for seq, _, _ in plan]
+            error = EngineFailure(f"llama_decode failed (status {rc}) while serving this request; retry it.")
+            for seq in victims:
+                self._finish(seq, error, out)
+            return
+        for seq, logits_index, chunk in plan:
+            if chunk:
+                seq.fed += chunk
+            if logits_index >= 0:
+                self._sample(seq, logits_index, out)
+
+    def _fill_batch(self, budget: int) -> list[tuple[_Sequence, int, int]]:
+        """Write this step's tokens into the batch; return (sequence, logits index, prompt tokens)."""
+        batch = self._batch
+        n = 0
+        plan: list[tuple[_Sequence, int, int]] = []
+
+        def put(token: int, pos: int, seq: _Sequence, logits: bool) -> None:
+            nonlocal n
+            batch.token[n] = token
+            batch.pos[n] = pos
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = seq.slot
+            batch.logits[n] = logits
+            n += 1
+
+        for seq in self._running:
+            if seq.fed == len(seq.prompt):
+                put(seq.next_token, len(seq.prompt) + seq.n_generated - 1, seq, True)
+                plan.append((seq, n - 1, 0))
+        for seq in self._running:
+            remaining = len(seq.prompt) - seq.fed
+            room = min(budget, self._n_batch) - n
+            if remaining <= 0 or room <= 0:
+                continue
+            chunk = min(remaining, room)
+            for i in range(seq.fed, seq.fed + chunk):
+                put(seq.prompt[i], i, seq, i == len(seq.prompt) - 1)
+            plan.append((seq, n - 1 if seq.fed + chunk == len(seq.prompt) else -1, chunk))
+        batch.n_tokens = n
+        return plan
+
+    def _sample(self, seq: _Sequence, index: int, out: list[tuple[_Sequence, object]]) -> None:
+        token = llama.llama_sampler_sample(seq.sampler, self._ctx, index)
+        if self._model.is_eog(token) and not seq.params.ignore_eos:
+            self._complete(seq, "stop", _drain(seq), out)
+            return
+        seq.n_generated += 1
+        seq.next_token = token
+        text, hit_stop = seq.stops.push(seq.text.push(self._model.piece(token)))
+        if hit_stop:
+            self._complete(seq, "stop", text, out)
+        elif seq.n_generated >= seq.max_tokens:
+            self._complete(seq, "length", text + _drain(seq), out)
+        elif text:
+            out.append((seq, Delta(text)))
+
+    def _complete(self, seq: _Sequence, reason: FinishReason, text: str, out: list[tuple[_Sequence, object]]) -> None:
+        usage = Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_generated)
+        out.append((seq, Delta(text, finish_reason=reason, usage=usage)))
+        self._finish(seq, _DONE, out)
+
+    def _finish(self, seq: _Sequence, last: object, out: list[tuple[_Sequence, object]]) -> None:
+        """Send `last` (the end marker or an error) and free the sequence's slot and KV cells."""
+        out.append((seq, last))
+        if seq in self._running:
+            self._release(seq)
+
+    def _release(self, seq: _Sequence) -> None:
+        self._running.remove(seq)
+        llama.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
+        llama.llama_sampler_free(seq.sampler)
+        seq.sampler = None
+        self._free_slots.append(seq.slot)
+
+    def _deliver(self, out: list[tuple[_Sequence, object]]) -> None:
+        """One hop per event loop for everything this step produced."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Sequence, object]]] = {}
+        for seq, item in out:
+            if not seq.cancelled or item is _DONE:
+                by_loop.setdefault(seq.loop, []).append((seq, item))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, items)
+            except RuntimeError:  # that loop is closed: nobody is listening any more
+                pass
+
+
+def _drain(seq: _Sequence) -> str:
+    """Text the decoder and stop matcher still hold at the end of a generation."""
+    tail, hit = seq.stops.push(seq.text.flush())
+    return tail if hit else tail + seq.stops.flush()
+
+
+def _put_all(items: list[tuple[_Sequence, object]]) -> None:
+    for seq, item in items:
+        seq.queue.put_nowait(item)

@@ -1,0 +1,107 @@
+"""The typed error hierarchy: raised where a problem starts, rendered in one place.
+
+These classes know nothing about HTTP; `api.error_rendering` maps each class to a status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PinaivuError(Exception):
+    """Base class: a message that tells the user what to do, an error code and a parameter."""
+
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(PinaivuError):
+    """A settings value, catalog or CLI argument the server cannot start with."""
+
+    code = "config_error"
+
+
+class ModelFileError(PinaivuError):
+    """A model file that is absent, not a GGUF, or that llama.cpp refuses."""
+
+    code = "model_file_error"
+
+
+class InvalidRequest(PinaivuError):
+    """A request that is well-formed JSON but cannot be served as asked."""
+
+    code = "invalid_request"
+
+
+class InvalidJSON(InvalidRequest):
+    """A body that is not JSON."""
+
+    code = "invalid_json"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """Prompt plus completion budget do not fit the model's context."""
+
+    code = "context_length_exceeded"
+
+
+class ValidationFailed(PinaivuError):
+    """Schema violations, one entry per problem, in the reference's `detail` shape."""
+
+    code = "validation_error"
+
+    def __init__(self, detail: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail))
+        self.detail = detail
+
+
+class ModelNotFound(PinaivuError):
+    """The model id matches no active model."""
+
+    code = "model_not_found"
+
+
+class RouteNotFound(PinaivuError):
+    """No such endpoint."""
+
+    code = "not_found"
+
+
+class MethodNotAllowed(PinaivuError):
+    """The endpoint exists but not for this HTTP method."""
+
+    code = "method_not_allowed"
+
+
+class AuthenticationError(PinaivuError):
+    """No usable API key (missing, malformed, unknown)."""
+
+    code = "invalid_api_key"
+
+
+class PermissionDenied(PinaivuError):
+    """A valid key that may not do this."""
+
+    code = "permission_denied"
+
+
+class Unavailable(PinaivuError):
+    """The model cannot take the request now; retrying later may succeed."""
+
+    code = "no_nodes_available"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineFailure(PinaivuError):
+    """llama.cpp failed while serving a request; the engine keeps serving others."""
+
+    code = "engine_error"

@@ -1,0 +1,50 @@
+"""Server settings: built once (in the CLI) from the environment and passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory: $XDG_DATA_HOME/pinaivu-local, or ~/.local/share/pinaivu-local."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pinaivu-local"
+
+
+def default_models_file() -> Path:
+    """./models.toml when present, else the catalog shipped inside the package."""
+    local = Path("models.toml")
+    if local.is_file():
+        return local.resolve()
+    return Path(__file__).with_name("models.toml")
+
+
+class Settings(BaseSettings):
+    """Everything the server reads from its environment (prefix PINAIVU_, optional .env)."""
+
+    model_config = SettingsConfigDict(env_prefix="PINAIVU_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    models_file: Path = Field(default_factory=default_models_file)
+    api_key: SecretStr | None = None
+    threads: int = Field(default=0, ge=0, description="llama.cpp threads per model; 0 = all cores")
+    max_queue: int = Field(default=64, ge=0, description="requests waiting per model before 503")
+    weight_repack: Literal["auto", "on", "off"] = "auto"
+    test_models: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def effective_threads(self) -> int:
+        """Threads llama.cpp uses per model."""
+        return self.threads or max(1, os.cpu_count() or 1)
+
+    @property
+    def models_dir(self) -> Path:
+        """Where model files without an explicit path are kept."""
+        return self.data_dir / "models"

@@ -1,0 +1,32 @@
+"""`serve --test-models`: the catalog's ids served by tiny generated models, for offline testing."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from pinaivu_local.catalog import Catalog
+from pinaivu_local.tiny_gguf import TinyShape, write_tiny_model
+
+# Every other model is quantized, so the quantized kernels are exercised as well.
+_VARIANTS = (("F16", TinyShape()), ("Q8_0", TinyShape(n_layer=3)))
+# Tiny models are cheap; a short context keeps their KV cache small on an edge box.
+TEST_MODEL_N_CTX = 2048
+
+
+def test_catalog(catalog: Catalog, directory: Path) -> Catalog:
+    """The same ids, each pointing at a tiny model generated (once) under `directory`."""
+    specs = []
+    for i, spec in enumerate(catalog.models):
+        quant, shape = _VARIANTS[i % len(_VARIANTS)]
+        safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", spec.id)
+        path = directory / f"tiny-{safe_id}-{quant}-s{i}.gguf"
+        if not path.exists():
+            write_tiny_model(path, quant=quant, shape=shape, seed=i)
+        specs.append(
+            dataclasses.replace(
+                spec, source=None, file=path, n_ctx=min(spec.n_ctx, TEST_MODEL_N_CTX), n_gpu_layers=0, test_model=True
+            )
+        )
+    return Catalog(file=catalog.file, models=tuple(specs))

@@ -1,0 +1,187 @@
+"""Writes tiny Llama-3.2-architecture GGUF models: random weights, a real BPE vocabulary.
+
+They load in milliseconds and exercise the whole stack (tokenizer, chat template,
+sampling, quantized kernels); the text they write is meaningless by design.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pinaivu_local.engine.chat_template import LLAMA3_TEMPLATE
+
+# Llama 3's special tokens, in the order Meta numbers them after the regular vocabulary.
+SPECIAL_TOKENS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|python_tag|>",
+    "<|finetune_right_pad_id|>",
+)
+
+# Text the BPE merges are learned from; any English prose does.
+_CORPUS = (
+    "the quick brown fox jumps over the lazy dog. hello world, this is a test of the "
+    "local inference server. say hello to the model and it answers with tokens. "
+    "there is no network here, only the loopback interface and the models we make. "
+    "requests, responses, streams and errors: each one is tested over real http. "
+)
+
+
+@dataclass(frozen=True)
+class TinyShape:
+    """Dimensions of a generated model."""
+
+    n_embd: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    n_head_kv: int = 2
+    n_ff: int = 128
+    n_ctx_train: int = 4096
+    n_merges: int = 64
+
+
+def _byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters (byte-level BPE)."""
+    printable = list(range(ord("!"), ord("~") + 1))
+    printable += list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    mapping = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+def build_vocab(n_merges: int) -> tuple[list[str], list[str], list[int]]:
+    """Return (tokens, merges, token types) of a byte-level BPE vocabulary."""
+    to_uni = _byte_to_unicode()
+    tokens = [to_uni[b] for b in range(256)]
+    words = [[to_uni[b] for b in (" " + w).encode()] for w in _CORPUS.split()]
+    merges: list[str] = []
+    for _ in range(n_merges):
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word in words:
+            pairs.update(zip(word, word[1:]))
+        if not pairs:
+            break
+        (left, right), _count = pairs.most_common(1)[0]
+        merges.append(f"{left} {right}")
+        tokens.append(left + right)
+        words = [_merge_pair(word, left, right) for word in words]
+    types = [1] * len(tokens) + [3] * len(SPECIAL_TOKENS)  # 1 normal, 3 control
+    return tokens + list(SPECIAL_TOKENS), merges, types
+
+
+def _merge_pair(word: list[str], left: str, right: str) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(word):
+        if i + 1 < len(word) and word[i] == left and word[i + 1] == right:
+            out.append(left + right)
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return out
+
+
+def write_tiny_model(
+    path: Path, *, quant: str = "F16", shape: TinyShape | None = None, seed: int = 0
+) -> Path:
+    """Write a tiny Llama 3.2 model to `path` (atomically) and return the path.
+
+    `quant` is F16, Q8_0 or Q4_0 (the types `gguf.quants` writes).
+    """
+    import gguf  # heavy import, only needed when a model is generated
+
+    shape = shape or TinyShape()
+    qtype = {"F16": None, "Q8_0": gguf.GGMLQuantizationType.Q8_0, "Q4_0": gguf.GGMLQuantizationType.Q4_0}
+    if quant not in qtype:
+        raise ValueError(f"unsupported quantization {quant!r}; choose F16, Q8_0 or Q4_0")
+    tokens, merges, types = build_vocab(shape.n_merges)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tiny-", suffix=".gguf")
+    os.close(fd)
+    writer = gguf.GGUFWriter(tmp_name, "llama")
+    try:
+        _write_metadata(writer, shape, tokens, merges, types, quant)
+        rng = np.random.default_rng(seed)
+        for name, array in _weights(shape, len(tokens), rng):
+            _add_tensor(writer, gguf, name, array, qtype[quant])
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    os.replace(tmp_name, path)
+    return path
+
+
+def _write_metadata(writer, shape: TinyShape, tokens, merges, types, quant: str) -> None:  # type: ignore[no-untyped-def]
+    file_types = {"F16": 1, "Q8_0": 7, "Q4_0": 2}
+    head_dim = shape.n_embd // shape.n_head
+    writer.add_name(f"pinaivu tiny llama3.2 {quant}")
+    writer.add_file_type(file_types[quant])
+    writer.add_context_length(shape.n_ctx_train)
+    writer.add_embedding_length(shape.n_embd)
+    writer.add_block_count(shape.n_layer)
+    writer.add_feed_forward_length(shape.n_ff)
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv(shape.n_head_kv)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(500000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("llama-bpe")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    special = {tok: tokens.index(tok) for tok in SPECIAL_TOKENS}
+    writer.add_bos_token_id(special["<|begin_of_text|>"])
+    writer.add_eos_token_id(special["<|eot_id|>"])
+    writer.add_eot_token_id(special["<|eot_id|>"])
+    writer.add_add_bos_token(True)
+    writer.add_chat_template(LLAMA3_TEMPLATE)
+
+
+def _weights(shape: TinyShape, n_vocab: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    """Yield (name, float32 array) in GGUF's row-major (out, in) layout; embeddings are tied."""
+    head_dim = shape.n_embd // shape.n_head
+    kv_dim = head_dim * shape.n_head_kv
+
+    def mat(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
+
+    yield "token_embd.weight", mat(n_vocab, shape.n_embd)
+    for i in range(shape.n_layer):
+        yield f"blk.{i}.attn_norm.weight", np.ones(shape.n_embd, dtype=np.float32)
+        yield f"blk.{i}.attn_q.weight", mat(shape.n_embd, shape.n_embd)
+        yield f"blk.{i}.attn_k.weight", mat(kv_dim, shape.n_embd)
+        yield f"blk.{i}.attn_v.weight", mat(kv_dim, shape.n_embd)
+        yield f"blk.{i}.attn_output.weight", mat(shape.n_embd, shape.n_embd)
+        yield f"blk.{i}.ffn_norm.weight", np.ones(shape.n_embd, dtype=np.float32)
+        yield f"blk.{i}.ffn_gate.weight", mat(shape.n_ff, shape.n_embd)
+        yield f"blk.{i}.ffn_up.weight", mat(shape.n_ff, shape.n_embd)
+        yield f"blk.{i}.ffn_down.weight", mat(shape.n_embd, shape.n_ff)
+    yield "output_norm.weight", np.ones(shape.n_embd, dtype=np.float32)
+
+
+def _add_tensor(writer, gguf, name: str, array: np.ndarray, qtype) -> None:  # type: ignore[no-untyped-def]
+    if array.ndim == 1:  # norms stay F32, as llama.cpp's converters write them
+        writer.add_tensor(name, array)
+    elif qtype is None:
+        writer.add_tensor(name, array.astype(np.float16))
+    else:
+        writer.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
