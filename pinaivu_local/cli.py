@@ -16,6 +16,9 @@ from pinaivu_local.catalog import Catalog, ModelSpec, load_catalog
 from pinaivu_local.errors import ConfigError, ModelFileError
 from pinaivu_local.settings import Settings
 
+# On SIGTERM, streams still running after this long are cut (their clients see the stream end).
+GRACEFUL_SHUTDOWN_S = 5
+
 
 def build_settings(**overrides: Any) -> Settings:
     """Settings from the environment (and .env), CLI options winning; one-line errors."""
@@ -69,7 +72,13 @@ def serve(**options: Any) -> None:
     app = create_app(settings, catalog)
     click.echo(f"pinaivu-local {__version__} on http://{settings.host}:{settings.port}/v1 (catalog {catalog.file})")
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False, lifespan="on"
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     server = uvicorn.Server(config)
     server.run()

@@ -29,6 +29,7 @@ class TinyModels:
     f16: Path
     q8: Path
     q4: Path
+    slow: Path  # bigger, a few hundred tokens/s: long generations that a test can interrupt
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +40,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
         f16=write_tiny_model(folder / "tiny-f16.gguf", quant="F16"),
         q8=write_tiny_model(folder / "tiny-q8.gguf", quant="Q8_0", shape=TinyShape(n_layer=3), seed=1),
         q4=write_tiny_model(folder / "tiny-q4.gguf", quant="Q4_0", seed=2),
+        slow=write_tiny_model(
+            folder / "slow-f16.gguf", shape=TinyShape(n_embd=512, n_layer=4, n_head=8, n_head_kv=2, n_ff=1536), seed=3
+        ),
     )
 
 

@@ -121,7 +121,7 @@ class ChatCompletionRequest(_Generation):
 class CompletionRequest(_Generation):
     """POST /v1/completions (legacy text completion)."""
 
-    prompt: Any = Field(description="a string, or a list holding one string")
+    prompt: Any = Field(description="a string or a list of token ids (or a list holding one of those)")
     max_tokens: int | None = Field(default=16, ge=1)
     echo: bool | None = False
     suffix: str | None = None
@@ -129,13 +129,15 @@ class CompletionRequest(_Generation):
     @field_validator("prompt", mode="before")
     @classmethod
     def _one_prompt(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str | list):
+            value = value[0]
         if isinstance(value, str):
             return value
-        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
-            return value[0]
-        if isinstance(value, list) and len(value) > 1:
+        if isinstance(value, list) and value and all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+            return value
+        if isinstance(value, list) and len(value) > 1 and all(isinstance(p, str | list) for p in value):
             raise PydanticCustomError("value_error.list.max_items", "only one prompt per request is supported")
-        raise PydanticCustomError("type_error.str", "str type expected")
+        raise PydanticCustomError("type_error.str", "str type expected, or a list of token ids")
 
     @field_validator("echo")
     @classmethod

@@ -64,13 +64,21 @@ class ModelEngine:
         """Tokens of a plain completion prompt, BOS first."""
         return self._model.tokenize(text, add_bos=True)
 
+    def token_prompt(self, tokens: list[int]) -> list[int]:
+        """A prompt given as token ids, checked against the vocabulary."""
+        self._check_tokens(tokens, "prompt")
+        return list(tokens)
+
     def check_logit_bias(self, bias: dict[int, float]) -> None:
         """Raise InvalidRequest for token ids outside the vocabulary."""
-        bad = [t for t in bias if not 0 <= t < self._model.n_vocab]
+        self._check_tokens(list(bias), "logit_bias")
+
+    def _check_tokens(self, tokens: list[int], param: str) -> None:
+        bad = [t for t in tokens if not 0 <= t < self._model.n_vocab]
         if bad:
             raise InvalidRequest(
-                f"logit_bias has token id {bad[0]}, outside this model's vocabulary (0..{self._model.n_vocab - 1}).",
-                param="logit_bias",
+                f"{param} has token id {bad[0]}, outside this model's vocabulary (0..{self._model.n_vocab - 1}).",
+                param=param,
             )
 
     def completion_budget(self, n_prompt: int, requested: int | None, param: str) -> int:

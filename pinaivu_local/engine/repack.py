@@ -42,11 +42,17 @@ def cpu_identity() -> tuple[str, set[str]]:
     return name or platform.machine(), flags
 
 
-def decide_repack(setting: Literal["auto", "on", "off"], data_dir: Path, probe_cmd: list[str] | None = None) -> bool:
+def decide_repack(
+    setting: Literal["auto", "on", "off"],
+    data_dir: Path,
+    *,
+    probe_cmd: list[str] | None = None,
+    cpu: tuple[str, set[str]] | None = None,
+) -> bool:
     """Resolve the weight_repack setting to a yes/no that will not crash this machine."""
     if setting != "auto":
         return setting == "on"
-    name, flags = cpu_identity()
+    name, flags = cpu or cpu_identity()
     if any(flag.startswith("amx") for flag in flags):
         log.info("CPU advertises AMX: weight repacking off (it crashes llama.cpp there)")
         return False

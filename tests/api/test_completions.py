@@ -52,3 +52,10 @@ def test_streaming_text_completion(server: RunningServer) -> None:
     assert all(c["object"] == "text_completion" and c["request_id"].startswith("req_") for c in chunks)
     assert chunks[-1]["usage"]["completion_tokens"] == 4
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+
+
+def test_prompt_as_token_ids(client: openai.OpenAI, server: RunningServer) -> None:
+    out = client.completions.create(model="llama3.2:1b", prompt=[320, 104, 101], max_tokens=3, logit_bias=NO_EOG)
+    assert out.usage is not None and out.usage.prompt_tokens == 3
+    bad = httpx.post(f"{server.v1}/completions", json={"model": "llama3.2:1b", "prompt": [99999]}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt"

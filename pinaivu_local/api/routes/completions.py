@@ -33,7 +33,7 @@ async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
     pool: ModelPool = request.app.state.pool
     engine = pool.get(body.model)
     params = sampling_params(body, engine)
-    prompt = engine.text_prompt(body.prompt)
+    prompt = engine.text_prompt(body.prompt) if isinstance(body.prompt, str) else engine.token_prompt(body.prompt)
     max_tokens = engine.completion_budget(len(prompt), body.max_tokens, "prompt")
     completion = Completion("text", engine.id, include_usage=bool(body.stream) and body.include_usage())
     return await respond(request, engine, prompt, params, max_tokens, completion, bool(body.stream))

@@ -1,0 +1,61 @@
+"""Loading GGUFs through the low-level bindings, and refusing bad files clearly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import llama_cpp.llama_cpp as llama
+import pytest
+
+from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions, check_gguf
+from pinaivu_local.errors import ModelFileError
+from tests.conftest import TinyModels
+
+
+@pytest.fixture(scope="module")
+def model(tiny_models: TinyModels) -> Iterator[LlamaModel]:
+    llama.llama_backend_init()
+    loaded = LlamaModel(tiny_models.f16, LoadOptions(n_gpu_layers=0))
+    yield loaded
+    loaded.close()
+
+
+def test_tokenize_round_trip_and_specials(model: LlamaModel) -> None:
+    tokens = model.tokenize("hello <|eot_id|> world", add_bos=True)
+    assert tokens[0] == 320  # <|begin_of_text|>
+    assert 324 in tokens  # <|eot_id|> parsed as the special token
+    assert b"".join(model.piece(t) for t in tokens) == b"hello  world"  # specials render as nothing
+    assert model.is_eog(324) and not model.is_eog(tokens[1])
+
+
+def test_long_text_tokenizes_fully(model: LlamaModel) -> None:
+    text = "the quick brown fox " * 500
+    assert b"".join(model.piece(t) for t in model.tokenize(text, add_bos=False)).decode() == text
+
+
+def test_template_from_the_gguf(model: LlamaModel) -> None:
+    prompt = model.chat_template.render([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
+    assert prompt.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n")
+    assert "be brief<|eot_id|>" in prompt
+    assert prompt.endswith("hi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="model file not found"):
+        check_gguf(tmp_path / "nope.gguf")
+
+
+def test_not_a_gguf(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"PK\x03\x04zipfile")
+    with pytest.raises(ModelFileError, match="not a GGUF file"):
+        LlamaModel(bad, LoadOptions())
+
+
+def test_truncated_gguf(tmp_path: Path, tiny_models: TinyModels) -> None:
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny_models.q8.read_bytes()[:4096])
+    llama.llama_backend_init()
+    with pytest.raises(ModelFileError, match="could not load"):
+        LlamaModel(cut, LoadOptions(n_gpu_layers=0))

@@ -1,0 +1,99 @@
+"""The batching scheduler on a real tiny model: batching, determinism, cancellation, limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from pinaivu_local.catalog import Catalog, ModelSpec
+from pinaivu_local.engine.model_pool import EngineOptions, ModelEngine, ModelPool
+from pinaivu_local.engine.results import Delta
+from pinaivu_local.engine.sampling import SamplingParams
+from pinaivu_local.errors import ContextLengthExceeded, ModelNotFound, Unavailable
+from tests.conftest import TinyModels
+
+NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
+
+
+@pytest.fixture(scope="module")
+def pool(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelPool]:
+    spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=1024, n_gpu_layers=0, parallel=8)
+    slow = ModelSpec(id="slow", source=None, file=tiny_models.slow, n_ctx=2048, n_gpu_layers=0, parallel=1)
+    opened = ModelPool(Catalog(file=tmp_path_factory.mktemp("c") / "models.toml", models=(spec, slow)),
+                       EngineOptions(n_threads=1, max_queue=1, weight_repack=False))
+    opened.open()
+    yield opened
+    opened.close()
+
+
+async def generate(engine: ModelEngine, text: str, max_tokens: int, **params: object) -> list[Delta]:
+    prompt = engine.chat_prompt([{"role": "user", "content": text}])
+    return [d async for d in engine.start(prompt, SamplingParams(**params), max_tokens)]  # type: ignore[arg-type]
+
+
+def joined(deltas: list[Delta]) -> str:
+    return "".join(d.text for d in deltas)
+
+
+def test_usage_and_finish(pool: ModelPool) -> None:
+    deltas = asyncio.run(generate(pool.get("tiny"), "hi", 7, temperature=0, logit_bias=NO_EOG))
+    last = deltas[-1]
+    assert last.finish_reason == "length"
+    assert last.usage is not None and last.usage.completion_tokens == 7
+    assert all(d.finish_reason is None for d in deltas[:-1])
+
+
+def test_greedy_alone_equals_greedy_in_a_crowd(pool: ModelPool) -> None:
+    engine = pool.get("tiny")
+
+    async def crowd() -> list[list[Delta]]:
+        jobs = [generate(engine, "x" * (i * 7 + 1), 5 + 4 * i, temperature=0, logit_bias=NO_EOG) for i in range(8)]
+        return await asyncio.gather(*jobs)
+
+    alone = [joined(asyncio.run(generate(engine, "x" * (i * 7 + 1), 5 + 4 * i, temperature=0, logit_bias=NO_EOG)))
+             for i in range(8)]
+    together = asyncio.run(crowd())
+    assert [joined(d) for d in together] == alone
+    assert [d[-1].usage.completion_tokens for d in together] == [5 + 4 * i for i in range(8)]  # type: ignore[union-attr]
+
+
+def test_queue_full_then_cancel_frees_the_slot(pool: ModelPool) -> None:
+    engine = pool.get("slow")  # parallel 1, queue 1
+
+    async def scenario() -> None:
+        prompt = engine.chat_prompt([{"role": "user", "content": "go"}])
+        long = engine.start(prompt, SamplingParams(logit_bias=NO_EOG), 1900)
+        first = aiter(long)
+        await anext(first)
+        queued = engine.start(prompt, SamplingParams(logit_bias=NO_EOG), 2)
+        with pytest.raises(Unavailable):
+            engine.start(prompt, SamplingParams(), 2)
+        long.close()
+        deltas = await asyncio.wait_for(_drain(queued), timeout=5)
+        assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == 2
+
+    asyncio.run(scenario())
+    assert engine.status().running == 0 and engine.status().queued == 0
+
+
+async def _drain(stream: object) -> list[Delta]:
+    return [d async for d in stream]  # type: ignore[attr-defined]
+
+
+def test_budget(pool: ModelPool) -> None:
+    engine = pool.get("tiny")
+    assert engine.completion_budget(100, None, "messages") == engine.n_ctx - 100
+    assert engine.completion_budget(100, 50, "messages") == 50
+    with pytest.raises(ContextLengthExceeded) as caught:
+        engine.completion_budget(1000, 100, "prompt")
+    assert caught.value.param == "prompt"
+    with pytest.raises(ContextLengthExceeded):
+        engine.completion_budget(engine.n_ctx, None, "prompt")
+
+
+def test_unknown_model(pool: ModelPool) -> None:
+    with pytest.raises(ModelNotFound) as caught:
+        pool.get("Tiny!")
+    assert "Did you mean `tiny`?" in caught.value.message

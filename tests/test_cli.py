@@ -1,0 +1,157 @@
+"""The `pinaivu-local` command: help, `models list`, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from click.testing import CliRunner
+
+from pinaivu_local.cli import main
+from tests.conftest import RunningServer, TinyModels, write_catalog
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The real entry point in a child process (`python -m pinaivu_local`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pinaivu_local", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
+
+
+@pytest.mark.parametrize("args", [[], ["serve"], ["models"], ["models", "list"]])
+def test_help_everywhere(args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_models_list_json(tmp_path: Path, tiny_models: TinyModels) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"<html>not a model</html>")
+    catalog = write_catalog(
+        tmp_path / "models.toml",
+        {
+            "present": {"path": str(tiny_models.f16)},
+            "absent": {"source": "hf://org/repo/absent-Q4_K_M.gguf"},
+            "broken": {"path": "junk.gguf"},
+        },
+    )
+    result = CliRunner().invoke(
+        main, ["models", "list", "--json", "--models-file", str(catalog), "--data-dir", str(tmp_path / "d")]
+    )
+    assert result.exit_code == 0, result.output
+    rows = {row["id"]: row for row in json.loads(result.output)["models"]}
+    assert rows["present"]["state"] == "present" and rows["present"]["size_bytes"] == tiny_models.f16.stat().st_size
+    assert rows["absent"]["state"] == "missing"
+    assert rows["absent"]["file"] == str(tmp_path / "d" / "models" / "absent-Q4_K_M.gguf")
+    assert "https://huggingface.co/org/repo/resolve/main/absent-Q4_K_M.gguf" in rows["absent"]["fetch_command"]
+    assert rows["broken"]["state"] == "invalid"
+    assert "not a GGUF file" in rows["broken"]["problem"]
+
+
+def test_models_list_text(tmp_path: Path) -> None:
+    catalog = write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"source": "hf://o/r/f.gguf"}})
+    result = CliRunner().invoke(main, ["models", "list", "--models-file", str(catalog), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "llama3.2:1b" in result.output and "missing" in result.output and "curl" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("[models.x\n", "not valid TOML"),
+        ('[models."a"]\nn_ctx = "big"\n', "n_ctx"),
+        ('[models."a"]\npath = "a.gguf"\nflavour = 1\n', "flavour"),
+        ('[models."a"]\nn_ctx = 8192\n', "needs a `source` or a `path`"),
+        ("title = 'x'\n", "unknown top-level key"),
+        ("", "no models"),
+    ],
+)
+def test_serve_with_a_malformed_catalog_is_one_line(tmp_path: Path, content: str, needle: str) -> None:
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(content)
+    result = run_cli("serve", "--models-file", str(catalog), "--data-dir", str(tmp_path / "d"), "--port", "1")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ") and str(catalog) in lines[0] and needle in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_setting_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("serve", "--data-dir", str(tmp_path), env={"PINAIVU_PORT": "eighty", "PATH": ""})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "PINAIVU_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_cli_argument(tmp_path: Path) -> None:
+    result = run_cli("serve", "--port", "http")
+    assert result.returncode == 2
+    assert "Invalid value for '--port'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_and_broken_models_do_not_stop_the_server(
+    server_factory: Callable[..., RunningServer], tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(tiny_models.f16.read_bytes()[:5000])
+    catalog = write_catalog(
+        tmp_path / "models.toml",
+        {
+            "llama3.2:1b": {"path": str(tiny_models.f16), "n_ctx": 256},
+            "llama3.2:3b": {"source": "hf://bartowski/Llama-3.2-3B-Instruct-GGUF/Llama-3.2-3B-Instruct-Q4_K_M.gguf"},
+            "broken": {"path": str(truncated)},
+        },
+    )
+    server = server_factory("--models-file", str(catalog))
+    client = openai.OpenAI(base_url=server.v1, api_key="sk-pnv-x", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["llama3.2:1b"]
+    health = httpx.get(f"{server.base_url}/health", timeout=10).json()
+    assert health["status"] == "degraded"
+    states = {m["id"]: m for m in health["models"]}
+    assert states["llama3.2:3b"]["state"] == "missing"
+    assert "curl" in states["llama3.2:3b"]["fetch_command"]
+    assert states["broken"]["state"] == "failed" and str(truncated) in states["broken"]["detail"]
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="llama3.2:3b", messages=[{"role": "user", "content": "hi"}])
+    assert "curl" in str(caught.value.body) and "llama3.2:1b" in str(caught.value.body)
+    assert client.chat.completions.create(
+        model="llama3.2:1b", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    ).choices
+    log = server.log()
+    assert "Fetch them with" in log and "Llama-3.2-3B-Instruct-Q4_K_M.gguf" in log
+    assert "Traceback" not in log
+
+
+def test_no_weights_at_all_points_to_test_models(server_factory: Callable[..., RunningServer], tmp_path: Path) -> None:
+    catalog = write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"source": "hf://o/r/none.gguf"}})
+    server = server_factory("--models-file", str(catalog))
+    assert httpx.get(f"{server.base_url}/health", timeout=10).status_code == 503
+    assert "--test-models" in server.log()
+
+
+def test_test_models_serve_the_catalog_ids(server_factory: Callable[..., RunningServer], tmp_path: Path) -> None:
+    catalog = Path(__file__).parent.parent / "models.toml"
+    server = server_factory("--test-models", "--models-file", str(catalog))
+    client = openai.OpenAI(base_url=server.v1, api_key="sk-pnv-x", max_retries=0)
+    models = httpx.get(f"{server.v1}/models", timeout=10).json()["data"]
+    assert [(m["id"], m["test_model"]) for m in models] == [("llama3.2:1b", True), ("llama3.2:3b", True)]
+    assert all(m["test_model"] for m in httpx.get(f"{server.base_url}/health", timeout=10).json()["models"])
+    for model in ("llama3.2:1b", "llama3.2:3b"):
+        out = client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": "Hello"}], max_tokens=4
+        )
+        assert out.headers["x-request-id"].startswith("req_")
+        assert out.parse().usage is not None
+
+
+def test_shipped_catalog_copies_are_identical() -> None:
+    root = Path(__file__).parent.parent
+    assert (root / "models.toml").read_text() == (root / "pinaivu_local" / "models.toml").read_text()
