@@ -32,8 +32,9 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
+# `make serve ARGS=--test-models` passes options through.
 serve: install
-	$(BIN)/pinaivu-local serve
+	$(BIN)/pinaivu-local serve $(ARGS)
 
 serve-test-models: install
 	$(BIN)/pinaivu-local serve --test-models

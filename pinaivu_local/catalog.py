@@ -75,7 +75,7 @@ def load_catalog(file: Path, models_dir: Path) -> Catalog:
     tables = raw.get("models")
     unknown = sorted(set(raw) - {"models"})
     if unknown:
-        raise ConfigError(f"{file}: unknown top-level key {unknown[0]!r}; models go in [models.\"id\"] tables")
+        raise ConfigError(f'{file}: unknown top-level key {unknown[0]!r}; models go in [models."id"] tables')
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f'{file}: no models; add at least one [models."id"] table')
     specs = tuple(_spec(file, models_dir, model_id, table) for model_id, table in tables.items())

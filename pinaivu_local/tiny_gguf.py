@@ -6,15 +6,22 @@ sampling, quantized kernels); the text they write is meaningless by design.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pinaivu_local.engine.chat_template import LLAMA3_TEMPLATE
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import gguf
 
 # Llama 3's special tokens, in the order Meta numbers them after the regular vocabulary.
 SPECIAL_TOKENS = (
@@ -72,7 +79,7 @@ def build_vocab(n_merges: int) -> tuple[list[str], list[str], list[int]]:
     for _ in range(n_merges):
         pairs: Counter[tuple[str, str]] = Counter()
         for word in words:
-            pairs.update(zip(word, word[1:]))
+            pairs.update(itertools.pairwise(word))
         if not pairs:
             break
         (left, right), _count = pairs.most_common(1)[0]
@@ -96,9 +103,7 @@ def _merge_pair(word: list[str], left: str, right: str) -> list[str]:
     return out
 
 
-def write_tiny_model(
-    path: Path, *, quant: str = "F16", shape: TinyShape | None = None, seed: int = 0
-) -> Path:
+def write_tiny_model(path: Path, *, quant: str = "F16", shape: TinyShape | None = None, seed: int = 0) -> Path:
     """Write a tiny Llama 3.2 model to `path` (atomically) and return the path.
 
     `quant` is F16, Q8_0 or Q4_0 (the types `gguf.quants` writes).
@@ -118,7 +123,7 @@ def write_tiny_model(
         _write_metadata(writer, shape, tokens, merges, types, quant)
         rng = np.random.default_rng(seed)
         for name, array in _weights(shape, len(tokens), rng):
-            _add_tensor(writer, gguf, name, array, qtype[quant])
+            _add_tensor(writer, name, array, qtype[quant])
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -128,7 +133,9 @@ def write_tiny_model(
     return path
 
 
-def _write_metadata(writer, shape: TinyShape, tokens, merges, types, quant: str) -> None:  # type: ignore[no-untyped-def]
+def _write_metadata(
+    writer: gguf.GGUFWriter, shape: TinyShape, tokens: list[str], merges: list[str], types: list[int], quant: str
+) -> None:
     file_types = {"F16": 1, "Q8_0": 7, "Q4_0": 2}
     head_dim = shape.n_embd // shape.n_head
     writer.add_name(f"pinaivu tiny llama3.2 {quant}")
@@ -156,7 +163,7 @@ def _write_metadata(writer, shape: TinyShape, tokens, merges, types, quant: str)
     writer.add_chat_template(LLAMA3_TEMPLATE)
 
 
-def _weights(shape: TinyShape, n_vocab: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def _weights(shape: TinyShape, n_vocab: int, rng: np.random.Generator) -> Iterator[tuple[str, np.ndarray]]:
     """Yield (name, float32 array) in GGUF's row-major (out, in) layout; embeddings are tied."""
     head_dim = shape.n_embd // shape.n_head
     kv_dim = head_dim * shape.n_head_kv
@@ -178,7 +185,9 @@ def _weights(shape: TinyShape, n_vocab: int, rng: np.random.Generator):  # type:
     yield "output_norm.weight", np.ones(shape.n_embd, dtype=np.float32)
 
 
-def _add_tensor(writer, gguf, name: str, array: np.ndarray, qtype) -> None:  # type: ignore[no-untyped-def]
+def _add_tensor(writer: gguf.GGUFWriter, name: str, array: np.ndarray, qtype: gguf.GGMLQuantizationType | None) -> None:
+    import gguf
+
     if array.ndim == 1:  # norms stay F32, as llama.cpp's converters write them
         writer.add_tensor(name, array)
     elif qtype is None:

@@ -48,7 +48,7 @@ def test_https_source_and_local_only_source(tmp_path: Path) -> None:
         ('[models."a"]\npath = "a.gguf"\nparallel = 0\n', "parallel"),
         ('[models."a"]\npath = "a.gguf"\nsha256 = "xyz"\n', "sha256"),
         ('models = "x"\n', "no models"),
-        ('[models]\na = 1\n', "must be a table"),
+        ("[models]\na = 1\n", "must be a table"),
     ],
 )
 def test_errors_name_file_and_problem(tmp_path: Path, content: str, needle: str) -> None:

@@ -18,7 +18,7 @@ def test_vocab_is_consistent() -> None:
     for merge in merges:
         left, right = merge.split(" ")
         assert left in vocab and right in vocab and left + right in vocab
-    assert tokens[-len(SPECIAL_TOKENS):] == list(SPECIAL_TOKENS)
+    assert tokens[-len(SPECIAL_TOKENS) :] == list(SPECIAL_TOKENS)
     assert types[-1] == 3 and types[0] == 1
 
 

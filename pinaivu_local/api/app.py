@@ -69,7 +69,9 @@ def report_models(pool: ModelPool) -> None:
         if s.state == "ready":
             log.info("serving %s%s (%s)", s.id, " [test model]" if s.test_model else "", s.detail)
         elif s.fetch_command:
-            log.warning("%s unavailable: weights not found at %s. Fetch them with:\n    %s", s.id, s.file, s.fetch_command)
+            log.warning(
+                "%s unavailable: weights not found at %s. Fetch them with:\n    %s", s.id, s.file, s.fetch_command
+            )
         else:
             log.warning("%s unavailable: %s", s.id, s.detail)
     if not any(s.state == "ready" for s in statuses):

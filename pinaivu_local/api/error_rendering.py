@@ -65,8 +65,11 @@ def render_http_exception(request: Request[Any, Any, Any], exc: Exception) -> Re
 def render_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """A bug: log it with its traceback, answer a 500 without one."""
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    body = error_body("The server had an error while processing your request. Retry it; if it persists, "
-                      "report it with the server log.", "server_error")
+    body = error_body(
+        "The server had an error while processing your request. Retry it; if it persists, "
+        "report it with the server log.",
+        "server_error",
+    )
     return Response(body, status_code=500)
 
 

@@ -14,7 +14,7 @@ from pinaivu_local.api.error_rendering import error_body
 from pinaivu_local.api.openai_shapes import SSE_DONE, Completion, sse
 from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
 from pinaivu_local.engine.model_pool import ModelEngine
-from pinaivu_local.engine.results import Delta
+from pinaivu_local.engine.results import FinishReason, Usage
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import GenerationStream
 from pinaivu_local.errors import PinaivuError
@@ -55,21 +55,23 @@ async def respond(
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    last = await _collect_unless_disconnected(request, generation)
-    return Response(completion.body(last.text, last.finish_reason or "stop", last.usage), headers=headers)
+    text, finish, usage = await _collect_unless_disconnected(request, generation)
+    return Response(completion.body(text, finish, usage), headers=headers)
 
 
-async def _collect(generation: GenerationStream) -> Delta:
+async def _collect(generation: GenerationStream) -> tuple[str, FinishReason, Usage]:
     """All deltas folded into one: the whole text, the finish reason and usage."""
     parts: list[str] = []
     async for delta in generation:
         parts.append(delta.text)
-        if delta.finish_reason:
-            return Delta("".join(parts), delta.finish_reason, delta.usage)
+        if delta.finish_reason and delta.usage:
+            return "".join(parts), delta.finish_reason, delta.usage
     raise RuntimeError("generation ended without a finish reason")
 
 
-async def _collect_unless_disconnected(request: Request[Any, Any, Any], generation: GenerationStream) -> Delta:
+async def _collect_unless_disconnected(
+    request: Request[Any, Any, Any], generation: GenerationStream
+) -> tuple[str, FinishReason, Usage]:
     """Collect, but stop generating as soon as the client goes away."""
     work = asyncio.ensure_future(_collect(generation))
     watch = asyncio.ensure_future(_wait_disconnect(request))

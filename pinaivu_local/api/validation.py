@@ -44,8 +44,7 @@ def parse_body(raw: bytes, model: type[BodyT]) -> BodyT:
         errors = exc.errors(include_url=False)
         if any(e["type"] == "json_invalid" for e in errors):
             raise InvalidJSON(
-                "We could not parse the JSON body of your request. Send a JSON object "
-                "(Content-Type: application/json)."
+                "We could not parse the JSON body of your request. Send a JSON object (Content-Type: application/json)."
             ) from None
         raise ValidationFailed([_entry(e) for e in errors]) from None
 

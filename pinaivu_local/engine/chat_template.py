@@ -11,7 +11,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from pinaivu_local.errors import InvalidRequest, ModelFileError
 
-
 # Llama 3's instruct template (reduced: no tool calling), for GGUFs that carry none.
 LLAMA3_TEMPLATE = (
     "{{- bos_token }}"
@@ -67,6 +66,7 @@ class ChatTemplate:
         try:
             return self._template.render(
                 messages=messages,
+                tools=None,  # Meta's templates branch on it; we do not offer tool calling
                 add_generation_prompt=True,
                 bos_token=self._bos,
                 eos_token=self._eos,

@@ -13,6 +13,7 @@ from pinaivu_local.errors import ModelFileError
 
 GGUF_MAGIC = b"GGUF"
 
+
 @dataclass(frozen=True)
 class LoadOptions:
     """How to place a model's weights."""
@@ -45,7 +46,9 @@ class LlamaModel:
         params.use_extra_bufts = options.weight_repack
         model = llama.llama_model_load_from_file(str(path).encode(), params)
         if not model:
-            raise ModelFileError(f"{path}: llama.cpp could not load this GGUF (truncated, or an unsupported architecture)")
+            raise ModelFileError(
+                f"{path}: llama.cpp could not load this GGUF (truncated, or an unsupported architecture)"
+            )
         self.path = path
         self.ptr = model
         self.vocab = llama.llama_model_get_vocab(model)

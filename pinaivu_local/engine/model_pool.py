@@ -158,7 +158,9 @@ class ModelPool:
         except BaseException:
             model.close()
             raise
-        log.info("%s ready: %s, %.0f MiB, context %d", spec.id, model.describe(), model.size_bytes / 2**20, engine.n_ctx)
+        log.info(
+            "%s ready: %s, %.0f MiB, context %d", spec.id, model.describe(), model.size_bytes / 2**20, engine.n_ctx
+        )
         return engine
 
     def _unavailable_status(self, spec: ModelSpec, exc: PinaivuError) -> ModelStatus:
@@ -199,7 +201,9 @@ class ModelPool:
         if model_id in self._unavailable:
             status = self._unavailable[model_id]
             how = f" Fetch it with: {status.fetch_command}" if status.fetch_command else ""
-            return f"The model `{model_id}` is not active on this server ({status.detail}).{how} Active models: {listed}."
+            return (
+                f"The model `{model_id}` is not active on this server ({status.detail}).{how} Active models: {listed}."
+            )
         hint = suggest(model_id, active)
         did_you_mean = f" Did you mean `{hint}`?" if hint else ""
         return (

@@ -36,7 +36,10 @@ def build_sampler(params: SamplingParams, vocab: llama.llama_vocab_p, n_vocab: i
             *(llama.llama_logit_bias(token=t, bias=b) for t, b in params.logit_bias.items())
         )
         llama.llama_sampler_chain_add(
-            chain, llama.llama_sampler_init_logit_bias(n_vocab, len(biases), ctypes.cast(biases, ctypes.POINTER(llama.llama_logit_bias)))
+            chain,
+            llama.llama_sampler_init_logit_bias(
+                n_vocab, len(biases), ctypes.cast(biases, ctypes.POINTER(llama.llama_logit_bias))
+            ),
         )
     if params.presence_penalty or params.frequency_penalty:
         llama.llama_sampler_chain_add(

@@ -8,6 +8,7 @@ logits and hands the new text to the waiting handlers in one hop to the event lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -312,10 +313,8 @@ class Scheduler:
             if not seq.cancelled or item is _DONE:
                 by_loop.setdefault(seq.loop, []).append((seq, item))
         for loop, items in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
                 loop.call_soon_threadsafe(_put_all, items)
-            except RuntimeError:  # that loop is closed: nobody is listening any more
-                pass
 
 
 def _drain(seq: _Sequence) -> str:

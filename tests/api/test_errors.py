@@ -25,7 +25,9 @@ def detail(response: httpx.Response) -> list[dict[str, Any]]:
 
 def test_missing_model_is_the_reference_422(server: RunningServer) -> None:
     response = post(server, CHAT, {"messages": [{"role": "user", "content": "hi"}]})
-    assert response.json() == {"detail": [{"loc": ["body", "model"], "msg": "field required", "type": "value_error.missing"}]}
+    assert response.json() == {
+        "detail": [{"loc": ["body", "model"], "msg": "field required", "type": "value_error.missing"}]
+    }
 
 
 def test_one_entry_per_problem(server: RunningServer) -> None:
@@ -47,7 +49,9 @@ def test_one_entry_per_problem(server: RunningServer) -> None:
 
 def test_message_without_content(server: RunningServer) -> None:
     entries = detail(post(server, CHAT, {"model": "llama3.2:1b", "messages": [{"role": "user"}]}))
-    assert entries == [{"loc": ["body", "messages", 0, "content"], "msg": "field required", "type": "value_error.missing"}]
+    assert entries == [
+        {"loc": ["body", "messages", 0, "content"], "msg": "field required", "type": "value_error.missing"}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -127,7 +131,9 @@ def test_retrieve_unknown_model(server: RunningServer) -> None:
 
 def test_context_length_exceeded_before_any_work(server: RunningServer) -> None:
     # the session server's models have n_ctx 512
-    response = post(server, CHAT, {"model": "llama3.2:1b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 600})
+    response = post(
+        server, CHAT, {"model": "llama3.2:1b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 600}
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error == {
@@ -175,5 +181,7 @@ def test_image_parts_are_refused_clearly(server: RunningServer) -> None:
 
 
 def test_server_survives_bad_requests(client: openai.OpenAI) -> None:
-    out = client.chat.completions.create(model="llama3.2:1b", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    out = client.chat.completions.create(
+        model="llama3.2:1b", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
     assert out.usage is not None and out.usage.prompt_tokens > 0

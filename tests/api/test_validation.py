@@ -28,8 +28,9 @@ def test_max_completion_tokens_wins() -> None:
 def test_strings_are_not_numbers() -> None:
     with pytest.raises(ValidationFailed) as caught:
         parse_body(b'{"model": "m", "prompt": "p", "temperature": "0.5"}', CompletionRequest)
-    assert caught.value.detail == [{"loc": ["body", "temperature"], "msg": "value is not a valid float",
-                                    "type": "type_error.float"}]
+    assert caught.value.detail == [
+        {"loc": ["body", "temperature"], "msg": "value is not a valid float", "type": "type_error.float"}
+    ]
 
 
 @pytest.mark.parametrize("raw", [b"", b"   ", b"{", b"nul"])
@@ -40,9 +41,14 @@ def test_not_json(raw: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "type_"),
-    [("echo", "true", "value_error.const"), ("suffix", '"x"', "value_error.const"),
-     ("prompt", '["a", "b"]', "value_error.list.max_items"), ("prompt", "[[1], [2]]", "value_error.list.max_items"),
-     ("prompt", "[1.5]", "type_error.str"), ("prompt", "[]", "type_error.str")],
+    [
+        ("echo", "true", "value_error.const"),
+        ("suffix", '"x"', "value_error.const"),
+        ("prompt", '["a", "b"]', "value_error.list.max_items"),
+        ("prompt", "[[1], [2]]", "value_error.list.max_items"),
+        ("prompt", "[1.5]", "type_error.str"),
+        ("prompt", "[]", "type_error.str"),
+    ],
 )
 def test_unsupported_completion_options(field: str, value: str, type_: str) -> None:
     raw = b'{"model": "m", "prompt": "p", "' + field.encode() + b'": ' + value.encode() + b"}"

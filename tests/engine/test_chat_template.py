@@ -13,8 +13,10 @@ def make(source: str) -> ChatTemplate:
 
 
 def test_bos_and_generation_prompt() -> None:
-    tpl = make("{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
-               "{% if add_generation_prompt %}[assistant]{% endif %}")
+    tpl = make(
+        "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
+        "{% if add_generation_prompt %}[assistant]{% endif %}"
+    )
     assert tpl.render([{"role": "user", "content": "hi"}]) == "<s>[user]hi[assistant]"
 
 
@@ -33,5 +35,5 @@ def test_raise_exception_becomes_a_400() -> None:
 
 
 def test_broken_template_is_a_model_file_error() -> None:
-    with pytest.raises(ModelFileError, match="test.gguf"):
+    with pytest.raises(ModelFileError, match=r"test\.gguf"):
         make("{% for %}")

@@ -44,7 +44,7 @@ def test_verdict_is_cached_per_cpu(tmp_path: Path) -> None:
 
 def test_real_probe_on_this_machine(tmp_path: Path) -> None:
     """The real child process: a Q4_K_M and a Q8_0 model decoded with repacking on."""
-    name, flags = cpu_identity()
+    _name, flags = cpu_identity()
     verdict = decide_repack("auto", tmp_path)
     cached = json.loads((tmp_path / CACHE_FILE).read_text()) if (tmp_path / CACHE_FILE).exists() else None
     if any(f.startswith("amx") for f in flags):

@@ -21,8 +21,10 @@ NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
 def pool(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelPool]:
     spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=1024, n_gpu_layers=0, parallel=8)
     slow = ModelSpec(id="slow", source=None, file=tiny_models.slow, n_ctx=2048, n_gpu_layers=0, parallel=1)
-    opened = ModelPool(Catalog(file=tmp_path_factory.mktemp("c") / "models.toml", models=(spec, slow)),
-                       EngineOptions(n_threads=1, max_queue=1, weight_repack=False))
+    opened = ModelPool(
+        Catalog(file=tmp_path_factory.mktemp("c") / "models.toml", models=(spec, slow)),
+        EngineOptions(n_threads=1, max_queue=1, weight_repack=False),
+    )
     opened.open()
     yield opened
     opened.close()
@@ -52,8 +54,10 @@ def test_greedy_alone_equals_greedy_in_a_crowd(pool: ModelPool) -> None:
         jobs = [generate(engine, "x" * (i * 7 + 1), 5 + 4 * i, temperature=0, logit_bias=NO_EOG) for i in range(8)]
         return await asyncio.gather(*jobs)
 
-    alone = [joined(asyncio.run(generate(engine, "x" * (i * 7 + 1), 5 + 4 * i, temperature=0, logit_bias=NO_EOG)))
-             for i in range(8)]
+    alone = [
+        joined(asyncio.run(generate(engine, "x" * (i * 7 + 1), 5 + 4 * i, temperature=0, logit_bias=NO_EOG)))
+        for i in range(8)
+    ]
     together = asyncio.run(crowd())
     assert [joined(d) for d in together] == alone
     assert [d[-1].usage.completion_tokens for d in together] == [5 + 4 * i for i in range(8)]  # type: ignore[union-attr]
