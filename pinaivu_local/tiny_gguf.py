@@ -55,6 +55,9 @@ class TinyShape:
     n_ff: int = 128
     n_ctx_train: int = 4096
     n_merges: int = 64
+    # Multiplies the (tied) embeddings, so logits are this much further apart: greedy decoding
+    # then survives the float noise of different batch shapes.
+    logit_gain: float = 4.0
 
 
 def _byte_to_unicode() -> dict[int, str]:
@@ -171,7 +174,7 @@ def _weights(shape: TinyShape, n_vocab: int, rng: np.random.Generator) -> Iterat
     def mat(rows: int, cols: int) -> np.ndarray:
         return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
 
-    yield "token_embd.weight", mat(n_vocab, shape.n_embd)
+    yield "token_embd.weight", mat(n_vocab, shape.n_embd) * np.float32(shape.logit_gain)
     for i in range(shape.n_layer):
         yield f"blk.{i}.attn_norm.weight", np.ones(shape.n_embd, dtype=np.float32)
         yield f"blk.{i}.attn_q.weight", mat(shape.n_embd, shape.n_embd)

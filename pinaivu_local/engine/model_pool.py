@@ -102,6 +102,8 @@ class ModelEngine:
 
     def start(self, prompt: list[int], params: SamplingParams, max_tokens: int) -> GenerationStream:
         """Queue a generation; raises Unavailable when the model cannot take it now."""
+        # The scheduler relies on this: no single sequence outgrows the cache.
+        self.completion_budget(len(prompt), max_tokens, "prompt")
         return self._scheduler.submit(prompt, params, max_tokens)
 
     def status(self) -> ModelStatus:
@@ -158,8 +160,8 @@ class ModelPool:
         except BaseException:
             model.close()
             raise
-        log.info(
-            "%s ready: %s, %.0f MiB, context %d", spec.id, model.describe(), model.size_bytes / 2**20, engine.n_ctx
+        log.debug(
+            "%s loaded: %s, %.0f MiB, context %d", spec.id, model.describe(), model.size_bytes / 2**20, engine.n_ctx
         )
         return engine
 

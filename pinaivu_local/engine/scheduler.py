@@ -52,19 +52,16 @@ class _Sequence:
     cancelled: bool = False
     slot: int = -1
     sampler: object = None
-    fed: int = 0  # prompt tokens already decoded
+    # prompt + generated tokens; the last one is decoded in the next step for the next logits
+    tokens: list[int] = field(init=False)
+    n_cached: int = 0  # leading tokens whose KV cells are in the cache
     n_generated: int = 0
-    next_token: int = -1  # sampled but not yet decoded
     text: IncrementalText = field(default_factory=IncrementalText)
     stops: StopMatcher = field(init=False)
 
     def __post_init__(self) -> None:
+        self.tokens = list(self.prompt)
         self.stops = StopMatcher(self.params.stop)
-
-    @property
-    def reserved(self) -> int:
-        """KV cells this sequence may grow to."""
-        return len(self.prompt) + self.max_tokens
 
 
 class GenerationStream:
@@ -172,6 +169,7 @@ class Scheduler:
         out: list[tuple[_Sequence, object]] = []
         for seq in [*self._running, *self._pending]:
             self._finish(seq, shutdown, out)
+            _free_sampler(seq)
         self._deliver(out)
         llama.llama_batch_free(self._batch)
         llama.llama_free(self._ctx)
@@ -183,9 +181,16 @@ class Scheduler:
         try:
             while self._step():
                 pass
-        except BaseException as exc:  # never die silently: later requests get a 503
+        except BaseException as exc:  # never die silently: fail what runs, later requests get a 503
             log.exception("engine thread stopped")
             self.failed = str(exc)
+            out: list[tuple[_Sequence, object]] = []
+            error = EngineFailure("The model's engine stopped while serving this request; retry it.")
+            with self._lock:
+                for seq in [*self._running, *self._pending]:
+                    out.append((seq, error))
+                self._pending.clear()
+            self._deliver(out)
 
     def _step(self) -> bool:
         with self._lock:
@@ -196,80 +201,103 @@ class Scheduler:
             self._admit()
         out: list[tuple[_Sequence, object]] = []
         self._drop_cancelled()
-        if self._running:
-            self._decode_step(out)
+        try:
+            if self._running:
+                self._decode_step(out)
+        except Exception:  # a bug or a llama.cpp failure: fail this step's requests, keep serving
+            log.exception("engine step failed")
+            error = EngineFailure("The engine failed while serving this request; retry it.")
+            for seq in list(self._running):
+                self._finish(seq, error, out)
         self._deliver(out)
         return True
 
     def _admit(self) -> None:
-        """Move waiting requests into free slots while their worst case fits the context."""
-        reserved = sum(s.reserved for s in self._running)
+        """Move waiting requests into free slots while their tokens so far fit the cache."""
+        used = sum(len(s.tokens) for s in self._running)
         while self._pending and self._free_slots:
             seq = self._pending[0]
             if seq.cancelled:
                 self._pending.popleft()
+                _free_sampler(seq)
                 continue
-            if self._running and reserved + seq.reserved > self.n_ctx:
+            # Room for its tokens and one more. Later growth is met by pre-empting the youngest.
+            if self._running and used + len(seq.tokens) + 1 > self.n_ctx:
                 break  # FIFO: wait for room rather than let smaller requests overtake
             self._pending.popleft()
             seq.slot = self._free_slots.pop()
-            seq.sampler = build_sampler(seq.params, self._model.vocab, self._model.n_vocab)
-            reserved += seq.reserved
+            if seq.sampler is None:  # a pre-empted sequence keeps its sampler (and its RNG state)
+                seq.sampler = build_sampler(seq.params, self._model.vocab, self._model.n_vocab)
+            used += len(seq.tokens)
             self._running.append(seq)
 
     def _drop_cancelled(self) -> None:
         for seq in [s for s in self._running if s.cancelled]:
             self._release(seq)
 
+    def _make_room(self) -> None:
+        """Pre-empt the youngest sequences until every running one can grow by a token."""
+        while len(self._running) > 1 and sum(len(s.tokens) for s in self._running) > self.n_ctx:
+            self._preempt(self._running[-1])
+
+    def _preempt(self, seq: _Sequence) -> None:
+        """Drop its cache and put it first in the queue; it resumes from its tokens so far."""
+        log.debug("pre-empting sequence %d (%d tokens): the cache is full", seq.slot, len(seq.tokens))
+        self._running.remove(seq)
+        llama.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
+        self._free_slots.append(seq.slot)
+        seq.n_cached = 0
+        with self._lock:
+            self._pending.appendleft(seq)
+
     def _decode_step(self, out: list[tuple[_Sequence, object]]) -> None:
+        self._make_room()
         budget = self._n_batch
         while True:
             plan = self._fill_batch(budget)
             rc = llama.llama_decode(self._ctx, self._batch)
             if rc == 0:
                 break
-            if rc == 1 and budget > 1 and any(chunk for _, _, chunk in plan):
+            if rc == 1 and budget > len(self._running):
                 budget //= 2  # no KV slot for this many prompt tokens: try a smaller chunk
                 continue
-            victims = [seq for seq, _, _ in plan]
+            if rc == 1 and len(self._running) > 1:
+                self._preempt(self._running[-1])
+                continue
             error = EngineFailure(f"llama_decode failed (status {rc}) while serving this request; retry it.")
-            for seq in victims:
+            for seq, _, _ in plan:
                 self._finish(seq, error, out)
             return
         for seq, logits_index, chunk in plan:
-            if chunk:
-                seq.fed += chunk
+            seq.n_cached += chunk
             if logits_index >= 0:
                 self._sample(seq, logits_index, out)
 
     def _fill_batch(self, budget: int) -> list[tuple[_Sequence, int, int]]:
-        """Write this step's tokens into the batch; return (sequence, logits index, prompt tokens)."""
+        """Write this step's tokens into the batch; return (sequence, logits index, tokens fed).
+
+        Generating sequences come first (one token each), then prompt chunks of the others.
+        """
         batch = self._batch
         n = 0
         plan: list[tuple[_Sequence, int, int]] = []
-
-        def put(token: int, pos: int, seq: _Sequence, logits: bool) -> None:
-            nonlocal n
-            batch.token[n] = token
-            batch.pos[n] = pos
-            batch.n_seq_id[n] = 1
-            batch.seq_id[n][0] = seq.slot
-            batch.logits[n] = logits
-            n += 1
-
-        for seq in self._running:
-            if seq.fed == len(seq.prompt):
-                put(seq.next_token, len(seq.prompt) + seq.n_generated - 1, seq, True)
-                plan.append((seq, n - 1, 0))
-        for seq in self._running:
-            remaining = len(seq.prompt) - seq.fed
-            room = min(budget, self._n_batch) - n
-            if remaining <= 0 or room <= 0:
-                continue
-            chunk = min(remaining, room)
-            for i in range(seq.fed, seq.fed + chunk):
-                put(seq.prompt[i], i, seq, i == len(seq.prompt) - 1)
-            plan.append((seq, n - 1 if seq.fed + chunk == len(seq.prompt) else -1, chunk))
+        generating = [s for s in self._running if len(s.tokens) - s.n_cached == 1]
+        prefilling = [s for s in self._running if len(s.tokens) - s.n_cached > 1]
+        for seq in generating + prefilling:
+            chunk = min(len(seq.tokens) - seq.n_cached, budget - n)
+            if chunk <= 0:
+                break
+            for pos in range(seq.n_cached, seq.n_cached + chunk):
+                batch.token[n] = seq.tokens[pos]
+                batch.pos[n] = pos
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq.slot
+                batch.logits[n] = False
+                n += 1
+            reaches_end = seq.n_cached + chunk == len(seq.tokens)
+            if reaches_end:
+                batch.logits[n - 1] = True
+            plan.append((seq, n - 1 if reaches_end else -1, chunk))
         batch.n_tokens = n
         return plan
 
@@ -279,7 +307,7 @@ class Scheduler:
             self._complete(seq, "stop", _drain(seq), out)
             return
         seq.n_generated += 1
-        seq.next_token = token
+        seq.tokens.append(token)
         text, hit_stop = seq.stops.push(seq.text.push(self._model.piece(token)))
         if hit_stop:
             self._complete(seq, "stop", text, out)
@@ -300,10 +328,10 @@ class Scheduler:
             self._release(seq)
 
     def _release(self, seq: _Sequence) -> None:
+        """Free a finished or cancelled sequence's slot, KV cells and sampler."""
         self._running.remove(seq)
         llama.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
-        llama.llama_sampler_free(seq.sampler)
-        seq.sampler = None
+        _free_sampler(seq)
         self._free_slots.append(seq.slot)
 
     def _deliver(self, out: list[tuple[_Sequence, object]]) -> None:
@@ -315,6 +343,12 @@ class Scheduler:
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
                 loop.call_soon_threadsafe(_put_all, items)
+
+
+def _free_sampler(seq: _Sequence) -> None:
+    if seq.sampler is not None:
+        llama.llama_sampler_free(seq.sampler)
+        seq.sampler = None
 
 
 def _drain(seq: _Sequence) -> str:

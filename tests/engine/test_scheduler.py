@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import logging
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -30,8 +32,8 @@ def pool(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> I
     opened.close()
 
 
-async def generate(engine: ModelEngine, text: str, max_tokens: int, **params: object) -> list[Delta]:
-    prompt = engine.chat_prompt([{"role": "user", "content": text}])
+async def generate(engine: ModelEngine, text: str, max_tokens: int, *, chat: bool = True, **params: object) -> list[Delta]:
+    prompt = engine.chat_prompt([{"role": "user", "content": text}]) if chat else engine.text_prompt(text)
     return [d async for d in engine.start(prompt, SamplingParams(**params), max_tokens)]  # type: ignore[arg-type]
 
 
@@ -61,6 +63,34 @@ def test_greedy_alone_equals_greedy_in_a_crowd(pool: ModelPool) -> None:
     together = asyncio.run(crowd())
     assert [joined(d) for d in together] == alone
     assert [d[-1].usage.completion_tokens for d in together] == [5 + 4 * i for i in range(8)]  # type: ignore[union-attr]
+
+
+def test_preemption_when_the_cache_fills_keeps_outputs_exact(
+    tiny_models: TinyModels, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Four sequences that cannot all fit a 256-token cache: the youngest are pre-empted and resumed."""
+    spec = ModelSpec(id="small", source=None, file=tiny_models.f16, n_ctx=256, n_gpu_layers=0, parallel=4)
+    small = ModelPool(Catalog(file=tmp_path / "m.toml", models=(spec,)), EngineOptions(1, 8, False))
+    small.open()
+    try:
+        engine = small.get("small")
+        texts = [f"prompt number {i} " * (i + 1) for i in range(4)]  # all four are admitted at once
+
+        def one(text: str) -> Awaitable[list[Delta]]:
+            return generate(engine, text, 120, chat=False, temperature=0, logit_bias=NO_EOG)
+
+        alone = [joined(asyncio.run(one(t))) for t in texts]  # type: ignore[arg-type]
+
+        async def together() -> list[list[Delta]]:
+            return await asyncio.gather(*[one(t) for t in texts])
+
+        with caplog.at_level(logging.DEBUG, logger="pinaivu_local.engine.scheduler"):
+            crowd = asyncio.run(together())
+        assert "pre-empting" in caplog.text
+        assert [joined(d) for d in crowd] == alone
+        assert all(d[-1].usage is not None and d[-1].usage.completion_tokens == 120 for d in crowd)
+    finally:
+        small.close()
 
 
 def test_queue_full_then_cancel_frees_the_slot(pool: ModelPool) -> None:
