@@ -32,7 +32,9 @@ def pool(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> I
     opened.close()
 
 
-async def generate(engine: ModelEngine, text: str, max_tokens: int, *, chat: bool = True, **params: object) -> list[Delta]:
+async def generate(
+    engine: ModelEngine, text: str, max_tokens: int, *, chat: bool = True, **params: object
+) -> list[Delta]:
     prompt = engine.chat_prompt([{"role": "user", "content": text}]) if chat else engine.text_prompt(text)
     return [d async for d in engine.start(prompt, SamplingParams(**params), max_tokens)]  # type: ignore[arg-type]
 
