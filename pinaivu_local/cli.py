@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ def serve(**options: Any) -> None:
 
     settings = build_settings(**options)
     _configure_logging(settings.log_level)
+    _check_port_free(settings.host, settings.port)
     catalog = open_catalog(settings)
     _prepare_data_dir(settings.data_dir)
     if settings.test_models:
@@ -133,6 +135,18 @@ def _file_state(spec: ModelSpec) -> dict[str, Any]:
         "problem": problem,
         "fetch_command": spec.fetch_command() if state == "missing" else None,
     }
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail in one line before loading models when the address is taken."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port} ({exc.strerror}); is another server running? Choose one with --port."
+        ) from None
 
 
 def _prepare_data_dir(path: Path) -> None:

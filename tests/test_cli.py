@@ -97,6 +97,16 @@ def test_bad_cli_argument(tmp_path: Path) -> None:
     assert "Invalid value for '--port'" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_port_in_use_is_one_line(server: RunningServer, tmp_path: Path) -> None:
+    port = server.base_url.rsplit(":", 1)[1]
+    result = run_cli("serve", "--test-models", "--port", port, "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "is another server running? Choose one with --port."
+    ]
+
+
 def test_missing_and_broken_models_do_not_stop_the_server(
     server_factory: Callable[..., RunningServer], tiny_models: TinyModels, tmp_path: Path
 ) -> None:
