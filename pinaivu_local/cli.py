@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
 
 from pinaivu_local import __version__
 from pinaivu_local.catalog import Catalog, ModelSpec, load_catalog
-from pinaivu_local.errors import ConfigError, ModelFileError
+from pinaivu_local.errors import ConfigError, KeyNotFound, ModelFileError
 from pinaivu_local.settings import Settings
+
+if TYPE_CHECKING:
+    from pinaivu_local.keys.store import KeyStore
 
 # On SIGTERM, streams still running after this long are cut (their clients see the stream end).
 GRACEFUL_SHUTDOWN_S = 5
@@ -69,6 +74,7 @@ def serve(**options: Any) -> None:
     _check_port_free(settings.host, settings.port)
     catalog = open_catalog(settings)
     _prepare_data_dir(settings.data_dir)
+    _bootstrap_admin_key(settings)
     if settings.test_models:
         catalog = test_catalog(catalog, settings.data_dir / "test-models")
     app = create_app(settings, catalog)
@@ -86,6 +92,37 @@ def serve(**options: Any) -> None:
     server.run()
     if not server.started:
         sys.exit(1)
+
+
+def _bootstrap_admin_key(settings: Settings) -> None:
+    """Import PINAIVU_API_KEY, or on first start create an admin key and show it once."""
+    from pinaivu_local.keys.bootstrap import ensure_admin_key
+
+    with _key_store(settings) as store:
+        try:
+            issued = ensure_admin_key(store, settings.api_key.get_secret_value() if settings.api_key else None)
+        except ConfigError as exc:
+            raise click.ClickException(exc.message) from None
+    if issued is not None:
+        click.echo(f"Created the first admin key ({issued.record.id}):\n\n    {issued.key}\n")
+        click.echo("It will not be shown again: store it now (e.g. export PINAIVU_API_KEY=...).\n")
+
+
+@contextlib.contextmanager
+def _key_store(settings: Settings) -> Iterator[KeyStore]:
+    """The key store of the data dir, closed afterwards; one-line errors."""
+    from pinaivu_local.keys.store import KeyStore
+
+    try:
+        store = KeyStore(settings.database)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+    try:
+        yield store
+    except (ConfigError, KeyNotFound) as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        store.close()
 
 
 @main.group()
@@ -162,3 +199,103 @@ def _configure_logging(level: str) -> None:
     llama_level = logging.DEBUG if level == "debug" else logging.ERROR
     logging.getLogger("pinaivu_local.llama_cpp").setLevel(llama_level)
     logging.getLogger("gguf").setLevel(logging.WARNING)
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Data directory [PINAIVU_DATA_DIR]."
+)
+
+
+@main.group()
+def keys() -> None:
+    """Create, list, revoke and rotate API keys (works whether or not the server runs)."""
+
+
+def _limit(value: int | None, name: str) -> int | None:
+    if value is not None and value < 1:
+        raise click.BadParameter("must be at least 1", param_hint=name)
+    return value
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="A label for the key (who or what uses it).")
+@click.option("--models", "models_csv", help="Comma-separated model ids this key may use (default: all).")
+@click.option("--rpm", type=int, help="Requests per minute (default: PINAIVU_DEFAULT_RPM).")
+@click.option("--tpm", type=int, help="Tokens per minute (default: PINAIVU_DEFAULT_TPM).")
+@click.option("--expires-in", help="Lifetime such as 30d, 12h or 90m (default: never).")
+@click.option("--admin", is_flag=True, help="May use /admin (manage keys).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@data_dir_option
+def create_key(
+    name: str,
+    models_csv: str | None,
+    rpm: int | None,
+    tpm: int | None,
+    expires_in: str | None,
+    admin: bool,
+    as_json: bool,
+    data_dir: Path | None,
+) -> None:
+    """Create a key and print it (shown this once)."""
+    from pinaivu_local.keys.durations import parse_duration
+    from pinaivu_local.keys.store import KeySettings
+
+    settings = build_settings(data_dir=data_dir)
+    try:
+        lifetime = parse_duration(expires_in) if expires_in else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires-in") from None
+    models = tuple(m.strip() for m in (models_csv or "").split(",") if m.strip())
+    key_settings = KeySettings(
+        name=name, admin=admin, models=models, rpm=_limit(rpm, "--rpm"), tpm=_limit(tpm, "--tpm"), expires_in=lifetime
+    )
+    with _key_store(settings) as store:
+        issued = store.create(key_settings)
+    if as_json:
+        click.echo(json.dumps({**issued.record.public(), "key": issued.key}, indent=2))
+        return
+    click.echo(f"{issued.record.id}  {name}\n\n    {issued.key}\n\nStore it now: it will not be shown again.")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@data_dir_option
+def list_keys(as_json: bool, data_dir: Path | None) -> None:
+    """Every key (never the key itself): id, name, state, limits, last use."""
+    settings = build_settings(data_dir=data_dir)
+    with _key_store(settings) as store:
+        rows = [k.public() for k in store.list()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        limits = f"rpm {row['rpm'] or 'default'} tpm {row['tpm'] or 'default'}"
+        scope = "admin" if row["admin"] else ",".join(row["models"]) or "all models"
+        click.echo(
+            f"{row['id']}  {row['prefix']:<16} {row['state']:<8} {row['name']:<20} {scope:<24} {limits}  "
+            f"last used {row['last_used_at'] or 'never'}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@data_dir_option
+def revoke_key(key_id: str, data_dir: Path | None) -> None:
+    """Revoke a key; a running server refuses it from its next request."""
+    with _key_store(build_settings(data_dir=data_dir)) as store:
+        record = store.revoke(key_id)
+    click.echo(f"revoked {record.id} ({record.name})")
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@data_dir_option
+def rotate_key(key_id: str, as_json: bool, data_dir: Path | None) -> None:
+    """Revoke a key and issue a replacement with the same settings."""
+    with _key_store(build_settings(data_dir=data_dir)) as store:
+        issued = store.rotate(key_id)
+    if as_json:
+        click.echo(json.dumps({**issued.record.public(), "key": issued.key, "replaces": key_id}, indent=2))
+        return
+    click.echo(f"revoked {key_id}; its replacement {issued.record.id}:\n\n    {issued.key}\n\nStore it now.")

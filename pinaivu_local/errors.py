@@ -67,6 +67,23 @@ class ModelNotFound(PinaivuError):
     code = "model_not_found"
 
 
+class KeyNotFound(PinaivuError):
+    """No API key with that id."""
+
+    code = "key_not_found"
+
+
+class RateLimited(PinaivuError):
+    """A per-key limit is reached; retry after `retry_after_ms`."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, limit_type: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.limit_type = limit_type
+        self.retry_after_ms = retry_after_ms
+
+
 class RouteNotFound(PinaivuError):
     """No such endpoint."""
 

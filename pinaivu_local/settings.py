@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     models_file: Path = Field(default_factory=default_models_file)
     api_key: SecretStr | None = None
+    default_rpm: int = Field(default=600, ge=1, description="requests per minute for keys without their own")
+    default_tpm: int = Field(default=1_000_000, ge=1, description="tokens per minute for keys without their own")
+    # The limits' window. Always a minute in use; shorter only to test retry behaviour quickly.
+    ratelimit_window_s: float = Field(default=60.0, gt=0, le=3600)
     threads: int = Field(default=0, ge=0, description="llama.cpp threads per model; 0 = all cores")
     max_queue: int = Field(default=64, ge=0, description="requests waiting per model before 503")
     weight_repack: Literal["auto", "on", "off"] = "auto"
@@ -43,6 +47,11 @@ class Settings(BaseSettings):
     def effective_threads(self) -> int:
         """Threads llama.cpp uses per model."""
         return self.threads or max(1, os.cpu_count() or 1)
+
+    @property
+    def database(self) -> Path:
+        """The SQLite file: keys (and later the request log)."""
+        return self.data_dir / "pinaivu.db"
 
     @property
     def models_dir(self) -> Path:

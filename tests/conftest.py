@@ -17,6 +17,9 @@ import pytest
 from pinaivu_local.tiny_gguf import TinyShape, write_tiny_model
 
 START_TIMEOUT_S = 60
+# The admin key every test server is started with (imported from PINAIVU_API_KEY).
+TEST_KEY = "sk-pnv-test-" + "k" * 40
+AUTH = {"authorization": f"Bearer {TEST_KEY}"}
 # logit_bias banning the tiny vocabulary's end-of-generation tokens (<|end_of_text|>, <|eot_id|>,
 # <|eom_id|>), so a generation runs exactly to its budget.
 NO_EOG = {"321": -100, "324": -100, "325": -100}
@@ -100,7 +103,9 @@ def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None) -
     data_dir = workdir / "data"
     log_path = workdir / f"server-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PINAIVU_")}
-    full_env.update({"PINAIVU_DATA_DIR": str(data_dir), "PINAIVU_THREADS": "1", **(env or {})})
+    full_env.update(
+        {"PINAIVU_DATA_DIR": str(data_dir), "PINAIVU_THREADS": "1", "PINAIVU_API_KEY": TEST_KEY, **(env or {})}
+    )
     log_file = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "pinaivu_local", "serve", "--port", str(port), *args],
@@ -162,4 +167,4 @@ def client(server: RunningServer):  # type: ignore[no-untyped-def]
     """The real openai client pointed at the session server."""
     import openai
 
-    return openai.OpenAI(base_url=server.v1, api_key="sk-pnv-test", max_retries=0, timeout=60)
+    return openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0, timeout=60)

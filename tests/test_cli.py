@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from pinaivu_local.cli import main
-from tests.conftest import RunningServer, TinyModels, write_catalog
+from tests.conftest import AUTH, TEST_KEY, RunningServer, TinyModels, write_catalog
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -121,7 +121,7 @@ def test_missing_and_broken_models_do_not_stop_the_server(
         },
     )
     server = server_factory("--models-file", str(catalog))
-    client = openai.OpenAI(base_url=server.v1, api_key="sk-pnv-x", max_retries=0)
+    client = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0)
     assert [m.id for m in client.models.list()] == ["llama3.2:1b"]
     health = httpx.get(f"{server.base_url}/health", timeout=10).json()
     assert health["status"] == "degraded"
@@ -150,8 +150,8 @@ def test_no_weights_at_all_points_to_test_models(server_factory: Callable[..., R
 def test_test_models_serve_the_catalog_ids(server_factory: Callable[..., RunningServer], tmp_path: Path) -> None:
     catalog = Path(__file__).parent.parent / "models.toml"
     server = server_factory("--test-models", "--models-file", str(catalog))
-    client = openai.OpenAI(base_url=server.v1, api_key="sk-pnv-x", max_retries=0)
-    models = httpx.get(f"{server.v1}/models", timeout=10).json()["data"]
+    client = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0)
+    models = httpx.get(f"{server.v1}/models", headers=AUTH, timeout=10).json()["data"]
     assert [(m["id"], m["test_model"]) for m in models] == [("llama3.2:1b", True), ("llama3.2:3b", True)]
     assert all(m["test_model"] for m in httpx.get(f"{server.base_url}/health", timeout=10).json()["models"])
     for model in ("llama3.2:1b", "llama3.2:3b"):

@@ -11,24 +11,21 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
 from pinaivu_local import __version__
-from pinaivu_local.api.auth import Authenticator, OpenAuthenticator, StaticKeyAuthenticator, require_key
+from pinaivu_local.api.auth import KeyAuthenticator, require_admin, require_key
 from pinaivu_local.api.error_rendering import EXCEPTION_HANDLERS
+from pinaivu_local.api.ratelimit_headers import ratelimit_headers
+from pinaivu_local.api.routes.admin_keys import create_key, list_keys, revoke_key, rotate_key, show_key, update_key
 from pinaivu_local.api.routes.completions import chat_completions, completions
 from pinaivu_local.api.routes.health import health
 from pinaivu_local.api.routes.models import list_models, retrieve_model
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
 from pinaivu_local.engine.repack import decide_repack
+from pinaivu_local.keys.store import KeyStore
+from pinaivu_local.ratelimit import Limits, RateLimiter
 from pinaivu_local.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def build_authenticator(settings: Settings) -> Authenticator:
-    """PINAIVU_API_KEY gates /v1 when set; the key store replaces this later."""
-    if settings.api_key is not None:
-        return StaticKeyAuthenticator(settings.api_key.get_secret_value())
-    return OpenAuthenticator()
 
 
 def create_app(settings: Settings, catalog: Catalog) -> Litestar:
@@ -36,27 +33,42 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        repack = decide_repack(settings.weight_repack, settings.data_dir)
-        options = EngineOptions(settings.effective_threads(), settings.max_queue, repack)
-        pool = ModelPool(catalog, options)
-        pool.open()
-        app.state.pool = pool
+        keys = KeyStore(settings.database)
+        defaults = Limits(rpm=settings.default_rpm, tpm=settings.default_tpm)
+        app.state.key_store = keys
+        app.state.authenticator = KeyAuthenticator(keys, defaults)
         try:
-            report_models(pool)
-            yield
+            repack = decide_repack(settings.weight_repack, settings.data_dir)
+            options = EngineOptions(settings.effective_threads(), settings.max_queue, repack)
+            pool = ModelPool(catalog, options)
+            pool.open()
+            app.state.pool = pool
+            try:
+                report_models(pool)
+                yield
+            finally:
+                pool.close()
         finally:
-            pool.close()
+            keys.close()
 
     v1 = Router(
         path="/v1",
         route_handlers=[list_models, retrieve_model, chat_completions, completions],
         guards=[require_key],
     )
+    admin = Router(
+        path="/admin",
+        route_handlers=[create_key, list_keys, show_key, update_key, revoke_key, rotate_key],
+        guards=[require_key, require_admin],
+    )
     return Litestar(
-        route_handlers=[v1, health],
+        route_handlers=[v1, admin, health],
+        middleware=[ratelimit_headers],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        state=State({"authenticator": build_authenticator(settings), "settings": settings}),
+        state=State(
+            {"settings": settings, "catalog": catalog, "limiter": RateLimiter(window_s=settings.ratelimit_window_s)}
+        ),
         openapi_config=OpenAPIConfig(title="pinaivu-local", version=__version__, path="/docs"),
         logging_config=None,
     )

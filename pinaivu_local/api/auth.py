@@ -1,59 +1,62 @@
-"""Who is calling: the seam the key store (issue: API keys) plugs into.
-
-For now a single optional key from PINAIVU_API_KEY gates /v1; without one, every caller is let in.
-"""
+"""Who is calling: `Authorization: Bearer sk-pnv-...` checked against the key store."""
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
-from pinaivu_local.errors import AuthenticationError
-
-KEY_PREFIX = "sk-pnv-"
+from pinaivu_local.errors import AuthenticationError, PermissionDenied
+from pinaivu_local.keys.material import KEY_PREFIX
+from pinaivu_local.keys.records import ApiKey
+from pinaivu_local.keys.store import KeyStore
+from pinaivu_local.ratelimit import Limits
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller."""
+    """The authenticated caller: a key's id, name, permissions and limits."""
 
     key_id: str
     name: str
+    admin: bool
+    models: tuple[str, ...]
+    limits: Limits
+
+    def check_model(self, model_id: str) -> None:
+        """PermissionDenied unless this key may use `model_id`."""
+        if self.models and model_id not in self.models:
+            raise PermissionDenied(
+                f"This API key ({self.name!r}) may not use the model `{model_id}`; it is limited to "
+                f"{', '.join(self.models)}. Ask an admin to add it, or use another key.",
+                param="model",
+            )
 
 
-class Authenticator(Protocol):
+class KeyAuthenticator:
     """Turns an Authorization header into a Principal, or raises AuthenticationError."""
 
-    def authenticate(self, authorization: str | None) -> Principal: ...
-
-
-class OpenAuthenticator:
-    """No key configured: everyone is the anonymous local user."""
+    def __init__(self, store: KeyStore, defaults: Limits) -> None:
+        self._store = store
+        self._defaults = defaults
 
     def authenticate(self, authorization: str | None) -> Principal:
-        """Accept any caller."""
-        return Principal(key_id="local", name="local")
+        """Look the bearer key up; the store says whether it is unknown, revoked or expired."""
+        record = self._store.authenticate(bearer_token(authorization))
+        return principal_of(record, self._defaults)
 
 
-class StaticKeyAuthenticator:
-    """One key, compared in constant time."""
-
-    def __init__(self, key: str) -> None:
-        self._key = key.encode()
-
-    def authenticate(self, authorization: str | None) -> Principal:
-        """Accept exactly `Authorization: Bearer <the key>`."""
-        token = bearer_token(authorization)
-        if not hmac.compare_digest(token.encode(), self._key):
-            raise AuthenticationError(
-                "Incorrect API key provided. Check the key you set (PINAIVU_API_KEY on the server).",
-                code="invalid_api_key",
-            )
-        return Principal(key_id="static", name="default")
+def principal_of(record: ApiKey, defaults: Limits) -> Principal:
+    """A key record as the request sees it, server defaults filling absent limits."""
+    return Principal(
+        key_id=record.id,
+        name=record.name,
+        admin=record.admin,
+        models=tuple(record.model_list()),
+        limits=Limits(rpm=record.rpm or defaults.rpm, tpm=record.tpm or defaults.tpm),
+    )
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -83,5 +86,15 @@ def bearer_token(authorization: str | None) -> str:
 
 def require_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Litestar guard: authenticate before validation, and remember who it was."""
-    authenticator: Authenticator = connection.app.state.authenticator
+    authenticator: KeyAuthenticator = connection.app.state.authenticator
     connection.state.principal = authenticator.authenticate(connection.headers.get("authorization"))
+
+
+def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Litestar guard (after require_key): admin keys only."""
+    principal: Principal = connection.state.principal
+    if not principal.admin:
+        raise PermissionDenied(
+            f"This API key ({principal.name!r}) is not an admin key; /admin needs one "
+            "(create it with `pinaivu-local keys create --admin`)."
+        )

@@ -10,6 +10,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundE
 from litestar.exceptions import MethodNotAllowedException as LitestarMethodNotAllowed
 
 from pinaivu_local import errors
+from pinaivu_local.ratelimit import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +20,10 @@ _STATUS: tuple[tuple[type[errors.PinaivuError], int, str], ...] = (
     (errors.AuthenticationError, 401, "invalid_request_error"),
     (errors.PermissionDenied, 403, "invalid_request_error"),
     (errors.ModelNotFound, 404, "invalid_request_error"),
+    (errors.KeyNotFound, 404, "invalid_request_error"),
     (errors.RouteNotFound, 404, "invalid_request_error"),
     (errors.MethodNotAllowed, 405, "invalid_request_error"),
+    (errors.RateLimited, 429, "requests"),
     (errors.Unavailable, 503, "service_unavailable"),
     (errors.EngineFailure, 500, "server_error"),
 )
@@ -40,6 +43,10 @@ def render_pinaivu_error(_: Request[Any, Any, Any], exc: Exception) -> Response[
     headers = {}
     if isinstance(exc, errors.Unavailable):
         headers["retry-after"] = str(exc.retry_after)
+    if isinstance(exc, errors.RateLimited):
+        type_ = exc.limit_type  # OpenAI's 429s say which limit: "requests" or "tokens"
+        headers["retry-after"] = str(retry_after_seconds(exc.retry_after_ms))
+        headers["retry-after-ms"] = str(exc.retry_after_ms)
     return Response(error_body(exc.message, type_, param=exc.param, code=exc.code), status_code=status, headers=headers)
 
 

@@ -1,23 +1,30 @@
-"""The flow both completion endpoints share: budget, queue, then a JSON body or an SSE stream."""
+"""The flow both completion endpoints share.
+
+Checks run in the contract's order: (authentication in the guard, validation by the caller,)
+model resolution, permission, context budget, rate limit, capacity; then the answer as one
+JSON body or an SSE stream. A reservation is settled to the tokens really used at the end.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from litestar import Request, Response
 from litestar.response import Stream
 
+from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.error_rendering import error_body
-from pinaivu_local.api.openai_shapes import SSE_DONE, Completion, sse
+from pinaivu_local.api.openai_shapes import SSE_DONE, Completion, Kind, sse
 from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
-from pinaivu_local.engine.model_pool import ModelEngine
+from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
 from pinaivu_local.engine.results import FinishReason, Usage
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import GenerationStream
-from pinaivu_local.errors import PinaivuError
+from pinaivu_local.errors import PinaivuError, Unavailable
+from pinaivu_local.ratelimit import RateLimiter, Reservation
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +44,41 @@ def sampling_params(body: ChatCompletionRequest | CompletionRequest, engine: Mod
     )
 
 
-async def respond(
+async def serve_generation(
     request: Request[Any, Any, Any],
-    engine: ModelEngine,
-    prompt: list[int],
-    params: SamplingParams,
-    max_tokens: int,
-    completion: Completion,
-    stream: bool,
+    body: ChatCompletionRequest | CompletionRequest,
+    kind: Kind,
+    build_prompt: Callable[[ModelEngine], list[int]],
+    requested_tokens: int | None,
 ) -> Response[Any]:
-    """Queue the generation (503 here if the model is full), then answer in the asked shape."""
-    generation = engine.start(prompt, params, max_tokens)
+    """Resolve, check, admit and run one completion request."""
+    pool: ModelPool = request.app.state.pool
+    limiter: RateLimiter = request.app.state.limiter
+    principal: Principal = request.state.principal
+    engine = pool.get(body.model)
+    principal.check_model(engine.id)
+    params = sampling_params(body, engine)
+    prompt = build_prompt(engine)
+    param = "messages" if kind == "chat" else "prompt"
+    max_tokens = engine.completion_budget(len(prompt), requested_tokens, param)
+    reservation = limiter.admit(principal.key_id, principal.limits, len(prompt) + max_tokens)
+    try:
+        generation = engine.start(prompt, params, max_tokens)
+    except Unavailable:
+        reservation.cancel()  # never ran: costs no quota
+        raise
+    completion = Completion(kind, engine.id, include_usage=bool(body.stream) and body.include_usage())
     headers = {"x-request-id": completion.request_id}
-    if stream:
+    if body.stream:
         return Stream(
-            _sse_events(generation, completion),
+            _sse_events(generation, completion, reservation),
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    text, finish, usage = await _collect_unless_disconnected(request, generation)
+    try:
+        text, finish, usage = await _collect_unless_disconnected(request, generation)
+    finally:
+        reservation.settle(generation.tokens_used)
     return Response(completion.body(text, finish, usage), headers=headers)
 
 
@@ -79,7 +102,6 @@ async def _collect_unless_disconnected(
         await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
         if work.done():
             return work.result()
-        generation.close()
         raise asyncio.CancelledError("client disconnected")
     finally:
         watch.cancel()
@@ -95,7 +117,9 @@ async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
             return
 
 
-async def _sse_events(generation: GenerationStream, completion: Completion) -> AsyncIterator[str]:
+async def _sse_events(
+    generation: GenerationStream, completion: Completion, reservation: Reservation
+) -> AsyncIterator[str]:
     """The SSE stream: role chunk, text chunks, finish chunk, usage chunk if asked, [DONE]."""
     try:
         if completion.kind == "chat":
@@ -115,3 +139,4 @@ async def _sse_events(generation: GenerationStream, completion: Completion) -> A
         yield sse(error_body(exc.message, "server_error", code=exc.code))
     finally:
         generation.close()
+        reservation.settle(generation.tokens_used)

@@ -10,18 +10,20 @@ from pydantic_core import PydanticCustomError
 MAX_STOPS = 4
 
 
-class _Body(BaseModel):
+class StrictBody(BaseModel):
+    """Base of every request body."""
+
     # strict: "0.5" is not a number and 1 is not true, as in OpenAI's API; unknown fields are ignored.
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
-class StreamOptions(_Body):
+class StreamOptions(StrictBody):
     """`stream_options` of a streaming request."""
 
     include_usage: bool = False
 
 
-class ChatMessage(_Body):
+class ChatMessage(StrictBody):
     """One message of a conversation."""
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
@@ -50,7 +52,7 @@ class ChatMessage(_Body):
         return self.content or ""
 
 
-class _Generation(_Body):
+class _Generation(StrictBody):
     """Fields chat and text completions share."""
 
     model: str = Field(min_length=1)

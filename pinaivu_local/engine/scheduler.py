@@ -90,6 +90,11 @@ class GenerationStream:
         finally:
             self.close()
 
+    @property
+    def tokens_used(self) -> int:
+        """Prompt plus tokens generated so far (for usage accounting of unfinished requests)."""
+        return len(self._seq.prompt) + self._seq.n_generated
+
     def close(self) -> None:
         """Stop generating (client gone); frees the sequence within one engine step."""
         if not self._finished:

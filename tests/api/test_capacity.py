@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import NO_EOG, RunningServer, TinyModels, write_catalog
+from tests.conftest import AUTH, NO_EOG, RunningServer, TinyModels, write_catalog
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def wait_for(server: RunningServer, running: int, queued: int, within: float = 3
 
 def test_overflow_is_503_and_cancel_frees_the_slot(narrow: RunningServer) -> None:
     async def scenario() -> None:
-        async with httpx.AsyncClient(base_url=narrow.v1, timeout=60) as http:
+        async with httpx.AsyncClient(base_url=narrow.v1, headers=AUTH, timeout=60) as http:
             first_cm = http.stream("POST", "/chat/completions", json=long_body(LONG))
             first = await first_cm.__aenter__()
             assert first.status_code == 200
@@ -80,5 +80,7 @@ def test_overflow_is_503_and_cancel_frees_the_slot(narrow: RunningServer) -> Non
 
 def test_non_streaming_client_that_disconnects_frees_the_slot(narrow: RunningServer) -> None:
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{narrow.v1}/chat/completions", json={**long_body(LONG), "stream": False}, timeout=0.5)
+        httpx.post(
+            f"{narrow.v1}/chat/completions", json={**long_body(LONG), "stream": False}, headers=AUTH, timeout=0.5
+        )
     wait_for(narrow, 0, 0, within=FREED_WITHIN_S)

@@ -8,7 +8,7 @@ import json
 import httpx
 import openai
 
-from tests.conftest import NO_EOG, RunningServer
+from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello"}]
 
@@ -71,7 +71,7 @@ def test_streaming_chunks_usage_and_done(server: RunningServer) -> None:
         "stream_options": {"include_usage": True},
         "logit_bias": NO_EOG,
     }
-    with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, timeout=60) as response:
+    with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, headers=AUTH, timeout=60) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         request_id = response.headers["x-request-id"]
@@ -100,7 +100,7 @@ def test_streaming_text_equals_non_streaming_text(client: openai.OpenAI) -> None
 
 def test_stream_without_include_usage_has_no_usage_key(server: RunningServer) -> None:
     body = {"model": "llama3.2:1b", "messages": MESSAGES, "max_tokens": 3, "stream": True}
-    with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, timeout=60) as response:
+    with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, headers=AUTH, timeout=60) as response:
         events = [line for line in response.iter_lines() if line]
     chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
     assert chunks and all("usage" not in c for c in chunks)
@@ -146,7 +146,7 @@ def test_text_content_parts_are_accepted(client: openai.OpenAI) -> None:
 
 def test_concurrent_requests_to_both_models(server: RunningServer) -> None:
     async def run() -> list[openai.types.chat.ChatCompletion]:
-        aclient = openai.AsyncOpenAI(base_url=server.v1, api_key="sk-pnv-test", max_retries=0, timeout=120)
+        aclient = openai.AsyncOpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0, timeout=120)
         calls = [
             aclient.chat.completions.create(
                 model=model, messages=[{"role": "user", "content": f"request {i}"}], max_tokens=10 + i, temperature=0
@@ -172,7 +172,7 @@ def test_batched_greedy_matches_alone(client: openai.OpenAI, server: RunningServ
     alone = client.chat.completions.create(model="llama3.2:1b", messages=messages, max_tokens=13, temperature=0)
 
     async def crowd() -> list[openai.types.chat.ChatCompletion]:
-        aclient = openai.AsyncOpenAI(base_url=server.v1, api_key="sk-pnv-test", max_retries=0, timeout=120)
+        aclient = openai.AsyncOpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0, timeout=120)
         try:
             return await asyncio.gather(
                 *[

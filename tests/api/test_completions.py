@@ -7,7 +7,7 @@ import json
 import httpx
 import openai
 
-from tests.conftest import NO_EOG, RunningServer
+from tests.conftest import AUTH, NO_EOG, RunningServer
 
 
 def test_text_completion_shape(client: openai.OpenAI) -> None:
@@ -44,7 +44,7 @@ def test_streaming_text_completion(server: RunningServer) -> None:
         "stream_options": {"include_usage": True},
         "logit_bias": NO_EOG,
     }
-    with httpx.stream("POST", f"{server.v1}/completions", json=body, timeout=60) as response:
+    with httpx.stream("POST", f"{server.v1}/completions", json=body, headers=AUTH, timeout=60) as response:
         assert response.status_code == 200
         events = [line for line in response.iter_lines() if line]
     assert events[-1] == "data: [DONE]"
@@ -57,5 +57,7 @@ def test_streaming_text_completion(server: RunningServer) -> None:
 def test_prompt_as_token_ids(client: openai.OpenAI, server: RunningServer) -> None:
     out = client.completions.create(model="llama3.2:1b", prompt=[320, 104, 101], max_tokens=3, logit_bias=NO_EOG)
     assert out.usage is not None and out.usage.prompt_tokens == 3
-    bad = httpx.post(f"{server.v1}/completions", json={"model": "llama3.2:1b", "prompt": [99999]}, timeout=10)
+    bad = httpx.post(
+        f"{server.v1}/completions", json={"model": "llama3.2:1b", "prompt": [99999]}, headers=AUTH, timeout=10
+    )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt"

@@ -8,13 +8,13 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import AUTH, RunningServer
 
 CHAT = "/chat/completions"
 
 
 def post(server: RunningServer, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
-    return httpx.post(f"{server.v1}{path}", json=body, timeout=60, **kwargs)
+    return httpx.post(f"{server.v1}{path}", json=body, headers=AUTH, timeout=60, **kwargs)
 
 
 def detail(response: httpx.Response) -> list[dict[str, Any]]:
@@ -95,7 +95,9 @@ def test_422_raises_unprocessable_entity_in_the_sdk(client: openai.OpenAI) -> No
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe"])
 def test_body_that_is_not_json_is_400(server: RunningServer, raw: bytes) -> None:
-    response = httpx.post(f"{server.v1}{CHAT}", content=raw, headers={"content-type": "application/json"}, timeout=30)
+    response = httpx.post(
+        f"{server.v1}{CHAT}", content=raw, headers={**AUTH, "content-type": "application/json"}, timeout=30
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error"
@@ -124,7 +126,7 @@ def test_unknown_model_without_near_miss(server: RunningServer) -> None:
 
 
 def test_retrieve_unknown_model(server: RunningServer) -> None:
-    response = httpx.get(f"{server.v1}/models/llama3.2:70b", timeout=10)
+    response = httpx.get(f"{server.v1}/models/llama3.2:70b", headers=AUTH, timeout=10)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"
 
@@ -152,16 +154,16 @@ def test_prompt_longer_than_context(client: openai.OpenAI) -> None:
 
 
 def test_unknown_route_and_trailing_slash(server: RunningServer) -> None:
-    missing = httpx.get(f"{server.v1}/nothing-here", timeout=10)
+    missing = httpx.get(f"{server.v1}/nothing-here", headers=AUTH, timeout=10)
     assert missing.status_code == 404
     assert set(missing.json()["error"]) == {"message", "type", "param", "code"}
-    slashed = httpx.get(f"{server.v1}/models/", timeout=10)
+    slashed = httpx.get(f"{server.v1}/models/", headers=AUTH, timeout=10)
     assert slashed.status_code == 200
-    assert slashed.json() == httpx.get(f"{server.v1}/models", timeout=10).json()
+    assert slashed.json() == httpx.get(f"{server.v1}/models", headers=AUTH, timeout=10).json()
 
 
 def test_wrong_method(server: RunningServer) -> None:
-    response = httpx.get(f"{server.v1}{CHAT}", timeout=10)
+    response = httpx.get(f"{server.v1}{CHAT}", headers=AUTH, timeout=10)
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
 

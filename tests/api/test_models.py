@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 
-from tests.conftest import RunningServer
+from tests.conftest import AUTH, RunningServer
 
 
 def test_list_models(client: openai.OpenAI) -> None:
@@ -14,7 +14,7 @@ def test_list_models(client: openai.OpenAI) -> None:
 
 
 def test_list_shape(server: RunningServer) -> None:
-    body = httpx.get(f"{server.v1}/models", timeout=10).json()
+    body = httpx.get(f"{server.v1}/models", headers=AUTH, timeout=10).json()
     assert body["object"] == "list"
     for model in body["data"]:
         assert model["object"] == "model"

@@ -1,0 +1,43 @@
+"""ASGI middleware: OpenAI's x-ratelimit-* headers on every authenticated response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from pinaivu_local.api.auth import Principal
+from pinaivu_local.ratelimit import RateLimiter, format_duration
+
+
+def ratelimit_headers(app: ASGIApp) -> ASGIApp:
+    """Wrap `app` so responses to a known caller report its remaining quota."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            principal = scope.get("state", {}).get("principal")
+            if message["type"] == "http.response.start" and isinstance(principal, Principal):
+                limiter: RateLimiter = scope["app"].state.limiter
+                message["headers"] = [*message.get("headers", []), *_headers(limiter, principal)]
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return middleware
+
+
+def _headers(limiter: RateLimiter, principal: Principal) -> list[tuple[bytes, bytes]]:
+    snap = limiter.snapshot(principal.key_id, principal.limits)
+    values: dict[str, Any] = {
+        "x-ratelimit-limit-requests": snap.limits.rpm,
+        "x-ratelimit-remaining-requests": snap.remaining_requests,
+        "x-ratelimit-reset-requests": format_duration(snap.reset_requests_s),
+        "x-ratelimit-limit-tokens": snap.limits.tpm,
+        "x-ratelimit-remaining-tokens": snap.remaining_tokens,
+        "x-ratelimit-reset-tokens": format_duration(snap.reset_tokens_s),
+    }
+    return [(name.encode(), str(value).encode()) for name, value in values.items()]

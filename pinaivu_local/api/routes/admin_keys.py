@@ -1,0 +1,133 @@
+"""The admin API for keys: create, list, show, change, revoke, rotate (admin keys only)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from litestar import Request, Response, delete, get, patch, post
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from pinaivu_local.api.openapi_body import json_body
+from pinaivu_local.api.schemas import StrictBody
+from pinaivu_local.api.validation import parse_body
+from pinaivu_local.catalog import Catalog
+from pinaivu_local.errors import ValidationFailed
+from pinaivu_local.keys.durations import parse_duration
+from pinaivu_local.keys.store import IssuedKey, KeySettings, KeyStore
+
+
+class _KeyFields(StrictBody):
+    models: list[str] | None = None
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class CreateKey(_KeyFields):
+    """POST /admin/keys."""
+
+    name: str = Field(min_length=1, max_length=100)
+    admin: bool = False
+    expires_in: str | None = Field(default=None, description="30d, 12h, 90m or 45s; absent: never")
+
+    @field_validator("expires_in")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_duration(value)
+            except ValueError as exc:
+                raise PydanticCustomError("value_error.duration", str(exc)) from None
+        return value
+
+    def expiry(self) -> timedelta | None:
+        """expires_in as a timedelta."""
+        return parse_duration(self.expires_in) if self.expires_in else None
+
+
+class UpdateKey(_KeyFields):
+    """PATCH /admin/keys/{id}: fields present are changed (null clears a limit)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+def _check_models(request: Request[Any, Any, Any], models: list[str] | None) -> None:
+    catalog: Catalog = request.app.state.catalog
+    unknown = [m for m in models or [] if m not in catalog.ids()]
+    if unknown:
+        raise ValidationFailed(
+            [
+                {
+                    "loc": ["body", "models"],
+                    "msg": f"unknown model {unknown[0]!r}; known: {', '.join(catalog.ids())}",
+                    "type": "value_error.model",
+                }
+            ]
+        )
+
+
+def _issued(issued: IssuedKey, **extra: Any) -> dict[str, Any]:
+    return {**issued.record.public(), "key": issued.key, **extra}
+
+
+@post(
+    "/keys",
+    status_code=201,
+    summary="Create a key (its clear text is in this response only)",
+    operation_class=json_body(CreateKey),
+)
+async def create_key(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """A new key with a name, optional model list, limits, expiry and admin flag."""
+    body = parse_body(await request.body(), CreateKey)
+    _check_models(request, body.models)
+    store: KeyStore = request.app.state.key_store
+    settings = KeySettings(
+        name=body.name,
+        admin=body.admin,
+        models=tuple(body.models or ()),
+        rpm=body.rpm,
+        tpm=body.tpm,
+        expires_in=body.expiry(),
+    )
+    return _issued(store.create(settings))
+
+
+@get("/keys", summary="List keys (never their clear text)")
+async def list_keys(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Every key, newest first."""
+    store: KeyStore = request.app.state.key_store
+    return {"object": "list", "data": [k.public() for k in store.list()]}
+
+
+@get("/keys/{key_id:str}", summary="Show one key")
+async def show_key(request: Request[Any, Any, Any], key_id: str) -> dict[str, Any]:
+    """One key by id."""
+    store: KeyStore = request.app.state.key_store
+    return store.get(key_id).public()
+
+
+@patch("/keys/{key_id:str}", summary="Change a key's name, models or limits", operation_class=json_body(UpdateKey))
+async def update_key(request: Request[Any, Any, Any], key_id: str) -> dict[str, Any]:
+    """Only the fields present in the body change."""
+    body = parse_body(await request.body(), UpdateKey)
+    _check_models(request, body.models)
+    store: KeyStore = request.app.state.key_store
+    changes = body.model_dump(exclude_unset=True)
+    if "models" in changes:
+        changes["models"] = ",".join(changes["models"] or [])
+    return store.update(store.get(key_id).id, **changes).public()
+
+
+@delete("/keys/{key_id:str}", status_code=200, summary="Revoke a key")
+async def revoke_key(request: Request[Any, Any, Any], key_id: str) -> dict[str, Any]:
+    """Revoked at once: the next request with it gets 401 revoked_api_key."""
+    store: KeyStore = request.app.state.key_store
+    return store.revoke(key_id).public()
+
+
+@post("/keys/{key_id:str}/rotate", status_code=201, summary="Revoke a key and issue its replacement")
+async def rotate_key(request: Request[Any, Any, Any], key_id: str) -> Response[dict[str, Any]]:
+    """Same settings, new secret; the old key is revoked."""
+    store: KeyStore = request.app.state.key_store
+    return Response(_issued(store.rotate(key_id), replaces=key_id), status_code=201)

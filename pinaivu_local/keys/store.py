@@ -1,0 +1,226 @@
+"""The key store: SQLite (WAL, mode 0600) in the data dir, schema migrated at open."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from pinaivu_local.errors import AuthenticationError, ConfigError, KeyNotFound
+from pinaivu_local.keys.material import generate_key, hash_key, visible_prefix
+from pinaivu_local.keys.records import ApiKey, as_utc, utcnow
+
+SCHEMA_VERSION = 1
+# last_used_at is written at most this often per key: one write per request would be wasteful.
+LAST_USED_RESOLUTION = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    """What a new key may do."""
+
+    name: str
+    admin: bool = False
+    models: tuple[str, ...] = ()
+    rpm: int | None = None
+    tpm: int | None = None
+    expires_in: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key just created: the only moment its clear text exists."""
+
+    record: ApiKey
+    key: str
+
+
+class KeyStore:
+    """Create, look up, revoke and rotate keys. Safe to use from the CLI while a server runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._engine = _open_engine(path)
+        self._migrate()
+
+    def close(self) -> None:
+        """Release the connections."""
+        self._engine.dispose()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with Session(self._engine, expire_on_commit=False) as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise ConfigError(f"{self.path}: key store error ({exc.__class__.__name__}: {exc.args[0]})") from None
+
+    def _migrate(self) -> None:
+        with self._engine.begin() as conn:
+            version = conn.exec_driver_sql("PRAGMA user_version").scalar() or 0
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{self.path}: written by a newer pinaivu-local (schema {version}); upgrade to open it"
+                )
+        if version < 1:
+            SQLModel.metadata.create_all(self._engine, tables=[ApiKey.__table__])  # type: ignore[attr-defined]
+        with self._engine.begin() as conn:
+            conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def is_empty(self) -> bool:
+        """Whether no key was ever created."""
+        with self._session() as session:
+            return session.exec(select(ApiKey).limit(1)).first() is None
+
+    def create(self, settings: KeySettings, *, key: str | None = None) -> IssuedKey:
+        """A new key with these settings (`key` imports an existing one, e.g. PINAIVU_API_KEY)."""
+        clear = key or generate_key()
+        now = utcnow()
+        record = ApiKey(
+            id=f"key_{uuid.uuid4().hex[:16]}",
+            name=settings.name,
+            prefix=visible_prefix(clear),
+            key_hash=hash_key(clear),
+            admin=settings.admin,
+            models=",".join(settings.models),
+            rpm=settings.rpm,
+            tpm=settings.tpm,
+            created_at=now,
+            expires_at=now + settings.expires_in if settings.expires_in else None,
+        )
+        with self._session() as session:
+            session.add(record)
+            session.commit()
+        return IssuedKey(record=record, key=clear)
+
+    def has_key(self, key: str) -> bool:
+        """Whether this clear key was ever stored (revoked ones included)."""
+        with self._session() as session:
+            return session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).first() is not None
+
+    def list(self) -> list[ApiKey]:
+        """Every key, newest first."""
+        with self._session() as session:
+            return list(session.exec(select(ApiKey).order_by(ApiKey.created_at.desc())))  # type: ignore[attr-defined]
+
+    def get(self, key_id: str) -> ApiKey:
+        """One key by id, or KeyNotFound."""
+        with self._session() as session:
+            record = session.get(ApiKey, key_id)
+        if record is None:
+            raise KeyNotFound(f"No key with id {key_id!r}; list them with `pinaivu-local keys list`.", param="id")
+        return record
+
+    def update(self, key_id: str, **changes: Any) -> ApiKey:
+        """Change name, models, rpm or tpm of a key."""
+        with self._session() as session:
+            record = session.get(ApiKey, key_id)
+            if record is None:
+                raise KeyNotFound(f"No key with id {key_id!r}.", param="id")
+            for field, value in changes.items():
+                setattr(record, field, value)
+            session.add(record)
+            session.commit()
+            return record
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key (idempotent); the running server refuses it from its next request."""
+        record = self.get(key_id)
+        if record.revoked_at is not None:
+            return record
+        return self.update(key_id, revoked_at=utcnow())
+
+    def rotate(self, key_id: str) -> IssuedKey:
+        """Revoke a key and issue a replacement with the same settings and remaining lifetime."""
+        old = self.get(key_id)
+        now = utcnow()
+        expires, created = as_utc(old.expires_at), as_utc(old.created_at)
+        remaining = None
+        if expires is not None and created is not None:
+            # an expired key's replacement gets the lifetime the old one had
+            remaining = expires - now if expires > now else expires - created
+        issued = self.create(
+            KeySettings(
+                name=old.name,
+                admin=old.admin,
+                models=tuple(old.model_list()),
+                rpm=old.rpm,
+                tpm=old.tpm,
+                expires_in=remaining,
+            )
+        )
+        self.update(key_id, revoked_at=old.revoked_at or now, replaced_by=issued.record.id)
+        return issued
+
+    def authenticate(self, key: str) -> ApiKey:
+        """The active key record for a clear key; AuthenticationError says why not."""
+        digest = hash_key(key)
+        with self._session() as session:
+            # The lookup is by an unguessable digest, so timing reveals nothing about stored keys.
+            record = session.exec(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+            if record is None:
+                raise AuthenticationError(
+                    "Incorrect API key provided. Check it, or create one with `pinaivu-local keys create`.",
+                    code="invalid_api_key",
+                )
+            now = utcnow()
+            state = record.state(now)
+            if state == "revoked":
+                raise AuthenticationError(
+                    f"This API key ({record.prefix}, {record.name!r}) has been revoked. "
+                    "Use its replacement or create a new key.",
+                    code="revoked_api_key",
+                )
+            if state == "expired":
+                raise AuthenticationError(
+                    f"This API key ({record.prefix}, {record.name!r}) expired on "
+                    f"{record.public(now)['expires_at']}. Rotate it or create a new key.",
+                    code="expired_api_key",
+                )
+            last = as_utc(record.last_used_at)
+            if last is None or now - last >= LAST_USED_RESOLUTION:
+                record.last_used_at = now
+                session.add(record)
+                session.commit()
+            return record
+
+
+def _open_engine(path: Path) -> Engine:
+    """A SQLite engine on a file created 0600, in WAL mode."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot open the key store ({exc.strerror})") from None
+    engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 10})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except SQLAlchemyError as exc:
+        raise ConfigError(f"{path}: not a usable SQLite database ({exc.args[0]})") from None
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.chmod(side, 0o600)
+    return engine

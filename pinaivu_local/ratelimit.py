@@ -1,0 +1,184 @@
+"""Per-key requests-per-minute and tokens-per-minute limits: an exact sliding window.
+
+A pure class with an injectable clock: each admitted request is remembered with its time and
+token reservation for one window; a request is admitted only if, with it, the last window holds
+at most `rpm` requests and `tpm` tokens. Exact under any concurrency (the event loop serialises
+calls), and a reservation is corrected to the real usage when the request ends.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pinaivu_local.errors import RateLimited
+
+WINDOW_S = 60.0  # "per minute"
+# Retry-After is capped so the openai SDK (which honours up to 60 s) still retries by itself.
+MAX_RETRY_AFTER_S = 60
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A key's limits per minute."""
+
+    rpm: int
+    tpm: int
+
+
+@dataclass(eq=False)
+class _Entry:
+    at: float
+    tokens: int
+
+
+@dataclass
+class _Window:
+    entries: deque[_Entry] = field(default_factory=deque)
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the x-ratelimit-* headers say."""
+
+    limits: Limits
+    remaining_requests: int
+    remaining_tokens: int
+    reset_requests_s: float
+    reset_tokens_s: float
+
+
+class Reservation:
+    """An admitted request's place in the window; settle() corrects its tokens at the end."""
+
+    def __init__(self, limiter: RateLimiter, key: str, entry: _Entry) -> None:
+        self._limiter = limiter
+        self._key = key
+        self._entry = entry
+        self._open = True
+
+    def settle(self, actual_tokens: int) -> None:
+        """Replace the reserved tokens by what the request really used."""
+        if self._open:
+            self._open = False
+            self._limiter._retoken(self._key, self._entry, actual_tokens)
+
+    def cancel(self) -> None:
+        """The request never ran (e.g. 503): it consumes nothing."""
+        if self._open:
+            self._open = False
+            self._limiter._remove(self._key, self._entry)
+
+
+class RateLimiter:
+    """Sliding-window limits per key id."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, window_s: float = WINDOW_S) -> None:
+        self._clock = clock
+        self._window_s = window_s
+        self._windows: dict[str, _Window] = {}
+
+    def admit(self, key: str, limits: Limits, tokens: int) -> Reservation:
+        """Count a request of `tokens` tokens, or raise RateLimited saying which limit and when."""
+        now = self._clock()
+        window = self._prune(key, now)
+        if len(window.entries) + 1 > limits.rpm:
+            wait = window.entries[0].at + self._window_s - now
+            raise RateLimited(
+                f"Rate limit reached for requests: {limits.rpm} per minute for this key. Retry in {_human(wait)}.",
+                limit_type="requests",
+                retry_after_ms=_ms(wait),
+            )
+        if window.tokens + tokens > limits.tpm:
+            raise RateLimited(
+                self._tokens_message(limits, tokens, window, now),
+                limit_type="tokens",
+                retry_after_ms=_ms(self._token_wait(window, limits, tokens, now)),
+            )
+        entry = _Entry(now, tokens)
+        window.entries.append(entry)
+        window.tokens += tokens
+        return Reservation(self, key, entry)
+
+    def snapshot(self, key: str, limits: Limits) -> Snapshot:
+        """Remaining capacity and time to a full reset, for the headers."""
+        now = self._clock()
+        window = self._prune(key, now)
+        gone = now - self._window_s
+        newest = window.entries[-1].at if window.entries else gone
+        newest_tokens = next((e.at for e in reversed(window.entries) if e.tokens > 0), gone)
+        return Snapshot(
+            limits=limits,
+            remaining_requests=max(0, limits.rpm - len(window.entries)),
+            remaining_tokens=max(0, limits.tpm - window.tokens),
+            reset_requests_s=max(0.0, newest + self._window_s - now),
+            reset_tokens_s=max(0.0, newest_tokens + self._window_s - now),
+        )
+
+    def _prune(self, key: str, now: float) -> _Window:
+        window = self._windows.setdefault(key, _Window())
+        while window.entries and window.entries[0].at <= now - self._window_s:
+            window.tokens -= window.entries.popleft().tokens
+        return window
+
+    def _token_wait(self, window: _Window, limits: Limits, tokens: int, now: float) -> float:
+        """Seconds until enough old reservations leave the window for `tokens` more."""
+        if tokens > limits.tpm:
+            return self._window_s  # can never fit; the message says so
+        excess = window.tokens + tokens - limits.tpm
+        for entry in window.entries:
+            excess -= entry.tokens
+            if excess <= 0:
+                return entry.at + self._window_s - now
+        return self._window_s
+
+    def _tokens_message(self, limits: Limits, tokens: int, window: _Window, now: float) -> str:
+        if tokens > limits.tpm:
+            return (
+                f"Request too large for this key's token limit: it needs {tokens} tokens (prompt + max_tokens) "
+                f"but the limit is {limits.tpm} per minute. Lower max_tokens or shorten the prompt."
+            )
+        wait = self._token_wait(window, limits, tokens, now)
+        return (
+            f"Rate limit reached for tokens: {limits.tpm} per minute for this key, {window.tokens} in use, "
+            f"this request needs {tokens} (prompt + max_tokens). Retry in {_human(wait)}."
+        )
+
+    def _retoken(self, key: str, entry: _Entry, tokens: int) -> None:
+        window = self._windows.get(key)
+        if window is not None and entry in window.entries:
+            window.tokens += tokens - entry.tokens
+            entry.tokens = tokens
+
+    def _remove(self, key: str, entry: _Entry) -> None:
+        window = self._windows.get(key)
+        if window is not None and entry in window.entries:
+            window.entries.remove(entry)
+            window.tokens -= entry.tokens
+
+
+def retry_after_seconds(retry_after_ms: int) -> int:
+    """The Retry-After header: whole seconds, at least 1, at most 60."""
+    return min(MAX_RETRY_AFTER_S, max(1, math.ceil(retry_after_ms / 1000)))
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's reset format: `250ms`, `1s`, `17.5s`, `6m0s`."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{round(seconds, 3):g}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest}s"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _human(seconds: float) -> str:
+    return f"{max(1, math.ceil(seconds))}s"

@@ -1,0 +1,115 @@
+"""The key store on real SQLite: hashing, states, rotation, file mode, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from pinaivu_local.errors import AuthenticationError, ConfigError, KeyNotFound
+from pinaivu_local.keys.bootstrap import ensure_admin_key
+from pinaivu_local.keys.material import hash_key
+from pinaivu_local.keys.store import SCHEMA_VERSION, KeySettings, KeyStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> KeyStore:
+    opened = KeyStore(tmp_path / "data" / "pinaivu.db")
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+def test_created_key_shape_and_storage(store: KeyStore) -> None:
+    issued = store.create(KeySettings(name="ci", models=("llama3.2:1b",), rpm=5, tpm=500))
+    assert issued.key.startswith("sk-pnv-") and len(issued.key) >= 7 + 32
+    record = store.get(issued.record.id)
+    assert record.key_hash == hash_key(issued.key) and issued.key not in record.prefix
+    assert record.prefix.startswith("sk-pnv-") and record.prefix.endswith("…")
+    public = record.public()
+    assert "key_hash" not in public and "key" not in public
+    assert public["models"] == ["llama3.2:1b"] and (public["rpm"], public["tpm"]) == (5, 500)
+    assert public["state"] == "active"
+
+
+def test_no_clear_key_in_the_database_files(store: KeyStore) -> None:
+    issued = store.create(KeySettings(name="secret"))
+    store.authenticate(issued.key)
+    blobs = b"".join(p.read_bytes() for p in store.path.parent.iterdir())
+    assert issued.key.encode() not in blobs
+    assert issued.key[7:].encode() not in blobs
+
+
+def test_file_mode_wal_and_schema_version(store: KeyStore) -> None:
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pinaivu.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(ConfigError, match="newer pinaivu-local"):
+        KeyStore(path)
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "pinaivu.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigError, match=str(path)):
+        KeyStore(path)
+    assert path.read_bytes() == b"this is not sqlite" * 100  # left untouched
+
+
+def test_authenticate_states(store: KeyStore) -> None:
+    good = store.create(KeySettings(name="good"))
+    assert store.authenticate(good.key).id == good.record.id
+    assert store.get(good.record.id).last_used_at is not None
+    with pytest.raises(AuthenticationError) as unknown:
+        store.authenticate("sk-pnv-" + "x" * 43)
+    assert unknown.value.code == "invalid_api_key"
+    store.revoke(good.record.id)
+    with pytest.raises(AuthenticationError) as revoked:
+        store.authenticate(good.key)
+    assert revoked.value.code == "revoked_api_key" and "revoked" in revoked.value.message
+    old = store.create(KeySettings(name="old", expires_in=timedelta(seconds=1)))
+    store.update(old.record.id, expires_at=old.record.created_at - timedelta(seconds=1))
+    with pytest.raises(AuthenticationError) as expired:
+        store.authenticate(old.key)
+    assert expired.value.code == "expired_api_key" and "expired" in expired.value.message
+
+
+def test_rotate_keeps_settings_and_revokes(store: KeyStore) -> None:
+    old = store.create(KeySettings(name="svc", models=("a",), rpm=7, expires_in=timedelta(days=2)))
+    new = store.rotate(old.record.id)
+    assert new.key != old.key
+    assert (new.record.name, new.record.model_list(), new.record.rpm) == ("svc", ["a"], 7)
+    assert new.record.expires_at is not None
+    before = store.get(old.record.id)
+    assert before.revoked_at is not None and before.replaced_by == new.record.id
+    assert store.authenticate(new.key).id == new.record.id
+
+
+def test_unknown_id(store: KeyStore) -> None:
+    with pytest.raises(KeyNotFound):
+        store.revoke("key_nope")
+
+
+def test_bootstrap(store: KeyStore) -> None:
+    first = ensure_admin_key(store, None)
+    assert first is not None and first.record.admin
+    assert ensure_admin_key(store, None) is None  # only on an empty store
+    env_key = "sk-pnv-" + "e" * 40
+    assert ensure_admin_key(store, env_key) is None
+    imported = store.authenticate(env_key)
+    assert imported.admin and imported.name == "PINAIVU_API_KEY"
+    store.revoke(imported.id)
+    ensure_admin_key(store, env_key)  # a revoked env key is not resurrected
+    with pytest.raises(AuthenticationError):
+        store.authenticate(env_key)
+    with pytest.raises(ConfigError, match="PINAIVU_API_KEY must look like"):
+        ensure_admin_key(store, "hunter2")
