@@ -112,17 +112,18 @@ def _bootstrap_admin_key(settings: Settings) -> None:
 def _key_store(settings: Settings) -> Iterator[KeyStore]:
     """The key store of the data dir, closed afterwards; one-line errors."""
     from pinaivu_local.keys.store import KeyStore
+    from pinaivu_local.storage.database import Database
 
     try:
-        store = KeyStore(settings.database)
+        database = Database(settings.database)
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
     try:
-        yield store
+        yield KeyStore(database)
     except (ConfigError, KeyNotFound) as exc:
         raise click.ClickException(exc.message) from None
     finally:
-        store.close()
+        database.close()
 
 
 @main.group()

@@ -73,6 +73,12 @@ class KeyNotFound(PinaivuError):
     code = "key_not_found"
 
 
+class RequestNotFound(PinaivuError):
+    """No request with that id that the caller may see."""
+
+    code = "request_not_found"
+
+
 class RateLimited(PinaivuError):
     """A per-key limit is reached; retry after `retry_after_ms`."""
 

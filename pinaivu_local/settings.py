@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     weight_repack: Literal["auto", "on", "off"] = "auto"
     test_models: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    log_content: bool = Field(default=False, description="store prompts and outputs in the request log")
+    log_retention_days: int = Field(default=30, ge=1)
+    log_retention_rows: int = Field(default=100_000, ge=1)
 
     def effective_threads(self) -> int:
         """Threads llama.cpp uses per model."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,12 +19,16 @@ from pinaivu_local.api.routes.admin_keys import create_key, list_keys, revoke_ke
 from pinaivu_local.api.routes.completions import chat_completions, completions
 from pinaivu_local.api.routes.health import health
 from pinaivu_local.api.routes.models import list_models, retrieve_model
+from pinaivu_local.api.routes.requests import get_request, list_requests, verify_request
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
 from pinaivu_local.engine.repack import decide_repack
 from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.ratelimit import Limits, RateLimiter
+from pinaivu_local.requestlog.log import RequestLog, Retention
+from pinaivu_local.requestlog.model_hashes import ModelHashes
 from pinaivu_local.settings import Settings
+from pinaivu_local.storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -33,27 +38,44 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        keys = KeyStore(settings.database)
-        defaults = Limits(rpm=settings.default_rpm, tpm=settings.default_tpm)
-        app.state.key_store = keys
-        app.state.authenticator = KeyAuthenticator(keys, defaults)
-        try:
+        # Each resource's close is registered as it opens; they run in reverse, also on errors.
+        with contextlib.ExitStack() as resources:
+            database = Database(settings.database)
+            resources.callback(database.close)
+            keys = KeyStore(database)
+            hashes = ModelHashes(settings.data_dir / "model-hashes.json")
+            retention = Retention(days=settings.log_retention_days, rows=settings.log_retention_rows)
+            request_log = RequestLog(database, retention, hashes.get)
+            resources.callback(request_log.close)
             repack = decide_repack(settings.weight_repack, settings.data_dir)
-            options = EngineOptions(settings.effective_threads(), settings.max_queue, repack)
-            pool = ModelPool(catalog, options)
+            pool = ModelPool(catalog, EngineOptions(settings.effective_threads(), settings.max_queue, repack))
+            resources.callback(pool.close)  # first to run: streams end, their records are still written
             pool.open()
-            app.state.pool = pool
-            try:
-                report_models(pool)
-                yield
-            finally:
-                pool.close()
-        finally:
-            keys.close()
+            hashes.start([spec.file for spec in catalog.models if spec.id in pool.ready_ids()])
+            defaults = Limits(rpm=settings.default_rpm, tpm=settings.default_tpm)
+            app.state.update(
+                {
+                    "pool": pool,
+                    "key_store": keys,
+                    "authenticator": KeyAuthenticator(keys, defaults),
+                    "request_log": request_log,
+                    "model_hashes": hashes,
+                }
+            )
+            report_models(pool)
+            yield
 
     v1 = Router(
         path="/v1",
-        route_handlers=[list_models, retrieve_model, chat_completions, completions],
+        route_handlers=[
+            list_models,
+            retrieve_model,
+            chat_completions,
+            completions,
+            get_request,
+            list_requests,
+            verify_request,
+        ],
         guards=[require_key],
     )
     admin = Router(

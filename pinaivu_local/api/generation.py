@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response
@@ -18,6 +20,7 @@ from litestar.response import Stream
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.error_rendering import error_body
 from pinaivu_local.api.openai_shapes import SSE_DONE, Completion, Kind, sse
+from pinaivu_local.api.request_trace import CLIENT_CLOSED, RequestTrace
 from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
 from pinaivu_local.engine.results import FinishReason, Usage
@@ -25,6 +28,7 @@ from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import GenerationStream
 from pinaivu_local.errors import PinaivuError, Unavailable
 from pinaivu_local.ratelimit import RateLimiter, Reservation
+from pinaivu_local.requestlog.log import RequestLog
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +54,18 @@ async def serve_generation(
     kind: Kind,
     build_prompt: Callable[[ModelEngine], list[int]],
     requested_tokens: int | None,
+    input_value: Any,
 ) -> Response[Any]:
-    """Resolve, check, admit and run one completion request."""
-    pool: ModelPool = request.app.state.pool
-    limiter: RateLimiter = request.app.state.limiter
+    """Resolve, check, admit and run one completion request; log it when it ends."""
+    state = request.app.state
+    pool: ModelPool = state.pool
+    limiter: RateLimiter = state.limiter
     principal: Principal = request.state.principal
     engine = pool.get(body.model)
     principal.check_model(engine.id)
     params = sampling_params(body, engine)
     prompt = build_prompt(engine)
-    param = "messages" if kind == "chat" else "prompt"
-    max_tokens = engine.completion_budget(len(prompt), requested_tokens, param)
+    max_tokens = engine.completion_budget(len(prompt), requested_tokens, "messages" if kind == "chat" else "prompt")
     reservation = limiter.admit(principal.key_id, principal.limits, len(prompt) + max_tokens)
     try:
         generation = engine.start(prompt, params, max_tokens)
@@ -68,35 +73,62 @@ async def serve_generation(
         reservation.cancel()  # never ran: costs no quota
         raise
     completion = Completion(kind, engine.id, include_usage=bool(body.stream) and body.include_usage())
+    request.state.request_id = completion.request_id
+    request.state.model_id = engine.id
+    trace = RequestTrace(
+        completion, principal, engine.id, params, max_tokens, input_value, len(prompt), state.settings.log_content
+    )
+    run = _Run(generation, trace, reservation, state.request_log, engine.spec.file)
     headers = {"x-request-id": completion.request_id}
     if body.stream:
         return Stream(
-            _sse_events(generation, completion, reservation),
+            _sse_events(run),
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    try:
-        text, finish, usage = await _collect_unless_disconnected(request, generation)
-    finally:
-        reservation.settle(generation.tokens_used)
+    text, finish, usage = await _collect_unless_disconnected(request, run)
     return Response(completion.body(text, finish, usage), headers=headers)
 
 
-async def _collect(generation: GenerationStream) -> tuple[str, FinishReason, Usage]:
+@dataclass
+class _Run:
+    """A started generation and what must happen when it ends, however it ends."""
+
+    generation: GenerationStream
+    trace: RequestTrace
+    reservation: Reservation
+    request_log: RequestLog
+    model_file: Path
+    ended: bool = False
+
+    def end(self, status: int, finish: str | None = None, usage: Usage | None = None, error: str | None = None) -> None:
+        """Stop the generation, settle the quota, write the record (once)."""
+        if self.ended:
+            return
+        self.ended = True
+        self.generation.close()
+        self.reservation.settle(self.generation.tokens_used)
+        record = self.trace.record(self.generation, status=status, finish_reason=finish, usage=usage, error=error)
+        self.request_log.submit(record, self.model_file)
+
+
+async def _collect(run: _Run) -> tuple[str, FinishReason, Usage]:
     """All deltas folded into one: the whole text, the finish reason and usage."""
-    parts: list[str] = []
-    async for delta in generation:
-        parts.append(delta.text)
-        if delta.finish_reason and delta.usage:
-            return "".join(parts), delta.finish_reason, delta.usage
+    try:
+        async for delta in run.generation:
+            run.trace.add(delta.text)
+            if delta.finish_reason and delta.usage:
+                run.end(200, delta.finish_reason, delta.usage)
+                return "".join(run.trace.parts), delta.finish_reason, delta.usage
+    except PinaivuError as exc:
+        run.end(500, error=exc.message)
+        raise
     raise RuntimeError("generation ended without a finish reason")
 
 
-async def _collect_unless_disconnected(
-    request: Request[Any, Any, Any], generation: GenerationStream
-) -> tuple[str, FinishReason, Usage]:
+async def _collect_unless_disconnected(request: Request[Any, Any, Any], run: _Run) -> tuple[str, FinishReason, Usage]:
     """Collect, but stop generating as soon as the client goes away."""
-    work = asyncio.ensure_future(_collect(generation))
+    work = asyncio.ensure_future(_collect(run))
     watch = asyncio.ensure_future(_wait_disconnect(request))
     try:
         await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -107,7 +139,7 @@ async def _collect_unless_disconnected(
         watch.cancel()
         if not work.done():
             work.cancel()
-        generation.close()
+        run.end(CLIENT_CLOSED, error="the client disconnected")
 
 
 async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
@@ -117,14 +149,14 @@ async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
             return
 
 
-async def _sse_events(
-    generation: GenerationStream, completion: Completion, reservation: Reservation
-) -> AsyncIterator[str]:
+async def _sse_events(run: _Run) -> AsyncIterator[str]:
     """The SSE stream: role chunk, text chunks, finish chunk, usage chunk if asked, [DONE]."""
+    completion = run.trace.completion
     try:
         if completion.kind == "chat":
             yield completion.chunk("", first=True)
-        async for delta in generation:
+        async for delta in run.generation:
+            run.trace.add(delta.text)
             if delta.finish_reason is None:
                 yield completion.chunk(delta.text)
                 continue
@@ -133,10 +165,11 @@ async def _sse_events(
             yield completion.chunk(None, delta.finish_reason)
             if completion.include_usage and delta.usage:
                 yield completion.usage_chunk(delta.usage)
+            run.end(200, delta.finish_reason, delta.usage)
         yield SSE_DONE
     except PinaivuError as exc:  # the status line is gone: report in-band, as OpenAI does
         log.warning("stream %s failed: %s", completion.request_id, exc.message)
+        run.end(500, error=exc.message)
         yield sse(error_body(exc.message, "server_error", code=exc.code))
     finally:
-        generation.close()
-        reservation.settle(generation.tokens_used)
+        run.end(CLIENT_CLOSED, error="the client disconnected")

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -56,12 +57,26 @@ class _Sequence:
     tokens: list[int] = field(init=False)
     n_cached: int = 0  # leading tokens whose KV cells are in the cache
     n_generated: int = 0
+    # monotonic times: queued, given a slot (first time), first token, finished
+    submitted_at: float = field(default_factory=time.monotonic)
+    admitted_at: float | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
     text: IncrementalText = field(default_factory=IncrementalText)
     stops: StopMatcher = field(init=False)
 
     def __post_init__(self) -> None:
         self.tokens = list(self.prompt)
         self.stops = StopMatcher(self.params.stop)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Where a request's time went, in seconds."""
+
+    queue_s: float
+    first_token_s: float | None
+    total_s: float
 
 
 class GenerationStream:
@@ -89,6 +104,16 @@ class GenerationStream:
                 yield item
         finally:
             self.close()
+
+    def timings(self) -> Timings:
+        """Queue time, time to first token and total time so far, in seconds."""
+        seq = self._seq
+        end = seq.finished_at or time.monotonic()
+        return Timings(
+            queue_s=(seq.admitted_at or end) - seq.submitted_at,
+            first_token_s=None if seq.first_token_at is None else seq.first_token_at - seq.submitted_at,
+            total_s=end - seq.submitted_at,
+        )
 
     @property
     def tokens_used(self) -> int:
@@ -231,6 +256,8 @@ class Scheduler:
                 break  # FIFO: wait for room rather than let smaller requests overtake
             self._pending.popleft()
             seq.slot = self._free_slots.pop()
+            if seq.admitted_at is None:
+                seq.admitted_at = time.monotonic()
             if seq.sampler is None:  # a pre-empted sequence keeps its sampler (and its RNG state)
                 seq.sampler = build_sampler(seq.params, self._model.vocab, self._model.n_vocab)
             used += len(seq.tokens)
@@ -308,6 +335,8 @@ class Scheduler:
 
     def _sample(self, seq: _Sequence, index: int, out: list[tuple[_Sequence, object]]) -> None:
         token = llama.llama_sampler_sample(seq.sampler, self._ctx, index)
+        if seq.first_token_at is None:
+            seq.first_token_at = time.monotonic()
         if self._model.is_eog(token) and not seq.params.ignore_eos:
             self._complete(seq, "stop", _drain(seq), out)
             return
@@ -328,6 +357,7 @@ class Scheduler:
 
     def _finish(self, seq: _Sequence, last: object, out: list[tuple[_Sequence, object]]) -> None:
         """Send `last` (the end marker or an error) and free the sequence's slot and KV cells."""
+        seq.finished_at = time.monotonic()
         out.append((seq, last))
         if seq in self._running:
             self._release(seq)

@@ -1,26 +1,19 @@
-"""The key store: SQLite (WAL, mode 0600) in the data dir, schema migrated at open."""
+"""The key store: API keys in the SQLite database, only their hashes."""
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import select
 
-from pinaivu_local.errors import AuthenticationError, ConfigError, KeyNotFound
+from pinaivu_local.errors import AuthenticationError, KeyNotFound
 from pinaivu_local.keys.material import generate_key, hash_key, visible_prefix
 from pinaivu_local.keys.records import ApiKey, as_utc, utcnow
+from pinaivu_local.storage.database import Database
 
-SCHEMA_VERSION = 1
 # last_used_at is written at most this often per key: one write per request would be wasteful.
 LAST_USED_RESOLUTION = timedelta(seconds=30)
 
@@ -48,34 +41,9 @@ class IssuedKey:
 class KeyStore:
     """Create, look up, revoke and rotate keys. Safe to use from the CLI while a server runs."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._engine = _open_engine(path)
-        self._migrate()
-
-    def close(self) -> None:
-        """Release the connections."""
-        self._engine.dispose()
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        try:
-            with Session(self._engine, expire_on_commit=False) as session:
-                yield session
-        except SQLAlchemyError as exc:
-            raise ConfigError(f"{self.path}: key store error ({exc.__class__.__name__}: {exc.args[0]})") from None
-
-    def _migrate(self) -> None:
-        with self._engine.begin() as conn:
-            version = conn.exec_driver_sql("PRAGMA user_version").scalar() or 0
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"{self.path}: written by a newer pinaivu-local (schema {version}); upgrade to open it"
-                )
-        if version < 1:
-            SQLModel.metadata.create_all(self._engine, tables=[ApiKey.__table__])  # type: ignore[attr-defined]
-        with self._engine.begin() as conn:
-            conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._session = database.session
 
     def is_empty(self) -> bool:
         """Whether no key was ever created."""
@@ -193,34 +161,3 @@ class KeyStore:
                 session.add(record)
                 session.commit()
             return record
-
-
-def _open_engine(path: Path) -> Engine:
-    """A SQLite engine on a file created 0600, in WAL mode."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(path, 0o600)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot open the key store ({exc.strerror})") from None
-    engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 10})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.close()
-
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except SQLAlchemyError as exc:
-        raise ConfigError(f"{path}: not a usable SQLite database ({exc.args[0]})") from None
-    for suffix in ("-wal", "-shm"):
-        side = path.with_name(path.name + suffix)
-        if side.exists():
-            os.chmod(side, 0o600)
-    return engine

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
-import stat
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,14 +11,20 @@ import pytest
 from pinaivu_local.errors import AuthenticationError, ConfigError, KeyNotFound
 from pinaivu_local.keys.bootstrap import ensure_admin_key
 from pinaivu_local.keys.material import hash_key
-from pinaivu_local.keys.store import SCHEMA_VERSION, KeySettings, KeyStore
+from pinaivu_local.keys.store import KeySettings, KeyStore
+from pinaivu_local.storage.database import Database
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> KeyStore:
-    opened = KeyStore(tmp_path / "data" / "pinaivu.db")
-    yield opened  # type: ignore[misc]
+def database(tmp_path: Path) -> Iterator[Database]:
+    opened = Database(tmp_path / "data" / "pinaivu.db")
+    yield opened
     opened.close()
+
+
+@pytest.fixture
+def store(database: Database) -> KeyStore:
+    return KeyStore(database)
 
 
 def test_created_key_shape_and_storage(store: KeyStore) -> None:
@@ -34,35 +39,12 @@ def test_created_key_shape_and_storage(store: KeyStore) -> None:
     assert public["state"] == "active"
 
 
-def test_no_clear_key_in_the_database_files(store: KeyStore) -> None:
+def test_no_clear_key_in_the_database_files(store: KeyStore, database: Database) -> None:
     issued = store.create(KeySettings(name="secret"))
     store.authenticate(issued.key)
-    blobs = b"".join(p.read_bytes() for p in store.path.parent.iterdir())
+    blobs = b"".join(p.read_bytes() for p in database.path.parent.iterdir())
     assert issued.key.encode() not in blobs
     assert issued.key[7:].encode() not in blobs
-
-
-def test_file_mode_wal_and_schema_version(store: KeyStore) -> None:
-    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
-    with sqlite3.connect(store.path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-
-
-def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "pinaivu.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 99")
-    with pytest.raises(ConfigError, match="newer pinaivu-local"):
-        KeyStore(path)
-
-
-def test_not_a_database(tmp_path: Path) -> None:
-    path = tmp_path / "pinaivu.db"
-    path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match=str(path)):
-        KeyStore(path)
-    assert path.read_bytes() == b"this is not sqlite" * 100  # left untouched
 
 
 def test_authenticate_states(store: KeyStore) -> None:

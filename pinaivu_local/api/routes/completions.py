@@ -27,7 +27,8 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     def prompt(engine: ModelEngine) -> list[int]:
         return engine.chat_prompt(messages)
 
-    return await serve_generation(request, body, "chat", prompt, body.token_limit())
+    canonical = [m.model_dump(exclude_none=True) for m in body.messages]
+    return await serve_generation(request, body, "chat", prompt, body.token_limit(), canonical)
 
 
 @post("/completions", status_code=200, summary="Create a text completion", operation_class=json_body(CompletionRequest))
@@ -40,4 +41,4 @@ async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
             return engine.text_prompt(body.prompt)
         return engine.token_prompt(body.prompt)
 
-    return await serve_generation(request, body, "text", prompt, body.max_tokens)
+    return await serve_generation(request, body, "text", prompt, body.max_tokens, body.prompt)

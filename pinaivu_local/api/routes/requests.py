@@ -1,0 +1,112 @@
+"""The explorer API: look a request up by request_id, list recent ones, verify a result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from litestar import Request, get, post
+from pydantic import Field
+
+from pinaivu_local.api.auth import Principal
+from pinaivu_local.api.openapi_body import json_body
+from pinaivu_local.api.replay import replay
+from pinaivu_local.api.schemas import ChatMessage, StrictBody
+from pinaivu_local.api.validation import parse_body
+from pinaivu_local.errors import InvalidRequest, RequestNotFound
+from pinaivu_local.requestlog.commitment import input_digest, output_digest
+from pinaivu_local.requestlog.log import RequestLog
+from pinaivu_local.requestlog.records import RequestRecord
+
+MAX_PAGE = 100
+
+
+class VerifyRequest(StrictBody):
+    """What the caller holds: the input it sent and the output it received."""
+
+    messages: list[ChatMessage] | None = None
+    prompt: str | list[int] | None = None
+    output: str = Field(description="the text the response carried")
+    replay: bool = Field(default=True, description="re-run deterministic requests and compare")
+
+
+def _visible(request: Request[Any, Any, Any], request_id: str) -> RequestRecord:
+    """The record if the caller may see it; 404 otherwise, whether or not it exists."""
+    principal: Principal = request.state.principal
+    log: RequestLog = request.app.state.request_log
+    record = log.get(request_id)
+    if record is None or not (principal.admin or record.key_id == principal.key_id):
+        raise RequestNotFound(
+            f"No request {request_id!r} for this key. Request ids come from the `request_id` field "
+            "or the x-request-id header of a successful response.",
+            param="request_id",
+        )
+    return record
+
+
+@get("/requests/{request_id:str}", summary="Look a request up by its request_id")
+async def get_request(request: Request[Any, Any, Any], request_id: str) -> dict[str, Any]:
+    """A key sees its own requests; an admin key sees all."""
+    return _visible(request, request_id).public()
+
+
+@get("/requests", summary="The caller's recent requests, newest first (admin: everyone's)")
+async def list_requests(
+    request: Request[Any, Any, Any],
+    limit: int = 20,
+    model: str | None = None,
+    status: int | None = None,
+    before: str | None = None,
+) -> dict[str, Any]:
+    """Paginated with `before` (the `next_before` of the previous page)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}.", param="limit")
+    try:
+        cursor = datetime.fromisoformat(before.replace("Z", "+00:00")) if before else None
+    except ValueError:
+        raise InvalidRequest("before must be an ISO 8601 time, as in `next_before`.", param="before") from None
+    principal: Principal = request.state.principal
+    log: RequestLog = request.app.state.request_log
+    page = log.page(
+        key_id=None if principal.admin else principal.key_id, limit=limit, model=model, status=status, before=cursor
+    )
+    data = [r.public() for r in page.records]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": page.has_more,
+        "next_before": data[-1]["created_at"] if page.has_more and data else None,
+    }
+
+
+@post(
+    "/requests/{request_id:str}/verify",
+    status_code=200,
+    summary="Check an input and output against the request's commitment",
+    operation_class=json_body(VerifyRequest),
+)
+async def verify_request(request: Request[Any, Any, Any], request_id: str) -> dict[str, Any]:
+    """Hashes first; then, for a deterministic request (temperature 0 or a seed), a replay."""
+    record = _visible(request, request_id)
+    body = parse_body(await request.body(), VerifyRequest)
+    if record.kind == "chat":
+        if body.messages is None:
+            raise InvalidRequest("This was a chat request: send the `messages` you sent.", param="messages")
+        held: Any = [m.model_dump(exclude_none=True) for m in body.messages]
+    else:
+        if body.prompt is None:
+            raise InvalidRequest("This was a text completion: send the `prompt` you sent.", param="prompt")
+        held = body.prompt
+    input_ok = input_digest(held) == record.input_sha256
+    output_ok = record.output_sha256 is not None and output_digest(body.output) == record.output_sha256
+    result: dict[str, Any] = {
+        "object": "request.verification",
+        "request_id": record.request_id,
+        "input_matches": input_ok,
+        "output_matches": output_ok,
+        "verified": input_ok and output_ok,
+        "replay": None,
+    }
+    if body.replay and input_ok and output_ok:
+        result["replay"] = await replay(request, record, held, body.output)
+    return result

@@ -1,0 +1,1 @@
+"""The request log: one verifiable record per inference request, in the same SQLite file."""

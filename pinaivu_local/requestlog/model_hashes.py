@@ -1,0 +1,72 @@
+"""SHA-256 of model files, computed off the request path and cached by path, size and mtime."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+class ModelHashes:
+    """Hashes files in a background thread; `get` answers None until a hash is known."""
+
+    def __init__(self, cache_file: Path) -> None:
+        self._cache_file = cache_file
+        self._lock = threading.Lock()
+        self._known: dict[str, str] = self._load()
+
+    def start(self, files: list[Path]) -> threading.Thread:
+        """Hash every file not yet cached, in a daemon thread."""
+        thread = threading.Thread(target=self._hash_all, args=(files,), name="model-hashes", daemon=True)
+        thread.start()
+        return thread
+
+    def get(self, file: Path) -> str | None:
+        """The file's SHA-256 if computed (and the file unchanged since)."""
+        key = _identity(file)
+        with self._lock:
+            return self._known.get(key) if key else None
+
+    def _hash_all(self, files: list[Path]) -> None:
+        for file in files:
+            key = _identity(file)
+            if key is None or self.get(file):
+                continue
+            digest = hashlib.sha256()
+            try:
+                with file.open("rb") as f:
+                    while block := f.read(CHUNK):
+                        digest.update(block)
+            except OSError as exc:
+                log.warning("cannot hash %s: %s", file, exc.strerror)
+                continue
+            with self._lock:
+                self._known[key] = digest.hexdigest()
+                self._save()
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self._cache_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _save(self) -> None:
+        try:
+            self._cache_file.write_text(json.dumps(self._known, indent=1))
+        except OSError as exc:
+            log.debug("cannot cache model hashes in %s: %s", self._cache_file, exc.strerror)
+
+
+def _identity(file: Path) -> str | None:
+    try:
+        stat = file.stat()
+    except OSError:
+        return None
+    return f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"

@@ -1,0 +1,83 @@
+"""The request_log table and the public view of a record."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Field, SQLModel
+
+from pinaivu_local.keys.records import as_utc
+
+
+class RequestRecord(SQLModel, table=True):
+    """One inference request, written when it ends. Prompts and outputs only if content logging is on."""
+
+    __tablename__ = "request_log"
+
+    request_id: str = Field(primary_key=True)
+    created_at: datetime = Field(index=True)
+    kind: str  # chat or text
+    key_id: str = Field(index=True)
+    key_name: str
+    model_id: str = Field(index=True)
+    model_sha256: str | None = None
+    status_code: int = Field(index=True)
+    finish_reason: str | None = None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    queue_ms: float | None = None
+    ttft_ms: float | None = None
+    total_ms: float | None = None
+    tokens_per_s: float | None = None
+    sampling: str = "{}"  # JSON: temperature, top_p, seed, max_tokens, stop, penalties, logit_bias
+    input_sha256: str
+    output_sha256: str | None = None
+    input_content: str | None = None
+    output_content: str | None = None
+
+    def sampling_params(self) -> dict[str, Any]:
+        """The sampling JSON as a dict."""
+        value = json.loads(self.sampling)
+        return value if isinstance(value, dict) else {}
+
+    def public(self) -> dict[str, Any]:
+        """What the explorer API shows (key id and name, never the key)."""
+        created = as_utc(self.created_at)
+        return {
+            "object": "request",
+            "request_id": self.request_id,
+            "created_at": created.isoformat().replace("+00:00", "Z") if created else None,
+            "kind": self.kind,
+            "key_id": self.key_id,
+            "key_name": self.key_name,
+            "model": self.model_id,
+            "model_sha256": self.model_sha256,
+            "status": self.status_code,
+            "finish_reason": self.finish_reason,
+            "error": self.error,
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+            },
+            "timings": {
+                "queue_ms": self.queue_ms,
+                "time_to_first_token_ms": self.ttft_ms,
+                "total_ms": self.total_ms,
+                "tokens_per_second": self.tokens_per_s,
+            },
+            "sampling": self.sampling_params(),
+            "commitment": {
+                "algorithm": "sha256",
+                "input_sha256": self.input_sha256,
+                "output_sha256": self.output_sha256,
+            },
+            "content": (
+                {"input": json.loads(self.input_content), "output": self.output_content}
+                if self.input_content is not None
+                else None
+            ),
+        }

@@ -1,0 +1,1 @@
+"""The SQLite database (keys, request log): opening, pragmas, migrations."""

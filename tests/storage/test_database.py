@@ -1,0 +1,55 @@
+"""The SQLite database: file mode, WAL, migrations, refusal of foreign files."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from pinaivu_local.errors import ConfigError
+from pinaivu_local.storage.database import Database
+
+
+def test_file_mode_wal_and_schema_version(tmp_path: Path) -> None:
+    database = Database(tmp_path / "pinaivu.db")
+    try:
+        assert stat.S_IMODE(database.path.stat().st_mode) == 0o600
+        with sqlite3.connect(database.path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == database.schema_version
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"api_keys", "request_log"} <= tables
+    finally:
+        database.close()
+
+
+def test_migrates_a_version_1_file(tmp_path: Path) -> None:
+    """A database from before the request log gains its table and keeps its keys."""
+    path = tmp_path / "pinaivu.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE api_keys (id TEXT PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO api_keys VALUES ('key_old', 'kept')")
+        conn.execute("PRAGMA user_version = 1")
+    Database(path).close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT name FROM api_keys").fetchall() == [("kept",)]
+        assert conn.execute("SELECT count(*) FROM request_log").fetchone() == (0,)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pinaivu.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(ConfigError, match="newer pinaivu-local"):
+        Database(path)
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "pinaivu.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigError, match=str(path)):
+        Database(path)
+    assert path.read_bytes() == b"this is not sqlite" * 100  # left untouched
