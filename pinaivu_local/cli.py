@@ -62,6 +62,7 @@ def main() -> None:
     help="Serve tiny generated models under the catalog's ids: the full API offline, meaningless text.",
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[PINAIVU_LOG_LEVEL]")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Access log lines [PINAIVU_LOG_FORMAT].")
 def serve(**options: Any) -> None:
     """Start the API server."""
     import uvicorn
@@ -70,7 +71,7 @@ def serve(**options: Any) -> None:
     from pinaivu_local.test_models import test_catalog
 
     settings = build_settings(**options)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     _check_port_free(settings.host, settings.port)
     catalog = open_catalog(settings)
     _prepare_data_dir(settings.data_dir)
@@ -194,8 +195,14 @@ def _prepare_data_dir(path: Path) -> None:
         raise click.ClickException(f"{path}: cannot create the data directory ({exc.strerror})") from None
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, log_format: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # access lines carry their own structure: print them bare (one JSON object per line in json mode)
+    access = logging.getLogger("pinaivu_local.access")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s" if log_format == "json" else "access %(message)s"))
+    access.addHandler(handler)
+    access.propagate = False
     # llama.cpp's own warnings are mostly tuning notes; show them only when debugging.
     llama_level = logging.DEBUG if level == "debug" else logging.ERROR
     logging.getLogger("pinaivu_local.llama_cpp").setLevel(llama_level)

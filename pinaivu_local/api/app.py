@@ -14,16 +14,18 @@ from litestar.openapi import OpenAPIConfig
 from pinaivu_local import __version__
 from pinaivu_local.api.auth import KeyAuthenticator, require_admin, require_key
 from pinaivu_local.api.error_rendering import EXCEPTION_HANDLERS
+from pinaivu_local.api.observability import observability
 from pinaivu_local.api.ratelimit_headers import ratelimit_headers
 from pinaivu_local.api.routes.admin_keys import create_key, list_keys, revoke_key, rotate_key, show_key, update_key
 from pinaivu_local.api.routes.completions import chat_completions, completions
-from pinaivu_local.api.routes.health import health
+from pinaivu_local.api.routes.health import health, metrics
 from pinaivu_local.api.routes.models import list_models, retrieve_model
 from pinaivu_local.api.routes.requests import get_request, list_requests, verify_request
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
 from pinaivu_local.engine.repack import decide_repack
 from pinaivu_local.keys.store import KeyStore
+from pinaivu_local.metrics import Metrics
 from pinaivu_local.ratelimit import Limits, RateLimiter
 from pinaivu_local.requestlog.log import RequestLog, Retention
 from pinaivu_local.requestlog.model_hashes import ModelHashes
@@ -62,6 +64,7 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
                     "model_hashes": hashes,
                 }
             )
+            app.state.metrics.watch_models(pool.statuses)
             report_models(pool)
             yield
 
@@ -84,12 +87,17 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
         guards=[require_key, require_admin],
     )
     return Litestar(
-        route_handlers=[v1, admin, health],
-        middleware=[ratelimit_headers],
+        route_handlers=[v1, admin, health, metrics],
+        middleware=[observability, ratelimit_headers],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         state=State(
-            {"settings": settings, "catalog": catalog, "limiter": RateLimiter(window_s=settings.ratelimit_window_s)}
+            {
+                "settings": settings,
+                "catalog": catalog,
+                "limiter": RateLimiter(window_s=settings.ratelimit_window_s),
+                "metrics": Metrics(),
+            }
         ),
         openapi_config=OpenAPIConfig(title="pinaivu-local", version=__version__, path="/docs"),
         logging_config=None,

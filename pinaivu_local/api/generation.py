@@ -27,6 +27,7 @@ from pinaivu_local.engine.results import FinishReason, Usage
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import GenerationStream
 from pinaivu_local.errors import PinaivuError, Unavailable
+from pinaivu_local.metrics import Metrics
 from pinaivu_local.ratelimit import RateLimiter, Reservation
 from pinaivu_local.requestlog.log import RequestLog
 
@@ -62,6 +63,7 @@ async def serve_generation(
     limiter: RateLimiter = state.limiter
     principal: Principal = request.state.principal
     engine = pool.get(body.model)
+    request.state.model_id = engine.id
     principal.check_model(engine.id)
     params = sampling_params(body, engine)
     prompt = build_prompt(engine)
@@ -74,11 +76,10 @@ async def serve_generation(
         raise
     completion = Completion(kind, engine.id, include_usage=bool(body.stream) and body.include_usage())
     request.state.request_id = completion.request_id
-    request.state.model_id = engine.id
     trace = RequestTrace(
         completion, principal, engine.id, params, max_tokens, input_value, len(prompt), state.settings.log_content
     )
-    run = _Run(generation, trace, reservation, state.request_log, engine.spec.file)
+    run = _Run(generation, trace, reservation, state.request_log, engine.spec.file, state.metrics, request.state)
     headers = {"x-request-id": completion.request_id}
     if body.stream:
         return Stream(
@@ -99,6 +100,8 @@ class _Run:
     reservation: Reservation
     request_log: RequestLog
     model_file: Path
+    metrics: Metrics
+    request_state: Any  # the request's state: the access log reads the record from it
     ended: bool = False
 
     def end(self, status: int, finish: str | None = None, usage: Usage | None = None, error: str | None = None) -> None:
@@ -110,6 +113,8 @@ class _Run:
         self.reservation.settle(self.generation.tokens_used)
         record = self.trace.record(self.generation, status=status, finish_reason=finish, usage=usage, error=error)
         self.request_log.submit(record, self.model_file)
+        self.metrics.observe_record(record)
+        self.request_state.record = record
 
 
 async def _collect(run: _Run) -> tuple[str, FinishReason, Usage]:

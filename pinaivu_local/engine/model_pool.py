@@ -32,6 +32,7 @@ class ModelStatus:
     test_model: bool
     detail: str | None = None
     fetch_command: str | None = None
+    slots: int = 0
     running: int = 0
     queued: int = 0
 
@@ -116,6 +117,7 @@ class ModelEngine:
             file=str(self.spec.file),
             test_model=self.spec.test_model,
             detail=failed or self._model.describe(),
+            slots=self.spec.parallel,
             running=running,
             queued=queued,
         )
