@@ -12,7 +12,7 @@ else
   LLAMA_CMAKE_ARGS :=
 endif
 
-.PHONY: install install-dev serve serve-test-models test lint clean
+.PHONY: install install-dev serve serve-test-models browser test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,13 @@ serve: install
 serve-test-models: install
 	$(BIN)/pinaivu-local serve --test-models
 
-test: install-dev
+# The browser tests drive Debian's chromium; as root with apt-get it is installed, else they skip.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "note: no chromium (apt-get install chromium); the browser tests will be skipped"
+
+test: install-dev browser
 	$(BIN)/python -m pytest
 
 lint: install-dev

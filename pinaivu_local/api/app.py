@@ -17,6 +17,7 @@ from pinaivu_local.api.error_rendering import EXCEPTION_HANDLERS
 from pinaivu_local.api.observability import observability
 from pinaivu_local.api.ratelimit_headers import ratelimit_headers
 from pinaivu_local.api.routes.admin_keys import create_key, list_keys, revoke_key, rotate_key, show_key, update_key
+from pinaivu_local.api.routes.admin_usage import usage
 from pinaivu_local.api.routes.completions import chat_completions, completions
 from pinaivu_local.api.routes.health import health, metrics
 from pinaivu_local.api.routes.models import list_models, retrieve_model
@@ -31,6 +32,7 @@ from pinaivu_local.requestlog.log import RequestLog, Retention
 from pinaivu_local.requestlog.model_hashes import ModelHashes
 from pinaivu_local.settings import Settings
 from pinaivu_local.storage.database import Database
+from pinaivu_local.web.pages import dashboard_page, explorer_page, static_files
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +85,11 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
     )
     admin = Router(
         path="/admin",
-        route_handlers=[create_key, list_keys, show_key, update_key, revoke_key, rotate_key],
+        route_handlers=[create_key, list_keys, show_key, update_key, revoke_key, rotate_key, usage],
         guards=[require_key, require_admin],
     )
     return Litestar(
-        route_handlers=[v1, admin, health, metrics],
+        route_handlers=[v1, admin, health, metrics, explorer_page, dashboard_page, static_files()],
         middleware=[observability, ratelimit_headers],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -1,0 +1,91 @@
+// The explorer: look a request up, verify it, list recent ones.
+"use strict";
+
+let current = null;
+
+function recordView(record) {
+  const rows = [
+    ["request_id", record.request_id], ["time", record.created_at], ["key", record.key_name + " (" + record.key_id + ")"],
+    ["model", record.model], ["model sha256", record.model_sha256 || "not yet computed"],
+    ["status", String(record.status)], ["finish reason", record.finish_reason || "-"],
+    ["tokens", record.usage.prompt_tokens + " in, " + record.usage.completion_tokens + " out"],
+    ["queue", fmtMs(record.timings.queue_ms)], ["first token", fmtMs(record.timings.time_to_first_token_ms)],
+    ["total", fmtMs(record.timings.total_ms)], ["tokens/s", record.timings.tokens_per_second ?? "-"],
+    ["sampling", JSON.stringify(record.sampling)],
+    ["input sha256", record.commitment.input_sha256], ["output sha256", record.commitment.output_sha256 || "-"],
+  ];
+  if (record.error) rows.push(["error", record.error]);
+  const list = el("dl", { id: "record-fields" });
+  for (const [name, value] of rows) list.append(el("dt", {}, name), el("dd", { class: "mono" }, value));
+  return list;
+}
+
+function fmtMs(value) { return value === null || value === undefined ? "-" : Math.round(value) + " ms"; }
+
+async function lookUp(requestId) {
+  const target = document.getElementById("record");
+  document.getElementById("request-id").value = requestId;
+  try {
+    current = await api("GET", "/v1/requests/" + encodeURIComponent(requestId.trim()));
+    target.replaceChildren(recordView(current));
+    if (current.content) {
+      document.getElementById("verify-input").value = typeof current.content.input === "string"
+        ? current.content.input : JSON.stringify(current.content.input, null, 2);
+      document.getElementById("verify-output").value = current.content.output;
+    }
+  } catch (error) { current = null; showError(target, error); }
+}
+
+async function verify() {
+  const target = document.getElementById("verify-result");
+  if (!current) { showError(target, new Error("Look a request up first.")); return; }
+  const raw = document.getElementById("verify-input").value;
+  const body = { output: document.getElementById("verify-output").value };
+  if (current.kind === "chat") {
+    try { body.messages = JSON.parse(raw); } catch (e) { showError(target, new Error("messages must be a JSON list")); return; }
+  } else {
+    try { const parsed = JSON.parse(raw); body.prompt = Array.isArray(parsed) ? parsed : raw; } catch (e) { body.prompt = raw; }
+  }
+  target.replaceChildren(el("p", { class: "muted" }, "Verifying…"));
+  try {
+    const result = await api("POST", "/v1/requests/" + current.request_id + "/verify", body);
+    const lines = [
+      el("p", { id: "verdict", class: result.verified ? "ok" : "bad" },
+        result.verified ? "Verified: the input and output match the commitment." : "Not verified."),
+      el("p", {}, "input " + (result.input_matches ? "matches" : "does not match") +
+        ", output " + (result.output_matches ? "matches" : "does not match") + "."),
+    ];
+    if (result.replay) {
+      lines.push(el("p", { id: "replay" }, !result.replay.performed ? "Replay: " + result.replay.reason
+        : result.replay.reproduced ? "Replay: the model reproduced the output exactly."
+        : "Replay: diverged at character " + result.replay.first_divergence + " (expected “" + result.replay.expected +
+          "”, replayed “" + result.replay.replayed + "”)."));
+    }
+    target.replaceChildren(...lines);
+  } catch (error) { showError(target, error); }
+}
+
+async function loadRecent() {
+  const body = document.querySelector("#recent tbody");
+  try {
+    const page = await api("GET", "/v1/requests?limit=20");
+    body.replaceChildren(...page.data.map(r => {
+      const row = el("tr", { class: "clickable", onclick: () => lookUp(r.request_id) },
+        el("td", {}, r.created_at.replace("T", " ").slice(0, 19)), el("td", { class: "mono" }, r.request_id),
+        el("td", {}, r.model), el("td", {}, String(r.status)), el("td", {}, String(r.usage.total_tokens)),
+        el("td", {}, fmtMs(r.timings.total_ms)));
+      return row;
+    }));
+  } catch (error) { body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "bad" }, error.message))); }
+}
+
+document.getElementById("lookup").addEventListener("submit", event => {
+  event.preventDefault();
+  lookUp(document.getElementById("request-id").value);
+});
+document.getElementById("verify-button").addEventListener("click", verify);
+wireSignIn(() => {
+  loadRecent();
+  const fromUrl = new URLSearchParams(location.search).get("request_id");
+  if (fromUrl) lookUp(fromUrl);
+});

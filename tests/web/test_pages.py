@@ -1,0 +1,161 @@
+"""The explorer and dashboard in a real headless Chromium (Debian's), driven by Playwright."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import NO_EOG, TEST_KEY, RunningServer, TinyModels, write_catalog
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# CI installs Debian's chromium and sets this, so a missing browser fails there instead of skipping.
+REQUIRED = os.environ.get("PINAIVU_REQUIRE_BROWSER") == "1"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        if REQUIRED:
+            pytest.fail(f"no browser at {CHROMIUM}: install Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def srv(server_factory: Callable[..., RunningServer], tiny_models: TinyModels, tmp_path: Path) -> RunningServer:
+    catalog = write_catalog(
+        tmp_path / "models.toml",
+        {
+            "llama3.2:1b": {"path": str(tiny_models.f16), "n_ctx": 512},
+            "llama3.2:3b": {"path": str(tiny_models.q8), "n_ctx": 512},
+        },
+    )
+    return server_factory("--models-file", str(catalog))
+
+
+def test_key_lifecycle_through_the_pages(browser: Any, srv: RunningServer, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone-sized screen
+    page.on("dialog", lambda dialog: dialog.accept())
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    # dashboard: sign in with the admin key, create a key, read it once
+    page.goto(f"{srv.base_url}/dashboard")
+    page.fill("#key", TEST_KEY)
+    page.click("#signin-button")
+    page.fill("#new-name", "browser-made")
+    page.fill("#new-models", "llama3.2:1b")
+    page.fill("#new-rpm", "50")
+    page.click("#create-button")
+    page.wait_for_selector("#created:not(.hidden)")
+    key = page.inner_text("#created-key").strip()
+    assert key.startswith("sk-pnv-")
+    row = page.locator("tr[data-name='browser-made']")
+    row.wait_for()
+    assert "llama3.2:1b" in row.inner_text() and "50" in row.inner_text()
+
+    # use it through the API
+    messages = [{"role": "user", "content": "Hello from the browser test"}]
+    client = openai.OpenAI(base_url=srv.v1, api_key=key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="llama3.2:1b", messages=messages, max_tokens=8, temperature=0, logit_bias=NO_EOG
+    )
+    request_id = raw.headers["x-request-id"]
+    output = raw.parse().choices[0].message.content or ""
+
+    # the dashboard shows the usage
+    page.reload()
+    page.locator("tr[data-name='browser-made'] .requests-24h", has_text="1").wait_for()
+    assert page.locator("#chart rect").count() >= 1
+
+    # explorer: sign in with the new key, find the request, verify it
+    page.goto(f"{srv.base_url}/explorer")
+    page.fill("#key", key)
+    page.click("#signin-button")
+    page.locator("#recent tbody tr", has_text=request_id).wait_for()
+    page.fill("#request-id", request_id)
+    page.click("#lookup-button")
+    page.locator("#record-fields", has_text="browser-made").wait_for()
+    assert "llama3.2:1b" in page.inner_text("#record-fields")
+    page.fill("#verify-input", json.dumps(messages))
+    page.fill("#verify-output", output)
+    page.click("#verify-button")
+    page.locator("#verdict.ok").wait_for()
+    assert "reproduced the output exactly" in page.inner_text("#replay")
+    page.fill("#verify-output", output + " tampered")
+    page.click("#verify-button")
+    page.locator("#verdict.bad").wait_for()
+    page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+
+    # dashboard: revoke it; the API answers 401 at once
+    page.goto(f"{srv.base_url}/dashboard")
+    page.click("#signout")
+    page.fill("#key", TEST_KEY)
+    page.click("#signin-button")
+    page.locator("tr[data-name='browser-made'] [data-action='revoke']").click()
+    page.locator("tr[data-name='browser-made'] td.bad", has_text="revoked").wait_for()
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client.chat.completions.create(model="llama3.2:1b", messages=messages, max_tokens=2)
+    assert caught.value.code == "revoked_api_key"
+    assert errors == []
+
+
+def test_edit_limits_and_bad_input(browser: Any, srv: RunningServer) -> None:
+    page = browser.new_page()
+    page.goto(f"{srv.base_url}/dashboard")
+    page.fill("#key", TEST_KEY)
+    page.click("#signin-button")
+    page.fill("#new-name", "to-edit")
+    page.click("#create-button")
+    page.locator("tr[data-name='to-edit'] [data-action='edit']").click()
+    page.fill("#edit-rpm", "7")
+    page.fill("#edit-models", "llama3.2:3b")
+    page.click("#save-button")
+    page.locator("tr[data-name='to-edit']", has_text="7").wait_for()
+    listed = httpx.get(f"{srv.base_url}/admin/keys", headers={"authorization": f"Bearer {TEST_KEY}"}).json()["data"]
+    edited = next(k for k in listed if k["name"] == "to-edit")
+    assert edited["rpm"] == 7 and edited["models"] == ["llama3.2:3b"]
+    # an unknown model is refused with the server's message, shown on the page
+    page.fill("#new-name", "bad")
+    page.fill("#new-models", "gpt-4")
+    page.click("#create-button")
+    page.locator("#error", has_text="unknown model").wait_for()
+
+
+def test_wrong_key_is_explained(browser: Any, srv: RunningServer) -> None:
+    page = browser.new_page()
+    page.goto(f"{srv.base_url}/explorer")
+    page.fill("#key", "sk-pnv-not-a-real-key-00000000000000")
+    page.click("#signin-button")
+    page.locator("#recent", has_text="Incorrect API key").wait_for()
+
+
+def test_pages_use_no_external_resources(srv: RunningServer) -> None:
+    for path in ("/explorer", "/dashboard", "/static/common.js", "/static/explorer.js", "/static/dashboard.js"):
+        response = httpx.get(f"{srv.base_url}{path}", timeout=10)
+        assert response.status_code == 200
+        assert "http://" not in response.text.replace("http://www.w3.org/2000/svg", "")
+        assert "https://" not in response.text
