@@ -17,6 +17,7 @@ from pinaivu_local.api.routes.completions import chat_completions, completions
 from pinaivu_local.api.routes.health import health
 from pinaivu_local.api.routes.models import list_models, retrieve_model
 from pinaivu_local.catalog import Catalog
+from pinaivu_local.engine.devices import supports_gpu_offload
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
 from pinaivu_local.engine.repack import decide_repack
 from pinaivu_local.settings import Settings
@@ -37,7 +38,11 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         repack = decide_repack(settings.weight_repack, settings.data_dir)
-        options = EngineOptions(settings.effective_threads(), settings.max_queue, repack)
+        offload = supports_gpu_offload()
+        warn_without_offload(settings, catalog, offload)
+        options = EngineOptions(
+            settings.effective_threads(), settings.max_queue, repack, offload, settings.n_gpu_layers
+        )
         pool = ModelPool(catalog, options)
         pool.open()
         app.state.pool = pool
@@ -60,6 +65,17 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
         openapi_config=OpenAPIConfig(title="pinaivu-local", version=__version__, path="/docs"),
         logging_config=None,
     )
+
+
+def warn_without_offload(settings: Settings, catalog: Catalog, offload: bool) -> None:
+    """One line, not an error, when GPU layers are asked of a build that cannot offload."""
+    override = settings.n_gpu_layers
+    wanted = [override if override is not None else m.n_gpu_layers for m in catalog.models]
+    if not offload and any(wanted):
+        log.warning(
+            "this llama.cpp build has no GPU offload: models run on the CPU (rebuild with `make install GPU=cuda` "
+            "or `GPU=metal` to use a GPU; PINAIVU_N_GPU_LAYERS=0 silences this)"
+        )
 
 
 def report_models(pool: ModelPool) -> None:
