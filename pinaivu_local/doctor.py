@@ -14,6 +14,7 @@ from pinaivu_local import __version__
 from pinaivu_local.catalog import Catalog, load_catalog
 from pinaivu_local.errors import ConfigError
 from pinaivu_local.settings import Settings
+from pinaivu_local.sizes import human_bytes
 from pinaivu_local.weights.inventory import ModelFile, inspect
 
 Level = Literal["error", "warning"]
@@ -152,8 +153,8 @@ def _check_memory(report: Report, files: list[ModelFile], on_gpu: bool) -> None:
         report.problems.append(
             Problem(
                 "warning",
-                f"the ready models need about {_gib(need)} together but there is {_gib(free)} of {where}; "
-                "lower n_ctx or serve fewer models",
+                f"the ready models need about {human_bytes(need)} together but there is "
+                f"{human_bytes(free)} of {where}; lower n_ctx or serve fewer models",
             )
         )
 
@@ -210,32 +211,39 @@ def render_text(report: Report) -> str:
     """The report for people: one line per fact, problems last."""
     v, gpu, cpu, mem, data = report.versions, report.gpu, report.cpu, report.memory, report.data_dir
     lines = [
-        f"pinaivu-local   {v['pinaivu_local']}",
-        f"python          {v['python']} ({v['platform']})",
+        f"pinaivu-local    {v['pinaivu_local']}",
+        f"python           {v['python']} ({v['platform']})",
         f"llama-cpp-python {v['llama_cpp_python']}",
-        f"gpu offload     {'yes' if gpu['offload_supported'] else 'no: CPU-only build (make install GPU=cuda|metal)'}",
+        f"gpu offload      {'yes' if gpu['offload_supported'] else 'no: CPU-only build (make install GPU=cuda|metal)'}",
     ]
     if gpu["devices"] is None:
-        lines.append(f"devices         unknown: {gpu['devices_note']}")
+        lines.append(f"devices          unknown: {gpu['devices_note']}")
     for d in gpu["devices"] or []:
-        memory = f", {_gib(d['free_bytes'])} free of {_gib(d['total_bytes'])}" if d["total_bytes"] else ""
-        lines.append(f"device          {d['name']} ({d['type']}): {d['description']}{memory}")
+        memory = f", {human_bytes(d['free_bytes'])} free of {human_bytes(d['total_bytes'])}" if d["total_bytes"] else ""
+        lines.append(f"device           {d['name']} ({d['type']}): {d['description']}{memory}")
     yes_no = {True: "yes", False: "no"}
     repack = "on" if cpu["weight_repack"] else "off"
     lines += [
-        f"cpu             {cpu['name']}, {cpu['cores']} threads; AVX2 {yes_no[cpu['avx2']]}, "
+        f"cpu              {cpu['name']}, {cpu['cores']} threads; AVX2 {yes_no[cpu['avx2']]}, "
         f"AVX-512 {yes_no[cpu['avx512']]}, AMX {yes_no[cpu['amx']]}; weight repacking {repack} "
         f"(setting {cpu['weight_repack_setting']})",
-        f"memory          {_gib(mem.get('available_bytes'))} available of {_gib(mem.get('total_bytes'))}",
-        f"data dir        {data['path']} "
+        f"memory           {human_bytes(mem.get('available_bytes'))} available "
+        f"of {human_bytes(mem.get('total_bytes'))}",
+        f"data dir         {data['path']} "
         + (
-            f"(writable, {_gib(data['free_bytes'])} free)" if data["writable"] else f"(NOT writable: {data['problem']})"
+            f"(writable, {human_bytes(data['free_bytes'])} free)"
+            if data["writable"]
+            else f"(NOT writable: {data['problem']})"
         ),
-        f"catalog         {report.catalog or 'unreadable'}",
+        f"catalog          {report.catalog or 'unreadable'}",
     ]
     for m in report.models:
-        size = _gib(m["size_bytes"]) if m["size_bytes"] else "-"
-        need = f"needs ~{_gib(m['memory_bytes'])} (KV cache {_gib(m['kv_cache_bytes'])})" if m["memory_bytes"] else ""
+        size = human_bytes(m["size_bytes"]) if m["size_bytes"] else "-"
+        need = (
+            f"needs ~{human_bytes(m['memory_bytes'])} (KV cache {human_bytes(m['kv_cache_bytes'])})"
+            if m["memory_bytes"]
+            else ""
+        )
         place = (
             "CPU"
             if m["n_gpu_layers"] == 0
@@ -244,15 +252,9 @@ def render_text(report: Report) -> str:
             else (f"GPU: {m['n_gpu_layers']} layers")
         )
         lines.append(
-            f"model           {m['id']:<14} {m['state']:<8} {m['quantization'] or '-':<8} {size:>9}  "
+            f"model            {m['id']:<14} {m['state']:<8} {m['quantization'] or '-':<8} {size:>9}  "
             f"ctx {m['n_ctx']:<6} {place}  {need}".rstrip()
         )
-    lines += [f"{p.level:<15} {p.message}" for p in report.problems]
+    lines += [f"{p.level:<17}{p.message}" for p in report.problems]
     lines.append("ok: nothing blocks serving" if report.ok else "NOT ok: the errors above block serving")
     return "\n".join(lines)
-
-
-def _gib(n: int | None) -> str:
-    if n is None:
-        return "?"
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"

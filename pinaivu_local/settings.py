@@ -27,7 +27,8 @@ def default_models_file() -> Path:
 class Settings(BaseSettings):
     """Everything the server reads from its environment (prefix PINAIVU_, optional .env)."""
 
-    model_config = SettingsConfigDict(env_prefix="PINAIVU_", env_file=".env", extra="ignore")
+    # populate_by_name: code and tests may pass hf_endpoint=... where the environment says HF_ENDPOINT.
+    model_config = SettingsConfigDict(env_prefix="PINAIVU_", env_file=".env", extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)

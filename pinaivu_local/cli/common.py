@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from pinaivu_local.catalog import Catalog, ModelSpec, load_catalog
 from pinaivu_local.errors import ConfigError, PinaivuError
 from pinaivu_local.settings import Settings
+from pinaivu_local.sizes import human_bytes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +60,6 @@ def pull_models(settings: Settings, specs: Iterable[ModelSpec], *, from_ollama: 
                 failures.append(exc.message)
                 click.echo(f"Error: {exc.message}", err=True)
                 continue
-            size = f"{result.size_bytes / 2**20:.0f} MiB"
-            click.echo(f"{spec.id}: {result.action} {result.file} ({size}, sha256 {result.sha256[:16]}...)")
+            size = human_bytes(result.size_bytes)
+            click.echo(f"{spec.id}: {result.action} {result.file} ({size}, sha256 {result.sha256})")
     return failures

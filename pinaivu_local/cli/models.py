@@ -13,6 +13,7 @@ from pinaivu_local.catalog import Catalog, ModelSpec
 from pinaivu_local.cli.common import build_settings, catalog_options, open_catalog, pull_models
 from pinaivu_local.errors import PinaivuError
 from pinaivu_local.settings import Settings
+from pinaivu_local.sizes import human_bytes
 
 
 @click.group()
@@ -34,7 +35,7 @@ def list_models(as_json: bool, **options: Any) -> None:
     click.echo(f"catalog: {catalog.file}")
     click.echo(f"{'ID':<16} {'STATE':<8} {'QUANT':<8} {'SIZE':>9}  {'CTX':<6} {'GPU':<4} FILE")
     for row in rows:
-        size = f"{row['size_bytes'] / 2**20:.0f} MiB" if row["size_bytes"] else "-"
+        size = human_bytes(row["size_bytes"]) if row["size_bytes"] else "-"
         gpu = "all" if row["n_gpu_layers"] < 0 else str(row["n_gpu_layers"])
         quant = row["quantization"] or "-"
         click.echo(f"{row['id']:<16} {row['state']:<8} {quant:<8} {size:>9}  {row['n_ctx']:<6} {gpu:<4} {row['file']}")

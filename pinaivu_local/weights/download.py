@@ -87,7 +87,7 @@ class Downloader:
             with part.open("r+b" if offset else "wb") as out:
                 out.seek(offset)
                 out.truncate()
-                for chunk in response.iter_bytes(CHUNK):
+                for chunk in response.iter_bytes():  # as received: a cut connection loses nothing buffered
                     if len(head) < len(GGUF_MAGIC):
                         head += chunk[: len(GGUF_MAGIC) - len(head)]
                         _check_magic(head, part, label, final=False)
