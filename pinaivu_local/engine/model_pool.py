@@ -17,6 +17,7 @@ from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
 from pinaivu_local.errors import ContextLengthExceeded, InvalidRequest, ModelFileError, ModelNotFound, PinaivuError
+from pinaivu_local.sizes import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +170,11 @@ class ModelPool:
             model.close()
             raise
         log.info(
-            "%s loaded: %s; weights %.0f MiB + KV cache %.0f MiB (context %d), %s",
+            "%s loaded: %s; weights %s + KV cache %s (context %d), %s",
             spec.id,
             model.describe(),
-            model.size_bytes / 2**20,
-            model.kv_cache_bytes(engine.n_ctx) / 2**20,
+            human_bytes(model.size_bytes),
+            human_bytes(model.kv_cache_bytes(engine.n_ctx)),
             engine.n_ctx,
             _placement(n_gpu_layers, model.n_layer),
         )
