@@ -13,6 +13,7 @@ import httpx
 import openai
 
 from pinaivu_local.engine.devices import supports_gpu_offload
+from pinaivu_local.sizes import human_bytes
 from tests.conftest import RunningServer, TinyModels, write_catalog
 from tests.weights.hub import Hub
 from tests.weights.ollama_store import add_to_ollama_store
@@ -39,10 +40,12 @@ def test_pull_list_and_rm(tmp_path: Path, hub: Hub, tiny_models: TinyModels) -> 
     pulled = cli(tmp_path, "models", "pull", "llama3.2:1b", HF_ENDPOINT=hub.url)
     assert pulled.returncode == 0, pulled.stderr
     sha = hashlib.sha256(data).hexdigest()
-    assert pulled.stdout == f"llama3.2:1b: downloaded {file} (195 KiB, sha256 {sha})\n"
-    assert "llama3.2:1b" in pulled.stderr and "194.6/194.6 KiB" in pulled.stderr  # the progress bar's last state
+    size = human_bytes(len(data))
+    assert pulled.stdout == f"llama3.2:1b: downloaded {file} ({size}, sha256 {sha})\n"
+    kib = f"{len(data) / 1024:.1f}"
+    assert "llama3.2:1b" in pulled.stderr and f"{kib}/{kib} KiB" in pulled.stderr  # the progress bar's last state
     listed = cli(tmp_path, "models", "list")
-    assert "llama3.2:1b      ready    F16        195 KiB  8192   all " in listed.stdout
+    assert f"llama3.2:1b      ready    F16      {size:>9}  8192   all " in listed.stdout
     removed = cli(tmp_path, "models", "rm", "llama3.2:1b")
     assert removed.returncode == 0
     assert removed.stdout.splitlines() == [f"removed {file}", f"removed {file}.sha256"]
