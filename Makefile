@@ -2,15 +2,26 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# GPU=cpu|cuda|metal picks how llama-cpp-python is compiled (once; pip caches the wheel).
-GPU    ?= cpu
+# GPU=cpu|cuda|metal picks how llama-cpp-python is compiled: `make install GPU=cuda` (needs the CUDA
+# toolkit's nvcc), GPU=metal (Xcode command-line tools; the default on Apple silicon), GPU=cpu.
+# Without GPU=, the build already in .venv is kept.
+UNAME  := $(shell uname -s)-$(shell uname -m)
+BUILT  := $(patsubst $(VENV)/.llama-%,%,$(firstword $(wildcard $(VENV)/.llama-*)))
+GPU    ?= $(or $(BUILT),$(if $(filter Darwin-arm64,$(UNAME)),metal,cpu))
 ifeq ($(GPU),cuda)
   LLAMA_CMAKE_ARGS := -DGGML_CUDA=on
+  PIP_CACHE := --no-cache-dir
 else ifeq ($(GPU),metal)
   LLAMA_CMAKE_ARGS := -DGGML_METAL=on
+  PIP_CACHE := --no-cache-dir
+else ifeq ($(GPU),cpu)
+  LLAMA_CMAKE_ARGS := $(if $(findstring Darwin,$(UNAME)),-DGGML_METAL=off,)
+  PIP_CACHE :=
 else
-  LLAMA_CMAKE_ARGS :=
+  $(error GPU must be cpu, cuda or metal, not $(GPU))
 endif
+# The pinned version, read from pyproject.toml so there is one place to change it.
+LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
 
 .PHONY: install install-dev serve serve-test-models browser test lint clean
 
@@ -18,10 +29,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Stamp files: re-install only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || echo 2) \
-		$(BIN)/python -m pip install --quiet -e .
+# Stamp files: compile llama.cpp again only when GPU changes, re-install when pyproject.toml does.
+# pip's wheel cache does not know CMAKE_ARGS, so GPU builds bypass it (the CPU wheel stays cached).
+$(VENV)/.llama-$(GPU): | $(BIN)/python
+	rm -f $(VENV)/.llama-* $(VENV)/.installed
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2) \
+		$(BIN)/python -m pip install --quiet $(PIP_CACHE) --force-reinstall --no-deps "$(LLAMA_CPP)"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.llama-$(GPU) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
@@ -32,9 +49,10 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
+# Pulls missing models first (one line per failure, then serves what is there);
 # `make serve ARGS=--test-models` passes options through.
 serve: install
-	$(BIN)/pinaivu-local serve $(ARGS)
+	$(BIN)/pinaivu-local serve --pull $(ARGS)
 
 serve-test-models: install
 	$(BIN)/pinaivu-local serve --test-models

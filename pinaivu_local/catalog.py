@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pinaivu_local.errors import ConfigError
+from pinaivu_local.weights.sources import parse_source
 
 
 class _Entry(BaseModel):
@@ -39,15 +41,8 @@ class ModelSpec:
     test_model: bool = False
 
     def fetch_command(self) -> str | None:
-        """A shell command that puts the weights where the server looks, if the source allows."""
-        if self.source and self.source.startswith("hf://"):
-            owner, repo, *rest = self.source.removeprefix("hf://").split("/")
-            url = f"https://huggingface.co/{owner}/{repo}/resolve/main/{'/'.join(rest)}"
-        elif self.source and self.source.startswith(("https://", "http://")):
-            url = self.source
-        else:
-            return None
-        return f"mkdir -p '{self.file.parent}' && curl -L --fail -o '{self.file}' '{url}'"
+        """The command that puts the weights where the server looks, when the catalog says where from."""
+        return f"pinaivu-local models pull {shlex.quote(self.id)}" if self.source else None
 
 
 @dataclass(frozen=True)
@@ -92,11 +87,15 @@ def _spec(file: Path, models_dir: Path, model_id: str, table: Any) -> ModelSpec:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{where} {field}: {first['msg']}") from None
+    try:
+        source = parse_source(entry.source) if entry.source else None
+    except ConfigError as exc:
+        raise ConfigError(f"{where} {exc.message}") from None
     if entry.path:
         weights = Path(entry.path).expanduser()
         weights = weights if weights.is_absolute() else file.parent / weights
-    elif entry.source:
-        weights = models_dir / entry.source.rstrip("/").rsplit("/", 1)[-1]
+    elif source is not None:
+        weights = models_dir / source.file_name()
     else:
         raise ConfigError(f"{where} needs a `source` or a `path`")
     return ModelSpec(

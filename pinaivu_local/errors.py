@@ -128,3 +128,21 @@ class EngineFailure(PinaivuError):
     """llama.cpp failed while serving a request; the engine keeps serving others."""
 
     code = "engine_error"
+
+
+class PullError(PinaivuError):
+    """Model weights that could not be fetched, imported or verified."""
+
+    code = "pull_error"
+
+
+class OfflineRefused(PullError):
+    """A download refused because the environment says we are offline (HF_HUB_OFFLINE)."""
+
+    code = "offline"
+
+
+class ChecksumMismatch(PullError):
+    """Fetched bytes whose SHA-256 differs from the one expected."""
+
+    code = "checksum_mismatch"

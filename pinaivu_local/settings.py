@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,7 +27,8 @@ def default_models_file() -> Path:
 class Settings(BaseSettings):
     """Everything the server reads from its environment (prefix PINAIVU_, optional .env)."""
 
-    model_config = SettingsConfigDict(env_prefix="PINAIVU_", env_file=".env", extra="ignore")
+    # populate_by_name: code and tests may pass hf_endpoint=... where the environment says HF_ENDPOINT.
+    model_config = SettingsConfigDict(env_prefix="PINAIVU_", env_file=".env", extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -41,12 +42,31 @@ class Settings(BaseSettings):
     threads: int = Field(default=0, ge=0, description="llama.cpp threads per model; 0 = all cores")
     max_queue: int = Field(default=64, ge=0, description="requests waiting per model before 503")
     weight_repack: Literal["auto", "on", "off"] = "auto"
+    n_gpu_layers: int | None = Field(
+        default=None, ge=-1, description="overrides every model's n_gpu_layers (-1 = all, 0 = CPU only)"
+    )
+    # The Hugging Face and Ollama tools' own variables, read under their usual names.
+    hf_endpoint: str = Field(default="https://huggingface.co", validation_alias="HF_ENDPOINT")
+    hf_token: SecretStr | None = Field(default=None, validation_alias="HF_TOKEN")
+    hf_hub_offline: bool = Field(default=False, validation_alias="HF_HUB_OFFLINE")
+    ollama_models: Path | None = Field(default=None, validation_alias="OLLAMA_MODELS")
     test_models: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     log_content: bool = Field(default=False, description="store prompts and outputs in the request log")
     log_retention_days: int = Field(default=30, ge=1)
     log_retention_rows: int = Field(default=100_000, ge=1)
+
+    @field_validator("hf_hub_offline", mode="before")
+    @classmethod
+    def _hf_truthy(cls, value: object) -> object:
+        # huggingface_hub's reading: 1/ON/YES/TRUE in any case is on, anything else off.
+        return value.strip().upper() in {"1", "ON", "YES", "TRUE"} if isinstance(value, str) else value
+
+    @field_validator("hf_token", "ollama_models", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     def effective_threads(self) -> int:
         """Threads llama.cpp uses per model."""

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from pinaivu_local.tiny_gguf import TinyShape, write_tiny_model
+from tests.weights.hub import Hub, running_hub
 
 START_TIMEOUT_S = 60
 # The admin key every test server is started with (imported from PINAIVU_API_KEY).
@@ -168,3 +169,10 @@ def client(server: RunningServer):  # type: ignore[no-untyped-def]
     import openai
 
     return openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0, timeout=60)
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    """A fake Hugging Face Hub on 127.0.0.1 (files, Range requests, dropped connections)."""
+    with running_hub() as running:
+        yield running

@@ -18,10 +18,7 @@ def test_shipped_catalog(tmp_path: Path) -> None:
     one = catalog.models[0]
     assert one.file == tmp_path / "Llama-3.2-1B-Instruct-Q4_K_M.gguf"
     assert (one.n_ctx, one.n_gpu_layers, one.parallel) == (8192, -1, 4)
-    assert one.fetch_command() == (
-        f"mkdir -p '{tmp_path}' && curl -L --fail -o '{one.file}' "
-        "'https://huggingface.co/bartowski/Llama-3.2-1B-Instruct-GGUF/resolve/main/Llama-3.2-1B-Instruct-Q4_K_M.gguf'"
-    )
+    assert one.fetch_command() == "pinaivu-local models pull llama3.2:1b"
 
 
 def test_path_is_relative_to_the_catalog_and_wins(tmp_path: Path) -> None:
@@ -37,8 +34,17 @@ def test_https_source_and_local_only_source(tmp_path: Path) -> None:
     file = tmp_path / "models.toml"
     file.write_text('[models."a"]\nsource = "https://example.org/x/a.gguf"\n[models."b"]\npath = "b.gguf"\n')
     a, b = load_catalog(file, tmp_path).models
-    assert a.fetch_command() is not None and "'https://example.org/x/a.gguf'" in a.fetch_command()  # type: ignore[operator]
+    assert a.fetch_command() == "pinaivu-local models pull a"
+    assert a.file == tmp_path / "a.gguf"
     assert b.fetch_command() is None
+
+
+def test_ollama_source_gets_a_safe_file_name(tmp_path: Path) -> None:
+    file = tmp_path / "models.toml"
+    file.write_text('[models."x y"]\nsource = "ollama://llama3.2:1b"\n')
+    spec = load_catalog(file, tmp_path).models[0]
+    assert spec.file == tmp_path / "ollama-llama3.2-1b.gguf"
+    assert spec.fetch_command() == "pinaivu-local models pull 'x y'"
 
 
 @pytest.mark.parametrize(
@@ -49,6 +55,9 @@ def test_https_source_and_local_only_source(tmp_path: Path) -> None:
         ('[models."a"]\npath = "a.gguf"\nsha256 = "xyz"\n', "sha256"),
         ('models = "x"\n', "no models"),
         ("[models]\na = 1\n", "must be a table"),
+        ('[models."a"]\nsource = "s3://bucket/a.gguf"\n', "expected hf://"),
+        ('[models."a"]\nsource = "hf://owner/only-repo"\n', "hf://owner/repo/path"),
+        ('[models."a"]\nsource = "ollama://a/b/c/d:e"\n', "expected name:tag"),
     ],
 )
 def test_errors_name_file_and_problem(tmp_path: Path, content: str, needle: str) -> None:

@@ -24,7 +24,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     )
 
 
-@pytest.mark.parametrize("args", [[], ["serve"], ["models"], ["models", "list"]])
+@pytest.mark.parametrize(
+    "args", [[], ["serve"], ["models"], ["models", "list"], ["models", "pull"], ["models", "rm"], ["doctor"]]
+)
 def test_help_everywhere(args: list[str]) -> None:
     result = CliRunner().invoke(main, [*args, "--help"])
     assert result.exit_code == 0
@@ -47,10 +49,11 @@ def test_models_list_json(tmp_path: Path, tiny_models: TinyModels) -> None:
     )
     assert result.exit_code == 0, result.output
     rows = {row["id"]: row for row in json.loads(result.output)["models"]}
-    assert rows["present"]["state"] == "present" and rows["present"]["size_bytes"] == tiny_models.f16.stat().st_size
+    assert rows["present"]["state"] == "ready" and rows["present"]["size_bytes"] == tiny_models.f16.stat().st_size
+    assert rows["present"]["quantization"] == "F16"
     assert rows["absent"]["state"] == "missing"
     assert rows["absent"]["file"] == str(tmp_path / "d" / "models" / "absent-Q4_K_M.gguf")
-    assert "https://huggingface.co/org/repo/resolve/main/absent-Q4_K_M.gguf" in rows["absent"]["fetch_command"]
+    assert rows["absent"]["fetch_command"] == "pinaivu-local models pull absent"
     assert rows["broken"]["state"] == "invalid"
     assert "not a GGUF file" in rows["broken"]["problem"]
 
@@ -59,7 +62,8 @@ def test_models_list_text(tmp_path: Path) -> None:
     catalog = write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"source": "hf://o/r/f.gguf"}})
     result = CliRunner().invoke(main, ["models", "list", "--models-file", str(catalog), "--data-dir", str(tmp_path)])
     assert result.exit_code == 0
-    assert "llama3.2:1b" in result.output and "missing" in result.output and "curl" in result.output
+    assert "llama3.2:1b" in result.output and "missing" in result.output
+    assert "fetch: pinaivu-local models pull llama3.2:1b" in result.output
 
 
 @pytest.mark.parametrize(
@@ -127,16 +131,18 @@ def test_missing_and_broken_models_do_not_stop_the_server(
     assert health["status"] == "degraded"
     states = {m["id"]: m for m in health["models"]}
     assert states["llama3.2:3b"]["state"] == "missing"
-    assert "curl" in states["llama3.2:3b"]["fetch_command"]
+    assert states["llama3.2:3b"]["fetch_command"] == "pinaivu-local models pull llama3.2:3b"
     assert states["broken"]["state"] == "failed" and str(truncated) in states["broken"]["detail"]
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="llama3.2:3b", messages=[{"role": "user", "content": "hi"}])
-    assert "curl" in str(caught.value.body) and "llama3.2:1b" in str(caught.value.body)
+    assert "Fetch it with: pinaivu-local models pull llama3.2:3b" in str(caught.value.body)
+    assert "llama3.2:1b" in str(caught.value.body)
     assert client.chat.completions.create(
         model="llama3.2:1b", messages=[{"role": "user", "content": "hi"}], max_tokens=2
     ).choices
     log = server.log()
     assert "Fetch them with" in log and "Llama-3.2-3B-Instruct-Q4_K_M.gguf" in log
+    assert "pinaivu-local models pull llama3.2:3b" in log
     assert "Traceback" not in log
 
 

@@ -23,6 +23,7 @@ from pinaivu_local.api.routes.health import health, metrics
 from pinaivu_local.api.routes.models import list_models, retrieve_model
 from pinaivu_local.api.routes.requests import get_request, list_requests, verify_request
 from pinaivu_local.catalog import Catalog
+from pinaivu_local.engine.devices import supports_gpu_offload
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
 from pinaivu_local.engine.repack import decide_repack
 from pinaivu_local.keys.store import KeyStore
@@ -52,7 +53,12 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
             request_log = RequestLog(database, retention, hashes.get)
             resources.callback(request_log.close)
             repack = decide_repack(settings.weight_repack, settings.data_dir)
-            pool = ModelPool(catalog, EngineOptions(settings.effective_threads(), settings.max_queue, repack))
+            offload = supports_gpu_offload()
+            warn_without_offload(settings, catalog, offload)
+            options = EngineOptions(
+                settings.effective_threads(), settings.max_queue, repack, offload, settings.n_gpu_layers
+            )
+            pool = ModelPool(catalog, options)
             resources.callback(pool.close)  # first to run: streams end, their records are still written
             pool.open()
             hashes.start([spec.file for spec in catalog.models if spec.id in pool.ready_ids()])
@@ -104,6 +110,17 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
         openapi_config=OpenAPIConfig(title="pinaivu-local", version=__version__, path="/docs"),
         logging_config=None,
     )
+
+
+def warn_without_offload(settings: Settings, catalog: Catalog, offload: bool) -> None:
+    """One line, not an error, when GPU layers are asked of a build that cannot offload."""
+    override = settings.n_gpu_layers
+    wanted = [override if override is not None else m.n_gpu_layers for m in catalog.models]
+    if not offload and any(wanted):
+        log.warning(
+            "this llama.cpp build has no GPU offload: models run on the CPU (rebuild with `make install GPU=cuda` "
+            "or `GPU=metal` to use a GPU; PINAIVU_N_GPU_LAYERS=0 silences this)"
+        )
 
 
 def report_models(pool: ModelPool) -> None:

@@ -10,6 +10,7 @@ import llama_cpp.llama_cpp as llama
 
 from pinaivu_local.engine.chat_template import LLAMA3_TEMPLATE, ChatTemplate
 from pinaivu_local.errors import ModelFileError
+from pinaivu_local.weights.gguf_info import kv_cache_bytes
 
 GGUF_MAGIC = b"GGUF"
 
@@ -55,6 +56,7 @@ class LlamaModel:
         self.n_vocab = llama.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = llama.llama_model_n_ctx_train(model)
         self.size_bytes = llama.llama_model_size(model)
+        self.n_layer = llama.llama_model_n_layer(model)
         self._piece_buf = ctypes.create_string_buffer(256)
         self.chat_template = self._chat_template()
 
@@ -69,6 +71,13 @@ class LlamaModel:
         buf = ctypes.create_string_buffer(256)
         llama.llama_model_desc(self.ptr, buf, len(buf))
         return buf.value.decode("utf-8", "replace")
+
+    def kv_cache_bytes(self, n_ctx: int) -> int:
+        """Bytes an F16 KV cache of `n_ctx` tokens takes for this model."""
+        n_head = max(1, llama.llama_model_n_head(self.ptr))
+        head_dim = llama.llama_model_n_embd(self.ptr) // n_head
+        n_head_kv = llama.llama_model_n_head_kv(self.ptr) or n_head
+        return kv_cache_bytes(n_ctx, self.n_layer, n_head_kv, head_dim, head_dim)
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
         """Tokens of `text`, special tokens such as <|eot_id|> parsed as such."""

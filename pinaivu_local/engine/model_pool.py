@@ -11,11 +11,13 @@ from typing import Any, Literal
 import llama_cpp.llama_cpp as llama
 
 from pinaivu_local.catalog import Catalog, ModelSpec
+from pinaivu_local.engine.devices import gpu_layers
 from pinaivu_local.engine.llama_log import LlamaLog
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
 from pinaivu_local.errors import ContextLengthExceeded, InvalidRequest, ModelFileError, ModelNotFound, PinaivuError
+from pinaivu_local.sizes import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,12 @@ class EngineOptions:
     n_threads: int
     max_queue: int
     weight_repack: bool
+    gpu_offload: bool = False
+    n_gpu_layers: int | None = None  # overrides every model's own setting when set
+
+    def gpu_layers(self, spec: ModelSpec) -> int:
+        """Layers to offload for `spec`: the override or the catalog's, and 0 where the build cannot."""
+        return gpu_layers(self.n_gpu_layers if self.n_gpu_layers is not None else spec.n_gpu_layers, self.gpu_offload)
 
 
 class ModelEngine:
@@ -150,7 +158,8 @@ class ModelPool:
                 log.warning("%s unavailable: %s", spec.id, exc.message)
 
     def _load(self, spec: ModelSpec) -> ModelEngine:
-        model = LlamaModel(spec.file, LoadOptions(spec.n_gpu_layers, self._options.weight_repack))
+        n_gpu_layers = self._options.gpu_layers(spec)
+        model = LlamaModel(spec.file, LoadOptions(n_gpu_layers, self._options.weight_repack))
         try:
             config = ContextConfig(
                 n_ctx=spec.n_ctx,
@@ -162,8 +171,14 @@ class ModelPool:
         except BaseException:
             model.close()
             raise
-        log.debug(
-            "%s loaded: %s, %.0f MiB, context %d", spec.id, model.describe(), model.size_bytes / 2**20, engine.n_ctx
+        log.info(
+            "%s loaded: %s; weights %s + KV cache %s (context %d), %s",
+            spec.id,
+            model.describe(),
+            human_bytes(model.size_bytes),
+            human_bytes(model.kv_cache_bytes(engine.n_ctx)),
+            engine.n_ctx,
+            _placement(n_gpu_layers, model.n_layer),
         )
         return engine
 
@@ -224,6 +239,13 @@ class ModelPool:
             self._log.uninstall()
             self._log = None
         llama.llama_backend_free()
+
+
+def _placement(n_gpu_layers: int, n_layer: int) -> str:
+    if n_gpu_layers == 0:
+        return "on the CPU"
+    on_gpu = n_layer if n_gpu_layers < 0 else min(n_gpu_layers, n_layer)
+    return f"{on_gpu} of {n_layer} layers on the GPU"
 
 
 def suggest(model_id: str, candidates: list[str]) -> str | None:

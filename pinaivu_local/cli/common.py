@@ -1,0 +1,65 @@
+"""What every subcommand shares: settings, the catalog, common options, one-line errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from pinaivu_local.catalog import Catalog, ModelSpec, load_catalog
+from pinaivu_local.errors import ConfigError, PinaivuError
+from pinaivu_local.settings import Settings
+from pinaivu_local.sizes import human_bytes
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def catalog_options(command: F) -> F:
+    """--models-file and --data-dir, which every command that reads the catalog takes."""
+    command = click.option(
+        "--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Data directory [PINAIVU_DATA_DIR]."
+    )(command)
+    return click.option("--models-file", type=click.Path(path_type=Path), help="Model catalog [PINAIVU_MODELS_FILE].")(
+        command
+    )
+
+
+def build_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and .env), CLI options winning; one-line errors."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        env = name if name.isupper() else f"PINAIVU_{name.upper()}"  # HF_TOKEN etc. keep their own names
+        raise click.ClickException(f"invalid setting {name} ({env}): {first['msg']}") from None
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The catalog named by the settings, or a one-line error."""
+    try:
+        return load_catalog(settings.models_file, settings.models_dir)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def pull_models(settings: Settings, specs: Iterable[ModelSpec], *, from_ollama: bool = False) -> list[str]:
+    """Pull each model with a progress bar, one line per result; return the error lines."""
+    from pinaivu_local.weights.progress import BarProgress
+    from pinaivu_local.weights.pull import Puller
+
+    failures = []
+    with Puller(settings, BarProgress()) as puller:
+        for spec in specs:
+            try:
+                result = puller.pull(spec, from_ollama=from_ollama)
+            except PinaivuError as exc:
+                failures.append(exc.message)
+                click.echo(f"Error: {exc.message}", err=True)
+                continue
+            size = human_bytes(result.size_bytes)
+            click.echo(f"{spec.id}: {result.action} {result.file} ({size}, sha256 {result.sha256})")
+    return failures

@@ -1,0 +1,24 @@
+"""`pinaivu-local doctor`: the checks of pinaivu_local.doctor, as text or JSON, with an exit status."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from pinaivu_local.cli.common import build_settings, catalog_options
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@catalog_options
+def doctor(as_json: bool, **options: Any) -> None:
+    """Check this machine, this build and the catalog's files; exit 1 when something blocks serving."""
+    from pinaivu_local.doctor import diagnose, render_text
+
+    report = diagnose(build_settings(**options))
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else render_text(report))
+    if not report.ok:
+        sys.exit(1)

@@ -1,0 +1,82 @@
+"""What llama.cpp can run on here: GPU offload support and the devices ggml sees."""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import llama_cpp.llama_cpp as llama
+
+# enum ggml_backend_dev_type in ggml-backend.h, in order.
+_DEVICE_TYPES = ("cpu", "gpu", "igpu", "accel", "meta")
+
+
+@dataclass(frozen=True)
+class Device:
+    """One ggml backend device."""
+
+    name: str
+    description: str
+    type: str
+    free_bytes: int | None
+    total_bytes: int | None
+
+
+def supports_gpu_offload() -> bool:
+    """Whether this llama.cpp build can put layers on a GPU (CUDA, Metal, Vulkan, ...)."""
+    return bool(llama.llama_supports_gpu_offload())
+
+
+def gpu_layers(requested: int, offload: bool) -> int:
+    """The n_gpu_layers to load with: the request where the build offloads, else 0 (all on the CPU)."""
+    return requested if offload else 0
+
+
+def list_devices() -> list[Device] | None:
+    """The devices ggml registered, with free memory; None when the library does not export the API."""
+    lib = _ggml_library()
+    if lib is None:
+        return None
+    devices = []
+    for i in range(lib.ggml_backend_dev_count()):
+        dev = lib.ggml_backend_dev_get(i)
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        lib.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        kind = lib.ggml_backend_dev_type(dev)
+        devices.append(
+            Device(
+                name=(lib.ggml_backend_dev_name(dev) or b"").decode("utf-8", "replace"),
+                description=(lib.ggml_backend_dev_description(dev) or b"").decode("utf-8", "replace"),
+                type=_DEVICE_TYPES[kind] if 0 <= kind < len(_DEVICE_TYPES) else f"type {kind}",
+                free_bytes=free.value or None,
+                total_bytes=total.value or None,
+            )
+        )
+    return devices
+
+
+def _ggml_library() -> ctypes.CDLL | None:
+    """libggml as llama-cpp-python loaded it, with the device functions typed; None if they are absent."""
+    try:
+        from llama_cpp import _ggml  # internal to llama-cpp-python: the bindings expose no device API
+
+        # A handle of our own, so the argtypes set here never touch the one llama_cpp uses.
+        lib = ctypes.CDLL(_ggml.libggml._name)
+        lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+        lib.ggml_backend_dev_count.argtypes = []
+        lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+        lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+        for name in ("ggml_backend_dev_name", "ggml_backend_dev_description"):
+            getattr(lib, name).restype = ctypes.c_char_p
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+        lib.ggml_backend_dev_type.restype = ctypes.c_int
+        lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+        lib.ggml_backend_dev_memory.restype = None
+        lib.ggml_backend_dev_memory.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_size_t),
+            ctypes.POINTER(ctypes.c_size_t),
+        ]
+    except (ImportError, AttributeError, OSError):
+        return None
+    return lib

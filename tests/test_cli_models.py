@@ -1,0 +1,116 @@
+"""`models pull`, `models rm` and `serve --pull` through the real entry point, against a hub on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import openai
+
+from pinaivu_local.engine.devices import supports_gpu_offload
+from pinaivu_local.sizes import human_bytes
+from tests.conftest import TEST_KEY, RunningServer, TinyModels, write_catalog
+from tests.weights.hub import Hub
+from tests.weights.ollama_store import add_to_ollama_store
+
+
+def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m pinaivu_local ARGS`: data dir and catalog in tmp_path, nothing else from the environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PINAIVU_", "HF_", "OLLAMA_"))}
+    clean.update(
+        PINAIVU_DATA_DIR=str(tmp_path / "data"),
+        PINAIVU_MODELS_FILE=str(tmp_path / "models.toml"),
+        PINAIVU_WEIGHT_REPACK="off",
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "pinaivu_local", *args], capture_output=True, text=True, env=clean, timeout=120
+    )
+
+
+def test_pull_list_and_rm(tmp_path: Path, hub: Hub, tiny_models: TinyModels) -> None:
+    data = tiny_models.f16.read_bytes()
+    write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"source": hub.put("org/repo", "tiny.gguf", data)}})
+    file = tmp_path / "data" / "models" / "tiny.gguf"
+    pulled = cli(tmp_path, "models", "pull", "llama3.2:1b", HF_ENDPOINT=hub.url)
+    assert pulled.returncode == 0, pulled.stderr
+    sha = hashlib.sha256(data).hexdigest()
+    size = human_bytes(len(data))
+    assert pulled.stdout == f"llama3.2:1b: downloaded {file} ({size}, sha256 {sha})\n"
+    kib = f"{len(data) / 1024:.1f}"
+    assert "llama3.2:1b" in pulled.stderr and f"{kib}/{kib} KiB" in pulled.stderr  # the progress bar's last state
+    listed = cli(tmp_path, "models", "list")
+    assert f"llama3.2:1b      ready    F16      {size:>9}  8192   all " in listed.stdout
+    removed = cli(tmp_path, "models", "rm", "llama3.2:1b")
+    assert removed.returncode == 0
+    assert removed.stdout.splitlines() == [f"removed {file}", f"removed {file}.sha256"]
+    again = cli(tmp_path, "models", "rm", "llama3.2:1b")
+    assert again.returncode == 1
+    assert again.stderr == f"Error: llama3.2:1b: nothing to remove, {file} is not there\n"
+
+
+def test_pull_failures_are_one_line_each(tmp_path: Path, hub: Hub, tiny_models: TinyModels) -> None:
+    write_catalog(
+        tmp_path / "models.toml",
+        {
+            "llama3.2:1b": {"source": hub.put("org/repo", "a.gguf", tiny_models.f16.read_bytes()), "sha256": "0" * 64},
+            "llama3.2:3b": {"source": "hf://org/repo/none.gguf"},
+        },
+    )
+    result = cli(tmp_path, "models", "pull", "--all", HF_ENDPOINT=hub.url)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        f"Error: llama3.2:1b: SHA-256 mismatch: got {hashlib.sha256(tiny_models.f16.read_bytes()).hexdigest()}, "
+        f"the catalog pins {'0' * 64}; the download was deleted",
+        f"Error: llama3.2:3b: not found (HTTP 404): {hub.url}/org/repo/resolve/main/none.gguf",
+    ]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "models" / "a.gguf").exists()
+    offline = cli(tmp_path, "models", "pull", "llama3.2:3b", HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="1")
+    assert offline.returncode == 1
+    assert offline.stderr == "Error: llama3.2:3b: HF_HUB_OFFLINE is set, so hf://org/repo/none.gguf is not downloaded\n"
+    typo = cli(tmp_path, "models", "pull", "llama3.2-1b")
+    assert typo.returncode == 1
+    assert typo.stderr == f"Error: no model 'llama3.2-1b' in {tmp_path / 'models.toml'}; did you mean llama3.2:1b?\n"
+    assert cli(tmp_path, "models", "pull").returncode == 2
+
+
+def test_pull_from_ollama(tmp_path: Path, tiny_models: TinyModels) -> None:
+    write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"source": "hf://org/repo/Llama-3.2-1B.gguf"}})
+    digest = add_to_ollama_store(tmp_path / "ollama", "llama3.2", "1b", tiny_models.q8.read_bytes())
+    result = cli(tmp_path, "models", "pull", "--from-ollama", "llama3.2:1b", OLLAMA_MODELS=str(tmp_path / "ollama"))
+    assert result.returncode == 0, result.stderr
+    file = tmp_path / "data" / "models" / "Llama-3.2-1B.gguf"
+    assert result.stdout.startswith(f"llama3.2:1b: linked {file} (") and digest in result.stdout
+
+
+def test_serve_pull_pulls_then_serves(
+    server_factory: Callable[..., RunningServer], tmp_path: Path, hub: Hub, tiny_models: TinyModels
+) -> None:
+    catalog = write_catalog(
+        tmp_path / "models.toml",
+        {
+            "llama3.2:1b": {"source": hub.put("org/repo", "tiny.gguf", tiny_models.f16.read_bytes()), "n_ctx": 256},
+            "llama3.2:3b": {"source": "hf://org/repo/absent.gguf", "n_ctx": 256},
+        },
+    )
+    server = server_factory("--pull", "--models-file", str(catalog), env={"HF_ENDPOINT": hub.url})
+    client = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0)
+    answer = client.chat.completions.create(
+        model="llama3.2:1b", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    assert answer.choices[0].message.content is not None
+    health = {m["id"]: m for m in httpx.get(f"{server.base_url}/health", timeout=10).json()["models"]}
+    assert health["llama3.2:3b"]["state"] == "missing"
+    log = server.log()
+    assert f"llama3.2:1b: downloaded {server.data_dir / 'models' / 'tiny.gguf'}" in log
+    assert log.count("Error: ") == 1 and "Error: llama3.2:3b: not found (HTTP 404)" in log
+    if not supports_gpu_offload():
+        assert log.count("this llama.cpp build has no GPU offload") == 1
+    assert "Traceback" not in log
