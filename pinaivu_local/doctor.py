@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
+import sqlite3
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ class Report:
     cpu: dict[str, Any]
     memory: dict[str, Any]
     data_dir: dict[str, Any]
+    database: dict[str, Any]
     catalog: str | None
     models: list[dict[str, Any]]
     problems: list[Problem] = field(default_factory=list)
@@ -76,6 +79,7 @@ def diagnose(settings: Settings) -> Report:
         cpu=_cpu(settings),
         memory=_memory(),
         data_dir=_data_dir(settings.data_dir),
+        database=_database(settings.database),
         catalog=None,
         models=[],
     )
@@ -83,6 +87,8 @@ def diagnose(settings: Settings) -> Report:
         report.problems.append(
             Problem("error", f"data directory {settings.data_dir} is not writable: {report.data_dir['problem']}")
         )
+    if report.database["problem"]:
+        report.problems.append(Problem("error", f"database {settings.database}: {report.database['problem']}"))
     try:
         catalog = load_catalog(settings.models_file, settings.models_dir)
     except ConfigError as exc:
@@ -207,6 +213,44 @@ def _data_dir(path: Path) -> dict[str, Any]:
     return row
 
 
+def _database(path: Path) -> dict[str, Any]:
+    """Keys and request log: readable, intact, a schema this version knows. Opened read-only."""
+    from pinaivu_local.storage.database import schema_version
+
+    row: dict[str, Any] = {"path": str(path), "exists": path.exists(), "problem": None}
+    if not path.exists():
+        row["note"] = "created at the first start"
+        return row
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            row["schema_version"] = version
+            row["integrity"] = check
+            if version > schema_version():
+                row["problem"] = f"schema {version} is newer than this pinaivu-local knows ({schema_version()})"
+            elif check != "ok":
+                row["problem"] = f"integrity check failed: {check}"
+            elif version >= 1:
+                row["api_keys"] = conn.execute("SELECT count(*) FROM api_keys").fetchone()[0]
+            if version >= 2 and not row["problem"]:
+                row["request_records"] = conn.execute("SELECT count(*) FROM request_log").fetchone()[0]
+    except sqlite3.Error as exc:
+        row["problem"] = f"not a usable SQLite database ({exc})"
+    return row
+
+
+def _database_line(db: dict[str, Any]) -> str:
+    if db["problem"]:
+        return f"{db['path']} (PROBLEM: {db['problem']})"
+    if not db["exists"]:
+        return f"{db['path']} ({db['note']})"
+    return (
+        f"{db['path']} (schema {db['schema_version']}, {db.get('api_keys', 0)} keys, "
+        f"{db.get('request_records', 0)} request records)"
+    )
+
+
 def render_text(report: Report) -> str:
     """The report for people: one line per fact, problems last."""
     v, gpu, cpu, mem, data = report.versions, report.gpu, report.cpu, report.memory, report.data_dir
@@ -235,6 +279,7 @@ def render_text(report: Report) -> str:
             if data["writable"]
             else f"(NOT writable: {data['problem']})"
         ),
+        f"database         {_database_line(report.database)}",
         f"catalog          {report.catalog or 'unreadable'}",
     ]
     for m in report.models:

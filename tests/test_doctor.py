@@ -66,3 +66,22 @@ def test_unwritable_data_dir_and_broken_catalog(tmp_path: Path, tiny_models: Tin
     (tmp_path / "models.toml").write_text("[models")
     broken = json.loads(doctor(tmp_path, "--json").output)
     assert broken["ok"] is False and "not valid TOML" in broken["problems"][0]["message"]
+
+
+def test_database_health(tmp_path: Path) -> None:
+    """doctor reads the database without changing it; a foreign file is an error."""
+    from pinaivu_local.doctor import _database
+    from pinaivu_local.storage.database import Database, schema_version
+
+    path = tmp_path / "pinaivu.db"
+    assert _database(path) == {
+        "path": str(path),
+        "exists": False,
+        "problem": None,
+        "note": "created at the first start",
+    }
+    Database(path).close()
+    row = _database(path)
+    assert row["problem"] is None and row["schema_version"] == schema_version() and row["api_keys"] == 0
+    path.write_bytes(b"garbage" * 1000)
+    assert "not a usable SQLite database" in _database(path)["problem"]

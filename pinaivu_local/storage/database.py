@@ -37,6 +37,11 @@ def _migrations() -> list[Migration]:
     return [_tables("api_keys"), _tables("request_log")]
 
 
+def schema_version() -> int:
+    """The schema version this code writes (the number of migrations)."""
+    return len(_migrations())
+
+
 class Database:
     """The engine of the SQLite file; sessions for the stores built on it."""
 
@@ -48,11 +53,6 @@ class Database:
         except BaseException:
             self.engine.dispose()
             raise
-
-    @property
-    def schema_version(self) -> int:
-        """The number of migrations applied."""
-        return len(_migrations())
 
     def _migrate(self) -> None:
         migrations = _migrations()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pinaivu_local.errors import ConfigError
-from pinaivu_local.storage.database import Database
+from pinaivu_local.storage.database import Database, schema_version
 
 
 def test_file_mode_wal_and_schema_version(tmp_path: Path) -> None:
@@ -18,7 +18,7 @@ def test_file_mode_wal_and_schema_version(tmp_path: Path) -> None:
         assert stat.S_IMODE(database.path.stat().st_mode) == 0o600
         with sqlite3.connect(database.path) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == database.schema_version
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version()
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"api_keys", "request_log"} <= tables
     finally:
