@@ -147,6 +147,18 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
         server.stop()
 
 
+@pytest.fixture
+def two_models(tmp_path: Path, tiny_models: TinyModels) -> Path:
+    """A catalog of this test's own: llama3.2:1b (F16) and llama3.2:3b (Q8_0), 512-token contexts."""
+    return write_catalog(
+        tmp_path / "models.toml",
+        {
+            "llama3.2:1b": {"path": str(tiny_models.f16), "n_ctx": 512},
+            "llama3.2:3b": {"path": str(tiny_models.q8), "n_ctx": 512},
+        },
+    )
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) -> Iterator[RunningServer]:
     """One server for the run: tiny models registered as llama3.2:1b (F16) and llama3.2:3b (Q8_0)."""

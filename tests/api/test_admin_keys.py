@@ -14,18 +14,12 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import AUTH, TEST_KEY, RunningServer, TinyModels, write_catalog
+from tests.conftest import AUTH, TEST_KEY, RunningServer
 
 
 @pytest.fixture
-def catalog(tmp_path: Path, tiny_models: TinyModels) -> Path:
-    return write_catalog(
-        tmp_path / "models.toml",
-        {
-            "llama3.2:1b": {"path": str(tiny_models.f16), "n_ctx": 256},
-            "llama3.2:3b": {"path": str(tiny_models.q8), "n_ctx": 256},
-        },
-    )
+def catalog(two_models: Path) -> Path:
+    return two_models
 
 
 @pytest.fixture

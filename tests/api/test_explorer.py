@@ -20,15 +20,8 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 
 
 @pytest.fixture
-def srv(server_factory: Callable[..., RunningServer], tiny_models: TinyModels, tmp_path: Path) -> RunningServer:
-    catalog = write_catalog(
-        tmp_path / "models.toml",
-        {
-            "llama3.2:1b": {"path": str(tiny_models.f16), "n_ctx": 512},
-            "llama3.2:3b": {"path": str(tiny_models.q8), "n_ctx": 512},
-        },
-    )
-    return server_factory("--models-file", str(catalog), "--log-format", "json")
+def srv(server_factory: Callable[..., RunningServer], two_models: Path) -> RunningServer:
+    return server_factory("--models-file", str(two_models), "--log-format", "json")
 
 
 def user_key(server: RunningServer, name: str) -> str:

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import NO_EOG, TEST_KEY, RunningServer, TinyModels, write_catalog
+from tests.conftest import NO_EOG, TEST_KEY, RunningServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # CI installs Debian's chromium and sets this, so a missing browser fails there instead of skipping.
@@ -45,15 +45,8 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def srv(server_factory: Callable[..., RunningServer], tiny_models: TinyModels, tmp_path: Path) -> RunningServer:
-    catalog = write_catalog(
-        tmp_path / "models.toml",
-        {
-            "llama3.2:1b": {"path": str(tiny_models.f16), "n_ctx": 512},
-            "llama3.2:3b": {"path": str(tiny_models.q8), "n_ctx": 512},
-        },
-    )
-    return server_factory("--models-file", str(catalog))
+def srv(server_factory: Callable[..., RunningServer], two_models: Path) -> RunningServer:
+    return server_factory("--models-file", str(two_models))
 
 
 def test_key_lifecycle_through_the_pages(browser: Any, srv: RunningServer, tmp_path: Path) -> None:
