@@ -12,7 +12,7 @@ else
   LLAMA_CMAKE_ARGS :=
 endif
 
-.PHONY: install install-dev serve serve-test-models test lint clean
+.PHONY: install install-dev install-bench serve serve-test-models test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
 install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
+
+install-bench: $(VENV)/.installed-bench
 
 # `make serve ARGS=--test-models` passes options through.
 serve: install
@@ -41,6 +47,11 @@ serve-test-models: install
 
 test: install-dev
 	$(BIN)/python -m pytest
+
+# Ours against llama_cpp.server on a generated Llama-3.2-1B-shaped Q4_K_M model (generated once,
+# a few minutes); `make bench ARGS="--rounds 3"` passes options through.
+bench: install-bench
+	$(BIN)/pinaivu-local bench $(ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check pinaivu_local tests

@@ -105,3 +105,9 @@ class EngineFailure(PinaivuError):
     """llama.cpp failed while serving a request; the engine keeps serving others."""
 
     code = "engine_error"
+
+
+class BenchError(PinaivuError):
+    """The benchmark cannot go on: a server would not start, or a stream failed."""
+
+    code = "bench_error"
