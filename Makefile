@@ -23,7 +23,7 @@ endif
 # The pinned version, read from pyproject.toml so there is one place to change it.
 LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
 
-.PHONY: install install-dev serve serve-test-models browser test lint clean
+.PHONY: install install-dev install-bench serve serve-test-models browser test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,9 +45,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
 install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
+
+install-bench: $(VENV)/.installed-bench
 
 # Pulls missing models first (one line per failure, then serves what is there);
 # `make serve ARGS=--test-models` passes options through.
@@ -65,6 +71,11 @@ browser:
 
 test: install-dev browser
 	$(BIN)/python -m pytest
+
+# Ours against llama_cpp.server on a generated Llama-3.2-1B-shaped Q4_K_M model (generated once,
+# a few minutes); `make bench ARGS="--rounds 3"` passes options through.
+bench: install-bench
+	$(BIN)/pinaivu-local bench $(ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check pinaivu_local tests

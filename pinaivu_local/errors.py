@@ -146,3 +146,9 @@ class ChecksumMismatch(PullError):
     """Fetched bytes whose SHA-256 differs from the one expected."""
 
     code = "checksum_mismatch"
+
+
+class BenchError(PinaivuError):
+    """The benchmark cannot go on: a server would not start, or a stream failed."""
+
+    code = "bench_error"

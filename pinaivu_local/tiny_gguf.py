@@ -19,8 +19,6 @@ import numpy as np
 from pinaivu_local.engine.chat_template import LLAMA3_TEMPLATE
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     import gguf
 
 # Llama 3's special tokens, in the order Meta numbers them after the regular vocabulary.
@@ -55,9 +53,30 @@ class TinyShape:
     n_ff: int = 128
     n_ctx_train: int = 4096
     n_merges: int = 64
+    # Pad the vocabulary with extra normal tokens up to this many (special tokens included);
+    # None keeps just the bytes, the merges and the special tokens.
+    n_vocab: int | None = None
     # Multiplies the (tied) embeddings, so logits are this much further apart: greedy decoding
     # then survives the float noise of different batch shapes.
     logit_gain: float = 4.0
+
+
+# Llama-3.2-1B's exact shapes (tied embeddings): random weights at the real cost per token.
+LLAMA_3_2_1B_SHAPE = TinyShape(
+    n_embd=2048, n_layer=16, n_head=32, n_head_kv=8, n_ff=8192, n_ctx_train=131072, n_vocab=128256
+)
+
+# Rows of a matrix generated at a time: bounds the float64 scratch of a big model's tensors.
+_ROWS_PER_BLOCK = 4096
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """One tensor to write: its name, numpy shape (out, in) and how its values are made."""
+
+    name: str
+    shape: tuple[int, ...]
+    gain: float | None = 1.0  # None: a norm (ones, kept F32); else normal / sqrt(in) * gain
 
 
 def _byte_to_unicode() -> dict[int, str]:
@@ -73,8 +92,11 @@ def _byte_to_unicode() -> dict[int, str]:
     return mapping
 
 
-def build_vocab(n_merges: int) -> tuple[list[str], list[str], list[int]]:
-    """Return (tokens, merges, token types) of a byte-level BPE vocabulary."""
+def build_vocab(n_merges: int, size: int | None = None) -> tuple[list[str], list[str], list[int]]:
+    """Return (tokens, merges, token types) of a byte-level BPE vocabulary.
+
+    With `size`, extra normal tokens (never produced by the merges) pad it to exactly that many.
+    """
     to_uni = _byte_to_unicode()
     tokens = [to_uni[b] for b in range(256)]
     words = [[to_uni[b] for b in (" " + w).encode()] for w in _CORPUS.split()]
@@ -89,6 +111,12 @@ def build_vocab(n_merges: int) -> tuple[list[str], list[str], list[int]]:
         merges.append(f"{left} {right}")
         tokens.append(left + right)
         words = [_merge_pair(word, left, right) for word in words]
+    if size is not None:
+        n_pad = size - len(tokens) - len(SPECIAL_TOKENS)
+        if n_pad < 0:
+            raise ValueError(f"a vocabulary of {size} tokens cannot hold {len(tokens) + len(SPECIAL_TOKENS)}")
+        # Brackets never occur in the corpus, so no merge produces these.
+        tokens += [f"[pad{i}]" for i in range(n_pad)]
     types = [1] * len(tokens) + [3] * len(SPECIAL_TOKENS)  # 1 normal, 3 control
     return tokens + list(SPECIAL_TOKENS), merges, types
 
@@ -109,7 +137,8 @@ def _merge_pair(word: list[str], left: str, right: str) -> list[str]:
 def write_tiny_model(path: Path, *, quant: str = "F16", shape: TinyShape | None = None, seed: int = 0) -> Path:
     """Write a tiny Llama 3.2 model to `path` (atomically) and return the path.
 
-    `quant` is F16, Q8_0 or Q4_0 (the types `gguf.quants` writes).
+    `quant` is F16, Q8_0 or Q4_0 (the types `gguf.quants` writes). Tensors are generated and
+    written one at a time, so a 1B-shaped model needs memory for its largest tensor only.
     """
     import gguf  # heavy import, only needed when a model is generated
 
@@ -117,21 +146,27 @@ def write_tiny_model(path: Path, *, quant: str = "F16", shape: TinyShape | None 
     qtype = {"F16": None, "Q8_0": gguf.GGMLQuantizationType.Q8_0, "Q4_0": gguf.GGMLQuantizationType.Q4_0}
     if quant not in qtype:
         raise ValueError(f"unsupported quantization {quant!r}; choose F16, Q8_0 or Q4_0")
-    tokens, merges, types = build_vocab(shape.n_merges)
+    tokens, merges, types = build_vocab(shape.n_merges, shape.n_vocab)
+    plan = _tensor_plan(shape, len(tokens))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tiny-", suffix=".gguf")
     os.close(fd)
     writer = gguf.GGUFWriter(tmp_name, "llama")
     try:
         _write_metadata(writer, shape, tokens, merges, types, quant)
-        rng = np.random.default_rng(seed)
-        for name, array in _weights(shape, len(tokens), rng):
-            _add_tensor(writer, name, array, qtype[quant])
+        for tensor in plan:
+            _add_tensor_info(writer, tensor, qtype[quant])
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-    finally:
+        writer.write_ti_data_to_file()
+        rng = np.random.default_rng(seed)
+        for tensor in plan:
+            writer.write_tensor_data(_tensor_data(tensor, rng, qtype[quant]))
+    except BaseException:
         writer.close()
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    writer.close()
     os.replace(tmp_name, path)
     return path
 
@@ -166,34 +201,54 @@ def _write_metadata(
     writer.add_chat_template(LLAMA3_TEMPLATE)
 
 
-def _weights(shape: TinyShape, n_vocab: int, rng: np.random.Generator) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield (name, float32 array) in GGUF's row-major (out, in) layout; embeddings are tied."""
+def _tensor_plan(shape: TinyShape, n_vocab: int) -> list[_Tensor]:
+    """Every tensor in file order, in GGUF's row-major (out, in) layout; embeddings are tied."""
     head_dim = shape.n_embd // shape.n_head
     kv_dim = head_dim * shape.n_head_kv
-
-    def mat(rows: int, cols: int) -> np.ndarray:
-        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
-
-    yield "token_embd.weight", mat(n_vocab, shape.n_embd) * np.float32(shape.logit_gain)
+    d, ff = shape.n_embd, shape.n_ff
+    plan = [_Tensor("token_embd.weight", (n_vocab, d), shape.logit_gain)]
     for i in range(shape.n_layer):
-        yield f"blk.{i}.attn_norm.weight", np.ones(shape.n_embd, dtype=np.float32)
-        yield f"blk.{i}.attn_q.weight", mat(shape.n_embd, shape.n_embd)
-        yield f"blk.{i}.attn_k.weight", mat(kv_dim, shape.n_embd)
-        yield f"blk.{i}.attn_v.weight", mat(kv_dim, shape.n_embd)
-        yield f"blk.{i}.attn_output.weight", mat(shape.n_embd, shape.n_embd)
-        yield f"blk.{i}.ffn_norm.weight", np.ones(shape.n_embd, dtype=np.float32)
-        yield f"blk.{i}.ffn_gate.weight", mat(shape.n_ff, shape.n_embd)
-        yield f"blk.{i}.ffn_up.weight", mat(shape.n_ff, shape.n_embd)
-        yield f"blk.{i}.ffn_down.weight", mat(shape.n_embd, shape.n_ff)
-    yield "output_norm.weight", np.ones(shape.n_embd, dtype=np.float32)
+        plan += [
+            _Tensor(f"blk.{i}.attn_norm.weight", (d,), None),
+            _Tensor(f"blk.{i}.attn_q.weight", (d, d)),
+            _Tensor(f"blk.{i}.attn_k.weight", (kv_dim, d)),
+            _Tensor(f"blk.{i}.attn_v.weight", (kv_dim, d)),
+            _Tensor(f"blk.{i}.attn_output.weight", (d, d)),
+            _Tensor(f"blk.{i}.ffn_norm.weight", (d,), None),
+            _Tensor(f"blk.{i}.ffn_gate.weight", (ff, d)),
+            _Tensor(f"blk.{i}.ffn_up.weight", (ff, d)),
+            _Tensor(f"blk.{i}.ffn_down.weight", (d, ff)),
+        ]
+    plan.append(_Tensor("output_norm.weight", (d,), None))
+    return plan
 
 
-def _add_tensor(writer: gguf.GGUFWriter, name: str, array: np.ndarray, qtype: gguf.GGMLQuantizationType | None) -> None:
+def _add_tensor_info(writer: gguf.GGUFWriter, tensor: _Tensor, qtype: gguf.GGMLQuantizationType | None) -> None:
     import gguf
 
-    if array.ndim == 1:  # norms stay F32, as llama.cpp's converters write them
-        writer.add_tensor(name, array)
+    if tensor.gain is None:  # norms stay F32, as llama.cpp's converters write them
+        writer.add_tensor_info(tensor.name, tensor.shape, np.dtype(np.float32), 4 * tensor.shape[0])
     elif qtype is None:
-        writer.add_tensor(name, array.astype(np.float16))
+        writer.add_tensor_info(tensor.name, tensor.shape, np.dtype(np.float16), 2 * int(np.prod(tensor.shape)))
     else:
-        writer.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
+        byte_shape = gguf.quants.quant_shape_to_byte_shape(tensor.shape, qtype)
+        nbytes = int(np.prod(byte_shape))
+        writer.add_tensor_info(tensor.name, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=qtype)
+
+
+def _tensor_data(tensor: _Tensor, rng: np.random.Generator, qtype: gguf.GGMLQuantizationType | None) -> np.ndarray:
+    """The tensor's values in their file encoding, made a block of rows at a time."""
+    import gguf
+
+    if tensor.gain is None:
+        return np.ones(tensor.shape, dtype=np.float32)
+    rows, cols = tensor.shape
+    gain = np.float32(tensor.gain)
+    out_shape = tensor.shape if qtype is None else gguf.quants.quant_shape_to_byte_shape(tensor.shape, qtype)
+    out = np.empty(out_shape, dtype=np.float16 if qtype is None else np.uint8)
+    for start in range(0, rows, _ROWS_PER_BLOCK):
+        stop = min(start + _ROWS_PER_BLOCK, rows)
+        # Drawing block after block yields the same stream as drawing the whole matrix at once.
+        block = (rng.standard_normal((stop - start, cols)) / np.sqrt(cols)).astype(np.float32) * gain
+        out[start:stop] = block.astype(np.float16) if qtype is None else gguf.quants.quantize(block, qtype)
+    return out

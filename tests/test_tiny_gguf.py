@@ -7,7 +7,7 @@ from pathlib import Path
 import gguf
 import pytest
 
-from pinaivu_local.tiny_gguf import SPECIAL_TOKENS, build_vocab, write_tiny_model
+from pinaivu_local.tiny_gguf import SPECIAL_TOKENS, TinyShape, build_vocab, write_tiny_model
 
 
 def test_vocab_is_consistent() -> None:
@@ -37,3 +37,40 @@ def test_written_file_metadata(tmp_path: Path, quant: str) -> None:
 def test_unknown_quantization(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsupported quantization"):
         write_tiny_model(tmp_path / "x.gguf", quant="Q2_K")
+
+
+def test_vocab_padded_to_a_target_size() -> None:
+    plain, merges, _ = build_vocab(16)
+    tokens, padded_merges, types = build_vocab(16, size=1000)
+    assert len(tokens) == len(types) == 1000
+    assert padded_merges == merges
+    assert len(set(tokens)) == 1000
+    assert tokens[-len(SPECIAL_TOKENS) :] == list(SPECIAL_TOKENS)  # specials stay last, as in Llama 3
+    assert tokens[: len(plain) - len(SPECIAL_TOKENS)] == plain[: -len(SPECIAL_TOKENS)]
+    assert types.count(3) == len(SPECIAL_TOKENS)
+    with pytest.raises(ValueError, match="cannot hold"):
+        build_vocab(16, size=100)
+
+
+def test_padded_model_loads_with_its_vocabulary_size(tmp_path: Path) -> None:
+    import llama_cpp.llama_cpp as llama
+
+    from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
+
+    path = write_tiny_model(tmp_path / "padded.gguf", shape=TinyShape(n_vocab=2048))
+    model = LlamaModel(path, LoadOptions(n_gpu_layers=0))
+    try:
+        assert model.n_vocab == 2048
+        assert model.token_text(llama.llama_vocab_eos(model.vocab)) == "<|eot_id|>"
+        assert model.tokenize("the quick fox", add_bos=False)  # the BPE merges still apply
+    finally:
+        model.close()
+
+
+def test_tensors_are_generated_block_by_block_identically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A big model is generated a block of rows at a time; the values must not depend on the block size.
+    import pinaivu_local.tiny_gguf as tiny
+
+    whole = write_tiny_model(tmp_path / "whole.gguf", quant="Q8_0").read_bytes()
+    monkeypatch.setattr(tiny, "_ROWS_PER_BLOCK", 7)
+    assert write_tiny_model(tmp_path / "blocks.gguf", quant="Q8_0").read_bytes() == whole

@@ -46,6 +46,7 @@ def sampling_params(body: ChatCompletionRequest | CompletionRequest, engine: Mod
         presence_penalty=body.presence_penalty or 0.0,
         frequency_penalty=body.frequency_penalty or 0.0,
         logit_bias=bias,
+        ignore_eos=body.ignore_eos,
     )
 
 

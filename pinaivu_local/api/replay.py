@@ -43,6 +43,7 @@ async def replay(request: Request[Any, Any, Any], record: RequestRecord, held: A
         presence_penalty=sampling.get("presence_penalty", 0.0),
         frequency_penalty=sampling.get("frequency_penalty", 0.0),
         logit_bias={int(k): v for k, v in sampling.get("logit_bias", {}).items()},
+        ignore_eos=sampling.get("ignore_eos", False),
     )
     generation = engine.start(prompt, params, int(sampling.get("max_tokens", record.completion_tokens or 1)))
     parts = [delta.text async for delta in generation]

@@ -26,7 +26,6 @@ def sampling_json(params: SamplingParams, max_tokens: int) -> str:
     values["max_tokens"] = max_tokens
     values["stop"] = list(params.stop)
     values["logit_bias"] = {str(k): v for k, v in params.logit_bias.items()}
-    values.pop("ignore_eos", None)
     return json.dumps(values, sort_keys=True)
 
 

@@ -67,6 +67,8 @@ class _Generation(StrictBody):
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
+    # Not OpenAI: keep generating past end-of-generation tokens, to max_tokens (benchmarks, tests).
+    ignore_eos: bool = False
 
     @field_validator("n")
     @classmethod

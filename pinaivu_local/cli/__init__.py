@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pinaivu_local import __version__
+from pinaivu_local.cli.bench import bench
 from pinaivu_local.cli.doctor import doctor
 from pinaivu_local.cli.keys import keys
 from pinaivu_local.cli.models import models
@@ -21,3 +22,4 @@ main.add_command(serve)
 main.add_command(models)
 main.add_command(doctor)
 main.add_command(keys)
+main.add_command(bench)

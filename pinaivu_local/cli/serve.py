@@ -44,7 +44,7 @@ def serve(pull: bool, **options: Any) -> None:
     from pinaivu_local.test_models import test_catalog
 
     settings = build_settings(**options)
-    _configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format)
     _check_port_free(settings.host, settings.port)
     catalog = open_catalog(settings)
     _prepare_data_dir(settings.data_dir)
@@ -112,7 +112,7 @@ def _prepare_data_dir(path: Path) -> None:
         raise click.ClickException(f"{path}: cannot create the data directory ({exc.strerror})") from None
 
 
-def _configure_logging(level: str, log_format: str) -> None:
+def configure_logging(level: str, log_format: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # access lines carry their own structure: print them bare (one JSON object per line in json mode)
     access = logging.getLogger("pinaivu_local.access")

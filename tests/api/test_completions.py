@@ -61,3 +61,21 @@ def test_prompt_as_token_ids(client: openai.OpenAI, server: RunningServer) -> No
         f"{server.v1}/completions", json={"model": "llama3.2:1b", "prompt": [99999]}, headers=AUTH, timeout=10
     )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt"
+
+
+def test_ignore_eos_generates_to_max_tokens(server: RunningServer) -> None:
+    # A bias that makes <|eot_id|> certain: without ignore_eos the generation stops at once.
+    body = {"model": "llama3.2:1b", "prompt": "hello", "max_tokens": 6, "temperature": 0, "logit_bias": {"324": 100}}
+    stopped = httpx.post(f"{server.v1}/completions", json=body, headers=AUTH, timeout=60).json()
+    assert stopped["choices"][0]["finish_reason"] == "stop"
+    assert stopped["usage"]["completion_tokens"] == 0
+    ignored = httpx.post(f"{server.v1}/completions", json={**body, "ignore_eos": True}, headers=AUTH, timeout=60).json()
+    assert ignored["choices"][0]["finish_reason"] == "length"
+    assert ignored["usage"]["completion_tokens"] == 6
+
+
+def test_ignore_eos_must_be_a_boolean(server: RunningServer) -> None:
+    body = {"model": "llama3.2:1b", "prompt": "hello", "ignore_eos": "yes"}
+    response = httpx.post(f"{server.v1}/completions", json=body, headers=AUTH, timeout=10)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "ignore_eos"]

@@ -1,0 +1,80 @@
+"""`pinaivu-local bench`: throughput and first-token latency against llama_cpp.server."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pinaivu_local.cli.common import build_settings
+from pinaivu_local.cli.serve import configure_logging
+from pinaivu_local.errors import BenchError, ModelFileError
+
+
+def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter("give stream counts separated by commas, e.g. 1,2,4,8") from None
+    if not levels or min(levels) < 1:
+        raise click.BadParameter("stream counts must be at least 1")
+    return levels
+
+
+@click.command()
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the model, server logs and results go [default: DATA_DIR/bench].",
+)
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Data directory [PINAIVU_DATA_DIR].")
+@click.option("--concurrency", default="1,2,4,8", callback=_concurrency_levels, help="Concurrent streams to measure.")
+@click.option("--prompt-tokens", type=click.IntRange(1, 1000), default=40, show_default=True)
+@click.option(
+    "--max-tokens", type=click.IntRange(1, 1000), default=32, show_default=True, help="New tokens per stream."
+)
+@click.option("--rounds", type=click.IntRange(1, 100), default=2, show_default=True, help="Rounds per concurrency.")
+@click.option("--parallel", type=click.IntRange(1, 256), default=8, show_default=True, help="Our sequences.")
+@click.option(
+    "--weight-repack", type=click.Choice(["auto", "on", "off"]), help="For both servers [PINAIVU_WEIGHT_REPACK]."
+)
+@click.option("--tiny", is_flag=True, help="Use a tiny test model: checks the machinery in seconds, measures nothing.")
+@click.option("--peer/--no-peer", default=True, show_default=True, help="Also measure llama_cpp.server.")
+def bench(
+    work_dir: Path | None,
+    data_dir: Path | None,
+    concurrency: tuple[int, ...],
+    weight_repack: str | None,
+    peer: bool,
+    **options: Any,
+) -> None:
+    """Throughput and first-token latency against llama_cpp.server, on a Llama-3.2-1B-shaped model."""
+    from pinaivu_local.bench.report import as_json, render
+    from pinaivu_local.bench.runner import BenchConfig, run_bench
+
+    settings = build_settings(data_dir=data_dir, weight_repack=weight_repack)
+    configure_logging("warning", "text")
+    missing = [m for m in ("fastapi", "sse_starlette", "starlette_context") if importlib.util.find_spec(m) is None]
+    if peer and missing:
+        raise click.ClickException(
+            f"llama_cpp.server needs {', '.join(missing)}: pip install -e '.[bench]', or run with --no-peer"
+        )
+    folder = work_dir or settings.data_dir / "bench"
+    config = BenchConfig(
+        work_dir=folder.resolve(),
+        concurrency=concurrency,
+        weight_repack=settings.weight_repack,
+        peer=peer,
+        **options,
+    )
+    try:
+        report = run_bench(config, lambda line: click.echo(line, err=True))
+    except (BenchError, ModelFileError) as exc:
+        raise click.ClickException(exc.message) from None
+    results = config.work_dir / "bench-results.json"
+    results.write_text(json.dumps(as_json(report), indent=2))
+    click.echo(render(report))
+    click.echo(f"\nresults: {results}")
