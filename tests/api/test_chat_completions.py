@@ -167,6 +167,37 @@ def test_concurrent_requests_to_both_models(server: RunningServer) -> None:
         assert r.model == ("llama3.2:1b", "llama3.2:3b")[i % 2]
 
 
+def test_sixteen_concurrent_streams_across_both_models(server: RunningServer) -> None:
+    async def one(aclient: openai.AsyncOpenAI, i: int) -> tuple[str, int, int]:
+        stream = await aclient.chat.completions.create(
+            model=("llama3.2:1b", "llama3.2:3b")[i % 2],
+            messages=[{"role": "user", "content": f"stream {i}"}],
+            max_tokens=4 + i,
+            stream=True,
+            stream_options={"include_usage": True},
+            logit_bias=NO_EOG,
+        )
+        text, usage = "", None
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+            if chunk.usage:
+                usage = chunk.usage
+        assert usage is not None
+        return text, usage.completion_tokens, usage.prompt_tokens
+
+    async def run() -> list[tuple[str, int, int]]:
+        aclient = openai.AsyncOpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0, timeout=120)
+        try:
+            return await asyncio.gather(*[one(aclient, i) for i in range(16)])
+        finally:
+            await aclient.close()
+
+    results = asyncio.run(run())
+    assert [completion for _, completion, _ in results] == [4 + i for i in range(16)]
+    assert all(prompt > 0 for _, _, prompt in results)
+
+
 def test_batched_greedy_matches_alone(client: openai.OpenAI, server: RunningServer) -> None:
     messages = [{"role": "user", "content": "request 3"}]
     alone = client.chat.completions.create(model="llama3.2:1b", messages=messages, max_tokens=13, temperature=0)

@@ -13,7 +13,7 @@ from pinaivu_local.catalog import Catalog, ModelSpec
 from pinaivu_local.engine.model_pool import EngineOptions, ModelEngine, ModelPool
 from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
-from pinaivu_local.errors import ContextLengthExceeded, ModelNotFound, Unavailable
+from pinaivu_local.errors import ContextLengthExceeded, EngineFailure, ModelNotFound, Unavailable
 from tests.conftest import TinyModels
 
 NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
@@ -133,3 +133,23 @@ def test_unknown_model(pool: ModelPool) -> None:
     with pytest.raises(ModelNotFound) as caught:
         pool.get("Tiny!")
     assert "Did you mean `tiny`?" in caught.value.message
+
+
+def test_a_failing_decode_fails_only_its_batch(pool: ModelPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama_decode failing (simulated: a fault inside llama.cpp) fails that step's requests; the engine goes on."""
+    import pinaivu_local.engine.scheduler as scheduler_module
+
+    real_decode = scheduler_module.llama.llama_decode
+    failures = iter([-3])
+
+    def decode_failing_once(ctx: object, batch: object) -> int:
+        status = next(failures, None)
+        return status if status is not None else int(real_decode(ctx, batch))
+
+    monkeypatch.setattr(scheduler_module.llama, "llama_decode", decode_failing_once)
+    engine = pool.get("tiny")
+    with pytest.raises(EngineFailure, match="status -3"):
+        asyncio.run(generate(engine, "doomed", 5, temperature=0))
+    after = asyncio.run(generate(engine, "fine", 5, temperature=0, logit_bias=NO_EOG))
+    assert after[-1].usage is not None and after[-1].usage.completion_tokens == 5
+    assert engine.status().state == "ready"
