@@ -244,13 +244,13 @@ class Scheduler:
 
     def _admit(self) -> None:
         """Move waiting requests into free slots while their tokens so far fit the cache."""
+        if any(s.cancelled for s in self._pending):  # clients gone while queued: not worth a place
+            for seq in [s for s in self._pending if s.cancelled]:
+                _free_sampler(seq)  # a pre-empted sequence has one
+            self._pending = deque(s for s in self._pending if not s.cancelled)
         used = sum(len(s.tokens) for s in self._running)
         while self._pending and self._free_slots:
             seq = self._pending[0]
-            if seq.cancelled:
-                self._pending.popleft()
-                _free_sampler(seq)
-                continue
             # Room for its tokens and one more. Later growth is met by pre-empting the youngest.
             if self._running and used + len(seq.tokens) + 1 > self.n_ctx:
                 break  # FIFO: wait for room rather than let smaller requests overtake

@@ -153,3 +153,21 @@ def test_a_failing_decode_fails_only_its_batch(pool: ModelPool, monkeypatch: pyt
     after = asyncio.run(generate(engine, "fine", 5, temperature=0, logit_bias=NO_EOG))
     assert after[-1].usage is not None and after[-1].usage.completion_tokens == 5
     assert engine.status().state == "ready"
+
+
+def test_cancelled_while_queued_frees_the_queue_place(pool: ModelPool) -> None:
+    engine = pool.get("slow")  # parallel 1, queue 1
+
+    async def scenario() -> None:
+        prompt = engine.chat_prompt([{"role": "user", "content": "go"}])
+        long = engine.start(prompt, SamplingParams(logit_bias=NO_EOG), 1900)
+        await anext(aiter(long))
+        waiting = engine.start(prompt, SamplingParams(), 2)
+        waiting.close()  # its client left before it got a slot
+        await asyncio.sleep(0.2)  # a few engine steps
+        replacement = engine.start(prompt, SamplingParams(logit_bias=NO_EOG), 2)  # the place is free again
+        long.close()
+        deltas = await asyncio.wait_for(_drain(replacement), timeout=5)
+        assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == 2
+
+    asyncio.run(scenario())
