@@ -84,6 +84,9 @@ def test_admin_api_errors(srv: RunningServer) -> None:
     assert bad.status_code == 422
     locs = {tuple(d["loc"]) for d in bad.json()["detail"]}
     assert {("body", "name"), ("body", "rpm"), ("body", "expires_in")} <= locs
+    cleared_name = admin(srv, "PATCH", f"/keys/{admin(srv, 'GET', '/keys').json()['data'][0]['id']}", {"name": None})
+    assert cleared_name.status_code == 422 and cleared_name.json()["detail"][0]["loc"] == ["body", "name"]
+    assert admin(srv, "PATCH", "/keys/key_nope", {"rpm": 3}).status_code == 404
     unknown_model = admin(srv, "POST", "/keys", {"name": "x", "models": ["gpt-4"]})
     assert unknown_model.status_code == 422 and "gpt-4" in unknown_model.json()["detail"][0]["msg"]
     assert admin(srv, "GET", "/keys", key="sk-pnv-unknown-key-000000000000").status_code == 401

@@ -51,6 +51,13 @@ class UpdateKey(_KeyFields):
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
 
+    @field_validator("name")
+    @classmethod
+    def _present(cls, value: str | None) -> str:
+        if value is None:  # absent is fine (unchanged); an explicit null is not a name
+            raise PydanticCustomError("type_error.none.not_allowed", "none is not an allowed value")
+        return value
+
 
 def _check_models(request: Request[Any, Any, Any], models: list[str] | None) -> None:
     catalog: Catalog = request.app.state.catalog
@@ -116,7 +123,7 @@ async def update_key(request: Request[Any, Any, Any], key_id: str) -> dict[str, 
     changes = body.model_dump(exclude_unset=True)
     if "models" in changes:
         changes["models"] = ",".join(changes["models"] or [])
-    return store.update(store.get(key_id).id, **changes).public()
+    return store.update(key_id, **changes).public()
 
 
 @delete("/keys/{key_id:str}", status_code=200, summary="Revoke a key")
