@@ -20,6 +20,7 @@ import llama_cpp.llama_cpp as llama
 
 from pinaivu_local.engine.detokenize import IncrementalText
 from pinaivu_local.engine.llama_model import LlamaModel
+from pinaivu_local.engine.prefix_cache import WarmSlots
 from pinaivu_local.engine.results import Delta, FinishReason, Usage
 from pinaivu_local.engine.sampling import SamplingParams, build_sampler
 from pinaivu_local.engine.stops import StopMatcher
@@ -154,6 +155,7 @@ class Scheduler:
         self._pending: deque[_Sequence] = deque()
         self._running: list[_Sequence] = []
         self._free_slots = list(range(config.parallel))
+        self._warm = WarmSlots()
         self._stopping = False
         self.failed: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
@@ -238,7 +240,9 @@ class Scheduler:
             log.exception("engine step failed")
             error = EngineFailure("The engine failed while serving this request; retry it.")
             for seq in list(self._running):
+                seq.n_cached = 0  # cells in an unknown state are not offered for reuse
                 self._finish(seq, error, out)
+            self._evict_warm()
         self._deliver(out)
         return True
 
@@ -248,20 +252,52 @@ class Scheduler:
             for seq in [s for s in self._pending if s.cancelled]:
                 _free_sampler(seq)  # a pre-empted sequence has one
             self._pending = deque(s for s in self._pending if not s.cancelled)
-        used = sum(len(s.tokens) for s in self._running)
         while self._pending and self._free_slots:
             seq = self._pending[0]
             # Room for its tokens and one more. Later growth is met by pre-empting the youngest.
-            if self._running and used + len(seq.tokens) + 1 > self.n_ctx:
+            if self._cells_in_use() + len(seq.tokens) + 1 > self.n_ctx:
+                self._evict_warm()
+            if self._running and self._cells_in_use() + len(seq.tokens) + 1 > self.n_ctx:
                 break  # FIFO: wait for room rather than let smaller requests overtake
             self._pending.popleft()
-            seq.slot = self._free_slots.pop()
+            self._place(seq)
             if seq.admitted_at is None:
                 seq.admitted_at = time.monotonic()
             if seq.sampler is None:  # a pre-empted sequence keeps its sampler (and its RNG state)
                 seq.sampler = build_sampler(seq.params, self._model.vocab, self._model.n_vocab)
-            used += len(seq.tokens)
             self._running.append(seq)
+
+    def _place(self, seq: _Sequence) -> None:
+        """Give `seq` a free slot, starting from the longest cached prefix of its tokens."""
+        running = [(s.slot, s.tokens[: s.n_cached]) for s in self._running]
+        reuse = self._warm.best(seq.tokens, self._free_slots, running)
+        if reuse is not None and not reuse.from_running:
+            seq.slot = reuse.slot
+            self._free_slots.remove(reuse.slot)
+        else:
+            seq.slot = self._free_slots.pop()
+        self._warm.forget(seq.slot)
+        if reuse is None:
+            llama.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
+            seq.n_cached = 0
+            return
+        if reuse.from_running:
+            llama.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
+            llama.llama_memory_seq_cp(self._memory, reuse.slot, seq.slot, 0, reuse.length)
+        else:
+            llama.llama_memory_seq_rm(self._memory, seq.slot, reuse.length, -1)
+        seq.n_cached = reuse.length
+        log.debug("sequence %d reuses %d cached prompt tokens", seq.slot, reuse.length)
+
+    def _cells_in_use(self) -> int:
+        """An upper bound of the KV cells running sequences will hold after this step, plus warm ones."""
+        return sum(len(s.tokens) for s in self._running) + self._warm.cells()
+
+    def _evict_warm(self) -> None:
+        """Drop every warm slot's cells: room is needed."""
+        for slot in self._warm.slots():
+            llama.llama_memory_seq_rm(self._memory, slot, -1, -1)
+            self._warm.forget(slot)
 
     def _drop_cancelled(self) -> None:
         for seq in [s for s in self._running if s.cancelled]:
@@ -269,7 +305,9 @@ class Scheduler:
 
     def _make_room(self) -> None:
         """Pre-empt the youngest sequences until every running one can grow by a token."""
-        while len(self._running) > 1 and sum(len(s.tokens) for s in self._running) > self.n_ctx:
+        if self._cells_in_use() > self.n_ctx:
+            self._evict_warm()
+        while len(self._running) > 1 and self._cells_in_use() > self.n_ctx:
             self._preempt(self._running[-1])
 
     def _preempt(self, seq: _Sequence) -> None:
@@ -290,6 +328,9 @@ class Scheduler:
             rc = llama.llama_decode(self._ctx, self._batch)
             if rc == 0:
                 break
+            if rc == 1 and self._warm.cells():
+                self._evict_warm()
+                continue
             if rc == 1 and budget > len(self._running):
                 budget //= 2  # no KV slot for this many prompt tokens: try a smaller chunk
                 continue
@@ -298,6 +339,7 @@ class Scheduler:
                 continue
             error = EngineFailure(f"llama_decode failed (status {rc}) while serving this request; retry it.")
             for seq, _, _ in plan:
+                seq.n_cached = 0  # its cells are in an unknown state: do not let anyone reuse them
                 self._finish(seq, error, out)
             return
         for seq, logits_index, chunk in plan:
@@ -363,9 +405,10 @@ class Scheduler:
             self._release(seq)
 
     def _release(self, seq: _Sequence) -> None:
-        """Free a finished or cancelled sequence's slot, KV cells and sampler."""
+        """Free a finished or cancelled sequence's slot and sampler; its cells stay for reuse."""
         self._running.remove(seq)
-        llama.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
+        llama.llama_memory_seq_rm(self._memory, seq.slot, seq.n_cached, -1)
+        self._warm.keep(seq.slot, seq.tokens[: seq.n_cached])
         _free_sampler(seq)
         self._free_slots.append(seq.slot)
 

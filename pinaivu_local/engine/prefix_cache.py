@@ -1,0 +1,68 @@
+"""Which cached KV cells a new sequence can start from: shared prompt prefixes.
+
+A finished sequence leaves its cells in its slot ("warm"); a new sequence that begins with the
+same tokens (a system prompt many clients send, a conversation that goes on) takes that slot and
+skips decoding the shared part. A prefix held by a running sequence is shared by copying its
+cells' sequence ids (no data is copied in a unified KV cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# Shorter shared prefixes are not worth the bookkeeping.
+MIN_REUSE = 8
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """Where a new sequence's first `length` tokens already are: a warm free slot, or a running slot."""
+
+    slot: int
+    length: int
+    from_running: bool
+
+
+class WarmSlots:
+    """Free slots whose cells still hold their last sequence's tokens."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[int, list[int]] = {}
+
+    def keep(self, slot: int, tokens: list[int]) -> None:
+        """A sequence left `slot` with `tokens` in its cells."""
+        if tokens:
+            self._tokens[slot] = tokens
+
+    def forget(self, slot: int) -> None:
+        """The slot's cells are gone or about to be overwritten."""
+        self._tokens.pop(slot, None)
+
+    def slots(self) -> list[int]:
+        """Warm slots."""
+        return list(self._tokens)
+
+    def cells(self) -> int:
+        """KV cells the warm slots hold."""
+        return sum(len(t) for t in self._tokens.values())
+
+    def best(self, tokens: list[int], free: Iterable[int], running: Iterable[tuple[int, list[int]]]) -> Reuse | None:
+        """The longest reusable prefix of `tokens`, from a free warm slot or a running sequence."""
+        # The last token is always decoded again: its logits are needed for the first sample.
+        usable = len(tokens) - 1
+        candidates = [Reuse(s, common_prefix(self._tokens.get(s, []), tokens), False) for s in free]
+        candidates += [Reuse(s, common_prefix(cached, tokens), True) for s, cached in running]
+        best = max(candidates, key=lambda r: (r.length, not r.from_running), default=None)
+        if best is None or min(best.length, usable) < MIN_REUSE:
+            return None
+        return Reuse(best.slot, min(best.length, usable), best.from_running)

@@ -1,0 +1,98 @@
+"""Choosing cached prefixes, and reuse in the real scheduler giving the same text as no reuse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pinaivu_local.catalog import Catalog, ModelSpec
+from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
+from pinaivu_local.engine.prefix_cache import MIN_REUSE, Reuse, WarmSlots, common_prefix
+from pinaivu_local.engine.sampling import SamplingParams
+from tests.conftest import TinyModels
+
+NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
+SYSTEM = "You are a helpful assistant who answers in one short sentence. " * 3
+
+
+def test_common_prefix() -> None:
+    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix([], [1]) == 0
+    assert common_prefix([1, 2], [1, 2]) == 2
+
+
+def test_best_prefers_the_longest_then_a_warm_slot() -> None:
+    warm = WarmSlots()
+    tokens = list(range(40))
+    warm.keep(0, list(range(20)))
+    warm.keep(1, [*range(30), 99])
+    assert warm.best(tokens, free=[0, 1], running=[]) == Reuse(1, 30, False)
+    assert warm.best(tokens, free=[0, 1], running=[(5, list(range(30)))]) == Reuse(1, 30, False)
+    assert warm.best(tokens, free=[0], running=[(5, list(range(35)))]) == Reuse(5, 35, True)
+    assert warm.cells() == 51
+
+
+def test_the_last_token_is_always_decoded_and_short_prefixes_are_ignored() -> None:
+    warm = WarmSlots()
+    warm.keep(0, list(range(40)))
+    assert warm.best(list(range(40)), free=[0], running=[]) == Reuse(0, 39, False)
+    assert warm.best([*range(MIN_REUSE - 1), 77], free=[0], running=[]) is None
+    warm.forget(0)
+    assert warm.best(list(range(40)), free=[0], running=[]) is None
+
+
+def make_pool(tiny_models: TinyModels, folder: Path) -> ModelPool:
+    spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=1024, n_gpu_layers=0, parallel=2)
+    pool = ModelPool(Catalog(file=folder / "m.toml", models=(spec,)), EngineOptions(1, 4, False))
+    pool.open()
+    return pool
+
+
+@pytest.fixture
+def pools(tiny_models: TinyModels, tmp_path: Path) -> Iterator[tuple[ModelPool, ModelPool]]:
+    warm, fresh = make_pool(tiny_models, tmp_path), make_pool(tiny_models, tmp_path)
+    yield warm, fresh
+    warm.close()
+    fresh.close()
+
+
+async def answer(pool: ModelPool, user: str, max_tokens: int = 12) -> str:
+    engine = pool.get("tiny")
+    prompt = engine.chat_prompt([{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}])
+    stream = engine.start(prompt, SamplingParams(temperature=0, logit_bias=NO_EOG), max_tokens)
+    return "".join([d.text async for d in stream])
+
+
+def test_a_shared_system_prompt_is_reused_and_changes_nothing(
+    pools: tuple[ModelPool, ModelPool], caplog: pytest.LogCaptureFixture
+) -> None:
+    warm, fresh = pools
+    with caplog.at_level(logging.DEBUG, logger="pinaivu_local.engine.scheduler"):
+        asyncio.run(answer(warm, "first question"))
+        reused = asyncio.run(answer(warm, "second question"))
+    assert "reuses" in caplog.text
+    assert reused == asyncio.run(answer(fresh, "second question"))
+    # the very same request again: everything but the last prompt token comes from the cache
+    assert asyncio.run(answer(warm, "second question")) == reused
+
+
+def test_a_prefix_held_by_a_running_sequence_is_shared(
+    pools: tuple[ModelPool, ModelPool], caplog: pytest.LogCaptureFixture
+) -> None:
+    warm, fresh = pools
+
+    async def together() -> tuple[str, str]:
+        long = asyncio.ensure_future(answer(warm, "a long answer please", max_tokens=300))
+        await asyncio.sleep(0.05)  # the long one is generating
+        short = await answer(warm, "a short one")
+        return await long, short
+
+    with caplog.at_level(logging.DEBUG, logger="pinaivu_local.engine.scheduler"):
+        long_text, short_text = asyncio.run(together())
+    assert "reuses" in caplog.text
+    assert short_text == asyncio.run(answer(fresh, "a short one"))
+    assert long_text == asyncio.run(answer(fresh, "a long answer please", max_tokens=300))
