@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from pinaivu_local.bench.load import LevelResult
-from pinaivu_local.bench.runner import OURS, PEER, BenchReport, ServerRun
+from pinaivu_local.bench.runner import OURS, BenchReport, ServerRun
 
 
 def render(report: BenchReport) -> str:
     """A Markdown report: conditions, one row per concurrency, ratios, resident memory."""
     config, setup = report.config, report.setup
     runs = {run.name: run for run in report.runs}
-    ours, peer = runs.get(OURS), runs.get(PEER)
+    ours = runs.get(OURS)
+    peers = [run for run in report.runs if run.name != OURS] if ours else []
     lines = [
         f"machine: {report.nproc} CPUs ({report.cpu}); threads {setup.threads}; "
         f"weight repack {'on' if setup.weight_repack else 'off'} for both servers",
@@ -26,8 +27,8 @@ def render(report: BenchReport) -> str:
     header = ["streams"]
     for run in report.runs:
         header += [f"{run.name} tok/s", "TTFT p50 s", "TTFT p95 s", "other CPU"]
-    if ours and peer:
-        header += ["tok/s ratio", "TTFT p50 ratio"]
+    for peer in peers:
+        header += [f"tok/s ratio vs {peer.name}", "TTFT p50 ratio"]
     lines += [_row(header), _row(["---"] * len(header))]
     for i, concurrency in enumerate(config.concurrency):
         row = [str(concurrency)]
@@ -39,13 +40,13 @@ def render(report: BenchReport) -> str:
                 f"{level.ttft(95):.2f}",
                 f"{100 * level.background_cpu:.0f}%",
             ]
-        if ours and peer:
-            mine, theirs = ours.levels[i], peer.levels[i]
+        for peer in peers:
+            mine, theirs = ours.levels[i], peer.levels[i]  # type: ignore[union-attr]
             row += [_ratio(mine.tokens_per_s, theirs.tokens_per_s), _ratio(mine.ttft(50), theirs.ttft(50))]
         lines.append(_row(row))
     lines.append("")
-    if ours and peer:
-        lines.append("ratios are ours / llama_cpp.server: above 1 is faster for tok/s, below 1 is faster for TTFT")
+    if peers:
+        lines.append("ratios are ours / the peer's: above 1 is faster for tok/s, below 1 is faster for TTFT")
     lines.append("other CPU: share of the machine used by other processes meanwhile (noise; 0% is a quiet machine)")
     for run in report.runs:
         lines.append(f"{run.name}: {_memory(run)}{_short_note(run, config.max_tokens)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,12 +15,19 @@ import httpx
 from pinaivu_local.bench import cpu
 from pinaivu_local.bench.load import LevelResult, PromptSource, StreamResult, Workload, calibrate_prompt, run_round
 from pinaivu_local.bench.model import ensure_bench_model
-from pinaivu_local.bench.servers import ServerProcess, ServerSetup, start_llama_cpp_server, start_ours
+from pinaivu_local.bench.servers import (
+    ServerProcess,
+    ServerSetup,
+    start_llama_cpp_server,
+    start_llama_server,
+    start_ours,
+)
 from pinaivu_local.engine.repack import cpu_identity, decide_repack
 from pinaivu_local.errors import BenchError
 
 OURS = "pinaivu-local"
 PEER = "llama_cpp.server"
+LLAMA_SERVER = "llama-server"
 MODEL_ID = "bench"
 
 
@@ -38,6 +46,7 @@ class BenchConfig:
     weight_repack: Literal["auto", "on", "off"] = "auto"
     tiny: bool = False  # the tiny test model instead of the 1B-shaped one: checks the machinery
     peer: bool = True  # also run llama_cpp.server
+    llama_server: Path | None = None  # also run llama.cpp's own C++ llama-server binary
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,8 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> BenchReport:
     starters: list[tuple[str, Callable[[ServerSetup, Path], ServerProcess]]] = [(OURS, start_ours)]
     if config.peer:
         starters.append((PEER, start_llama_cpp_server))
+    if config.llama_server is not None:
+        starters.append((LLAMA_SERVER, functools.partial(start_llama_server, config.llama_server)))
     servers: list[ServerProcess] = []
     try:
         for name, start in starters:

@@ -149,6 +149,39 @@ def start_llama_cpp_server(setup: ServerSetup, work_dir: Path) -> ServerProcess:
     return server
 
 
+def start_llama_server(binary: Path, setup: ServerSetup, work_dir: Path) -> ServerProcess:
+    """llama.cpp's C++ llama-server (a binary the user built), as the guide ran it: -np slots, one cache."""
+    port = free_port()
+    cmd = [
+        str(binary),
+        "--model",
+        str(setup.model),
+        "--alias",
+        setup.model_id,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ctx-size",
+        str(setup.n_ctx),
+        "--parallel",
+        str(setup.parallel),
+        "--kv-unified",
+        "--threads",
+        str(setup.threads),
+        "--threads-batch",
+        str(setup.threads),
+        "--n-gpu-layers",
+        "0",
+        "--flash-attn",
+        "on",
+        *([] if setup.weight_repack else ["--no-repack"]),
+    ]
+    server = _spawn("llama-server", cmd, dict(os.environ), port, work_dir)
+    _wait_ready(server, "/v1/models", lambda body: setup.model_id in str(body))
+    return server
+
+
 def _spawn(name: str, cmd: list[str], env: dict[str, str], port: int, work_dir: Path) -> ServerProcess:
     log_path = work_dir / f"{name.replace('.', '-')}-{port}.log"
     with log_path.open("wb") as log_file:

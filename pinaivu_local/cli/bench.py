@@ -43,6 +43,11 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
 )
 @click.option("--tiny", is_flag=True, help="Use a tiny test model: checks the machinery in seconds, measures nothing.")
 @click.option("--peer/--no-peer", default=True, show_default=True, help="Also measure llama_cpp.server.")
+@click.option(
+    "--llama-server",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Also measure llama.cpp's own llama-server: the path of a built binary.",
+)
 def bench(
     work_dir: Path | None,
     data_dir: Path | None,
