@@ -6,9 +6,11 @@ from typing import Any
 
 from litestar import Request
 
+from pinaivu_local.api.auth import Principal
+from pinaivu_local.api.request_trace import sampling_from_json
 from pinaivu_local.engine.model_pool import ModelPool
-from pinaivu_local.engine.sampling import SamplingParams
-from pinaivu_local.errors import ModelNotFound
+from pinaivu_local.errors import ModelNotFound, RateLimited, Unavailable
+from pinaivu_local.ratelimit import RateLimiter
 from pinaivu_local.requestlog.commitment import first_divergence
 from pinaivu_local.requestlog.records import RequestRecord
 
@@ -35,19 +37,24 @@ async def replay(request: Request[Any, Any, Any], record: RequestRecord, held: A
         prompt = engine.chat_prompt([{"role": m["role"], "content": _text(m.get("content"))} for m in held])
     else:
         prompt = engine.text_prompt(held) if isinstance(held, str) else engine.token_prompt(held)
-    params = SamplingParams(
-        temperature=sampling.get("temperature", 1.0),
-        top_p=sampling.get("top_p", 1.0),
-        seed=sampling.get("seed"),
-        stop=tuple(sampling.get("stop", ())),
-        presence_penalty=sampling.get("presence_penalty", 0.0),
-        frequency_penalty=sampling.get("frequency_penalty", 0.0),
-        logit_bias={int(k): v for k, v in sampling.get("logit_bias", {}).items()},
-        ignore_eos=sampling.get("ignore_eos", False),
-    )
-    generation = engine.start(prompt, params, int(sampling.get("max_tokens", record.completion_tokens or 1)))
-    parts = [delta.text async for delta in generation]
-    replayed = "".join(parts)
+    params, budget = sampling_from_json(sampling)
+    max_tokens = budget or record.completion_tokens or 1
+    principal: Principal = request.state.principal
+    limiter: RateLimiter = request.app.state.limiter
+    try:  # a replay is inference: it counts against the caller's limits like any request
+        reservation = limiter.admit(principal.key_id, principal.limits, len(prompt) + max_tokens)
+    except RateLimited as exc:
+        return {"performed": False, "reason": exc.message}
+    try:
+        generation = engine.start(prompt, params, max_tokens)
+    except Unavailable as exc:
+        reservation.cancel()
+        return {"performed": False, "reason": exc.message}
+    try:
+        replayed = "".join([delta.text async for delta in generation])
+    finally:
+        generation.close()
+        reservation.settle(generation.tokens_used)
     index = first_divergence(output, replayed)
     report: dict[str, Any] = {"performed": True, "reproduced": index is None, "first_divergence": index}
     if index is not None:

@@ -29,6 +29,21 @@ def sampling_json(params: SamplingParams, max_tokens: int) -> str:
     return json.dumps(values, sort_keys=True)
 
 
+def sampling_from_json(values: dict[str, Any]) -> tuple[SamplingParams, int | None]:
+    """The sampling parameters and completion budget a record logged, to replay it."""
+    params = SamplingParams(
+        temperature=values.get("temperature", 1.0),
+        top_p=values.get("top_p", 1.0),
+        seed=values.get("seed"),
+        stop=tuple(values.get("stop", ())),
+        presence_penalty=values.get("presence_penalty", 0.0),
+        frequency_penalty=values.get("frequency_penalty", 0.0),
+        logit_bias={int(k): v for k, v in values.get("logit_bias", {}).items()},
+        ignore_eos=values.get("ignore_eos", False),
+    )
+    return params, values.get("max_tokens")
+
+
 @dataclass
 class RequestTrace:
     """What a record needs, gathered while the request runs."""

@@ -129,6 +129,20 @@ def test_verify_hashes_and_replay(srv: RunningServer) -> None:
     assert wrong_kind.status_code == 400 and wrong_kind.json()["error"]["param"] == "messages"
 
 
+def test_replays_count_against_the_callers_limits(srv: RunningServer) -> None:
+    response = httpx.post(f"{srv.base_url}/admin/keys", json={"name": "frugal", "rpm": 1}, headers=AUTH, timeout=10)
+    key = response.json()["key"]
+    raw = openai.OpenAI(base_url=srv.v1, api_key=key, max_retries=0).completions.with_raw_response.create(
+        model="llama3.2:1b", prompt="once", max_tokens=3, temperature=0
+    )
+    request_id = raw.headers["x-request-id"]
+    wait_for_record(srv, key, request_id)
+    body = {"prompt": "once", "output": raw.parse().choices[0].text}
+    result = explorer(srv, key, "POST", f"/{request_id}/verify", body).json()
+    assert result["verified"] is True  # the hashes need no quota
+    assert result["replay"]["performed"] is False and "1 per minute" in result["replay"]["reason"]
+
+
 def test_random_sampling_is_verified_but_not_replayed(srv: RunningServer) -> None:
     key = user_key(srv, "random")
     raw = openai.OpenAI(base_url=srv.v1, api_key=key, max_retries=0).completions.with_raw_response.create(
