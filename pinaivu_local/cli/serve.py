@@ -41,7 +41,7 @@ def serve(pull: bool, **options: Any) -> None:
     import uvicorn
 
     from pinaivu_local.api.app import create_app
-    from pinaivu_local.test_models import test_catalog
+    from pinaivu_local.offline_models import tiny_catalog
 
     settings = build_settings(**options)
     configure_logging(settings.log_level, settings.log_format)
@@ -50,7 +50,7 @@ def serve(pull: bool, **options: Any) -> None:
     _prepare_data_dir(settings.data_dir)
     _bootstrap_admin_key(settings)
     if settings.test_models:
-        catalog = test_catalog(catalog, settings.data_dir / "test-models")
+        catalog = tiny_catalog(catalog, settings.data_dir / "test-models")
     elif pull:
         _pull_missing(settings, catalog)
     app = create_app(settings, catalog)

@@ -15,7 +15,7 @@ _VARIANTS = (("F16", TinyShape()), ("Q8_0", TinyShape(n_layer=3)))
 TEST_MODEL_N_CTX = 2048
 
 
-def test_catalog(catalog: Catalog, directory: Path) -> Catalog:
+def tiny_catalog(catalog: Catalog, directory: Path) -> Catalog:
     """The same ids, each pointing at a tiny model generated (once) under `directory`."""
     specs = []
     for i, spec in enumerate(catalog.models):
