@@ -155,7 +155,7 @@ class ModelPool:
                 self._engines[spec.id] = self._load(spec)
             except PinaivuError as exc:
                 self._unavailable[spec.id] = self._unavailable_status(spec, exc)
-                log.warning("%s unavailable: %s", spec.id, exc.message)
+                log.debug("%s unavailable: %s", spec.id, exc.message)  # report_models says it once
 
     def _load(self, spec: ModelSpec) -> ModelEngine:
         n_gpu_layers = self._options.gpu_layers(spec)
