@@ -94,10 +94,9 @@ class RateLimiter:
                 retry_after_ms=_ms(wait),
             )
         if window.tokens + tokens > limits.tpm:
+            wait = self._token_wait(window, limits, tokens, now)
             raise RateLimited(
-                self._tokens_message(limits, tokens, window, now),
-                limit_type="tokens",
-                retry_after_ms=_ms(self._token_wait(window, limits, tokens, now)),
+                _tokens_message(limits, tokens, window.tokens, wait), limit_type="tokens", retry_after_ms=_ms(wait)
             )
         entry = _Entry(now, tokens)
         window.entries.append(entry)
@@ -136,18 +135,6 @@ class RateLimiter:
                 return entry.at + self._window_s - now
         return self._window_s
 
-    def _tokens_message(self, limits: Limits, tokens: int, window: _Window, now: float) -> str:
-        if tokens > limits.tpm:
-            return (
-                f"Request too large for this key's token limit: it needs {tokens} tokens (prompt + max_tokens) "
-                f"but the limit is {limits.tpm} per minute. Lower max_tokens or shorten the prompt."
-            )
-        wait = self._token_wait(window, limits, tokens, now)
-        return (
-            f"Rate limit reached for tokens: {limits.tpm} per minute for this key, {window.tokens} in use, "
-            f"this request needs {tokens} (prompt + max_tokens). Retry in {_human(wait)}."
-        )
-
     def _retoken(self, key: str, entry: _Entry, tokens: int) -> None:
         window = self._windows.get(key)
         if window is not None and entry in window.entries:
@@ -174,6 +161,18 @@ def format_duration(seconds: float) -> str:
         return f"{round(seconds, 3):g}s"
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes}m{rest}s"
+
+
+def _tokens_message(limits: Limits, tokens: int, in_use: int, wait: float) -> str:
+    if tokens > limits.tpm:
+        return (
+            f"Request too large for this key's token limit: it needs {tokens} tokens (prompt + max_tokens) "
+            f"but the limit is {limits.tpm} per minute. Lower max_tokens or shorten the prompt."
+        )
+    return (
+        f"Rate limit reached for tokens: {limits.tpm} per minute for this key, {in_use} in use, "
+        f"this request needs {tokens} (prompt + max_tokens). Retry in {_human(wait)}."
+    )
 
 
 def _ms(seconds: float) -> int:

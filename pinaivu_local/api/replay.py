@@ -20,8 +20,13 @@ def is_deterministic(sampling: dict[str, Any]) -> bool:
     return sampling.get("temperature") == 0 or sampling.get("seed") is not None
 
 
-async def replay(request: Request[Any, Any, Any], record: RequestRecord, held: Any, output: str) -> dict[str, Any]:
-    """Generate again with the logged sampling; say whether the text reproduces and where not."""
+async def replay(
+    request: Request[Any, Any, Any], record: RequestRecord, source: list[dict[str, str]] | str | list[int], output: str
+) -> dict[str, Any]:
+    """Generate again with the logged sampling; say whether the text reproduces and where not.
+
+    `source` is the chat messages (role and text) of a chat request, else the prompt.
+    """
     sampling = record.sampling_params()
     if not is_deterministic(sampling):
         return {"performed": False, "reason": "sampled at temperature > 0 without a seed: not reproducible"}
@@ -33,10 +38,12 @@ async def replay(request: Request[Any, Any, Any], record: RequestRecord, held: A
     model_hash = request.app.state.model_hashes.get(engine.spec.file)
     if record.model_sha256 and model_hash and model_hash != record.model_sha256:
         return {"performed": False, "reason": "the model file changed since the request (its SHA-256 differs)"}
-    if record.kind == "chat":
-        prompt = engine.chat_prompt([{"role": m["role"], "content": _text(m.get("content"))} for m in held])
+    if isinstance(source, str):
+        prompt = engine.text_prompt(source)
+    elif record.kind == "chat":
+        prompt = engine.chat_prompt(source)  # type: ignore[arg-type]
     else:
-        prompt = engine.text_prompt(held) if isinstance(held, str) else engine.token_prompt(held)
+        prompt = engine.token_prompt(source)  # type: ignore[arg-type]
     params, budget = sampling_from_json(sampling)
     max_tokens = budget or record.completion_tokens or 1
     principal: Principal = request.state.principal
@@ -61,9 +68,3 @@ async def replay(request: Request[Any, Any, Any], record: RequestRecord, held: A
         report["expected"] = output[max(0, index - 20) : index + 20]
         report["replayed"] = replayed[max(0, index - 20) : index + 20]
     return report
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content)
-    return content or ""

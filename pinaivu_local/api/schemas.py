@@ -110,6 +110,11 @@ class _Generation(StrictBody):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
+def template_messages(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """Messages as the chat template takes them: role and text content."""
+    return [{"role": m.role, "content": m.text()} for m in messages]
+
+
 class ChatCompletionRequest(_Generation):
     """POST /v1/chat/completions."""
 

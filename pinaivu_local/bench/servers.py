@@ -144,9 +144,7 @@ def start_llama_cpp_server(setup: ServerSetup, work_dir: Path) -> ServerProcess:
         "--verbose",
         "False",
     ]
-    server = _spawn("llama_cpp.server", cmd, dict(os.environ), port, work_dir)
-    _wait_ready(server, "/v1/models", lambda body: setup.model_id in str(body))
-    return server
+    return _start_peer("llama_cpp.server", cmd, port, setup, work_dir)
 
 
 def start_llama_server(binary: Path, setup: ServerSetup, work_dir: Path) -> ServerProcess:
@@ -177,7 +175,12 @@ def start_llama_server(binary: Path, setup: ServerSetup, work_dir: Path) -> Serv
         "on",
         *([] if setup.weight_repack else ["--no-repack"]),
     ]
-    server = _spawn("llama-server", cmd, dict(os.environ), port, work_dir)
+    return _start_peer("llama-server", cmd, port, setup, work_dir)
+
+
+def _start_peer(name: str, cmd: list[str], port: int, setup: ServerSetup, work_dir: Path) -> ServerProcess:
+    """A peer server, ready once its /v1/models lists the model."""
+    server = _spawn(name, cmd, dict(os.environ), port, work_dir)
     _wait_ready(server, "/v1/models", lambda body: setup.model_id in str(body))
     return server
 

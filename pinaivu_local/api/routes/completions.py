@@ -8,7 +8,7 @@ from litestar import Request, Response, post
 
 from pinaivu_local.api.generation import serve_generation
 from pinaivu_local.api.openapi_body import json_body
-from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
+from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest, template_messages
 from pinaivu_local.api.validation import parse_body
 from pinaivu_local.engine.model_pool import ModelEngine
 
@@ -22,7 +22,7 @@ from pinaivu_local.engine.model_pool import ModelEngine
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     """Answer a conversation, whole or as a stream of chunks."""
     body = parse_body(await request.body(), ChatCompletionRequest)
-    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    messages = template_messages(body.messages)
 
     def prompt(engine: ModelEngine) -> list[int]:
         return engine.chat_prompt(messages)

@@ -11,7 +11,7 @@ from pydantic import Field
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.openapi_body import json_body
 from pinaivu_local.api.replay import replay
-from pinaivu_local.api.schemas import ChatMessage, StrictBody
+from pinaivu_local.api.schemas import ChatMessage, StrictBody, template_messages
 from pinaivu_local.api.validation import parse_body
 from pinaivu_local.errors import InvalidRequest, RequestNotFound
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
@@ -108,5 +108,6 @@ async def verify_request(request: Request[Any, Any, Any], request_id: str) -> di
         "replay": None,
     }
     if body.replay and input_ok and output_ok:
-        result["replay"] = await replay(request, record, held, body.output)
+        source = template_messages(body.messages) if body.messages is not None else held
+        result["replay"] = await replay(request, record, source, body.output)
     return result
