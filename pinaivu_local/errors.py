@@ -130,6 +130,12 @@ class EngineFailure(PinaivuError):
     code = "engine_error"
 
 
+class InternalError(PinaivuError):
+    """A bug of ours caught before it could hurt anyone else: this request alone fails."""
+
+    code = "internal_error"
+
+
 class PullError(PinaivuError):
     """Model weights that could not be fetched, imported or verified."""
 

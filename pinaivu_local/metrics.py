@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pinaivu_local.engine.model_pool import ModelStatus
@@ -24,11 +24,19 @@ class _PoolCollector(Collector):
         running = GaugeMetricFamily("pinaivu_running_sequences", "Sequences generating now", labels=["model"])
         queued = GaugeMetricFamily("pinaivu_queue_depth", "Requests waiting for a sequence", labels=["model"])
         ready = GaugeMetricFamily("pinaivu_model_ready", "1 when the model serves requests", labels=["model"])
+        failures = CounterMetricFamily(
+            "pinaivu_engine_failures", "Engine steps or threads that failed", labels=["model"]
+        )
+        restarts = CounterMetricFamily(
+            "pinaivu_engine_restarts", "Times an engine reset itself after a failure", labels=["model"]
+        )
         for status in self._statuses():
             running.add_metric([status.id], status.running)
             queued.add_metric([status.id], status.queued)
             ready.add_metric([status.id], 1 if status.state == "ready" else 0)
-        return [running, queued, ready]
+            failures.add_metric([status.id], status.failures)
+            restarts.add_metric([status.id], status.restarts)
+        return [running, queued, ready, failures, restarts]
 
 
 class Metrics:

@@ -27,6 +27,7 @@ _STATUS: tuple[tuple[type[errors.PinaivuError], int, str], ...] = (
     (errors.RateLimited, 429, "requests"),
     (errors.Unavailable, 503, "service_unavailable"),
     (errors.EngineFailure, 500, "server_error"),
+    (errors.InternalError, 500, "server_error"),
 )
 
 
@@ -35,12 +36,19 @@ def error_body(message: str, type_: str, *, param: str | None = None, code: str 
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+def status_of(exc: errors.PinaivuError) -> tuple[int, str]:
+    """The HTTP status and OpenAI error type of one of our errors."""
+    if isinstance(exc, errors.ValidationFailed):
+        return 422, "invalid_request_error"
+    return next(((s, t) for cls, s, t in _STATUS if isinstance(exc, cls)), (500, "server_error"))
+
+
 def render_pinaivu_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Render one of our own errors."""
     assert isinstance(exc, errors.PinaivuError)
     if isinstance(exc, errors.ValidationFailed):
         return Response({"detail": exc.detail}, status_code=422)
-    status, type_ = next(((s, t) for cls, s, t in _STATUS if isinstance(exc, cls)), (500, "server_error"))
+    status, type_ = status_of(exc)
     headers = {}
     if isinstance(exc, errors.Unavailable):
         headers["retry-after"] = str(exc.retry_after)

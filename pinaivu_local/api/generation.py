@@ -18,7 +18,7 @@ from litestar import Request, Response
 from litestar.response import Stream
 
 from pinaivu_local.api.auth import Principal
-from pinaivu_local.api.error_rendering import error_body
+from pinaivu_local.api.error_rendering import error_body, status_of
 from pinaivu_local.api.openai_shapes import SSE_DONE, Completion, Kind, sse
 from pinaivu_local.api.request_trace import CLIENT_CLOSED, RequestTrace
 from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
@@ -111,7 +111,10 @@ class _Run:
             return
         self.ended = True
         self.generation.close()
-        self.reservation.settle(self.generation.tokens_used)
+        if status == 503:
+            self.reservation.cancel()  # the engine gave it back unserved (restarting): it costs nothing
+        else:
+            self.reservation.settle(self.generation.tokens_used)
         record = self.trace.record(self.generation, status=status, finish_reason=finish, usage=usage, error=error)
         self.request_log.submit(record, self.model_file)
         self.metrics.observe_record(record)
@@ -127,7 +130,7 @@ async def _collect(run: _Run) -> tuple[str, FinishReason, Usage]:
                 run.end(200, delta.finish_reason, delta.usage)
                 return "".join(run.trace.parts), delta.finish_reason, delta.usage
     except PinaivuError as exc:
-        run.end(500, error=exc.message)
+        run.end(status_of(exc)[0], error=exc.message)
         raise
     raise RuntimeError("generation ended without a finish reason")
 
@@ -175,7 +178,7 @@ async def _sse_events(run: _Run) -> AsyncIterator[str]:
         yield SSE_DONE
     except PinaivuError as exc:  # the status line is gone: report in-band, as OpenAI does
         log.warning("stream %s failed: %s", completion.request_id, exc.message)
-        run.end(500, error=exc.message)
+        run.end(status_of(exc)[0], error=exc.message)
         yield sse(error_body(exc.message, "server_error", code=exc.code))
     finally:
         run.end(CLIENT_CLOSED, error="the client disconnected")

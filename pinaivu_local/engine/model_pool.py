@@ -21,7 +21,7 @@ from pinaivu_local.sizes import human_bytes
 
 log = logging.getLogger(__name__)
 
-ModelState = Literal["ready", "missing", "failed"]
+ModelState = Literal["ready", "recovering", "missing", "failed"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class ModelStatus:
     slots: int = 0
     running: int = 0
     queued: int = 0
+    failures: int = 0  # engine steps or threads that failed since start
+    restarts: int = 0  # times the engine reset itself after a failure
+    last_failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,16 +121,19 @@ class ModelEngine:
     def status(self) -> ModelStatus:
         """Ready, with its current load."""
         running, queued = self._scheduler.load()
-        failed = self._scheduler.failed
+        health = self._scheduler.health
         return ModelStatus(
             id=self.id,
-            state="failed" if failed else "ready",
+            state="recovering" if health.recovering else "ready",
             file=str(self.spec.file),
             test_model=self.spec.test_model,
-            detail=failed or self._model.describe(),
+            detail=f"restarting after: {health.last_failure}" if health.recovering else self._model.describe(),
             slots=self.spec.parallel,
             running=running,
             queued=queued,
+            failures=health.failures,
+            restarts=health.restarts,
+            last_failure=health.last_failure,
         )
 
     def close(self) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ctypes
+import logging
+import math
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import llama_cpp.llama_cpp as llama
 
-# How far back presence/frequency penalties look, in tokens.
-PENALTY_WINDOW = 256
+from pinaivu_local.errors import InternalError, InvalidRequest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,30 +31,72 @@ class SamplingParams:
     ignore_eos: bool = False
 
 
-def build_sampler(params: SamplingParams, vocab: llama.llama_vocab_p, n_vocab: int) -> llama.llama_sampler_p:
-    """A sampler chain (owned by the caller, freed with llama_sampler_free)."""
+def build_sampler(params: SamplingParams, n_vocab: int, max_tokens: int) -> llama.llama_sampler_p:
+    """A sampler chain (owned by the caller, freed with llama_sampler_free).
+
+    InvalidRequest names a parameter llama.cpp refused; InternalError is our own bug. Either
+    way nothing leaks and the engine thread never sees the request.
+    """
+    _check_finite(params)
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+    try:
+        _fill_chain(chain, params, n_vocab, max_tokens)
+    except InvalidRequest:
+        llama.llama_sampler_free(chain)
+        raise
+    except Exception as exc:  # a binding that does not match the library: ours to fix, not the client's
+        llama.llama_sampler_free(chain)
+        log.exception("could not build a sampler for %s", params)
+        raise InternalError(
+            "The server could not set up sampling for this request (a bug in pinaivu-local, logged on the "
+            "server); other requests are not affected."
+        ) from exc
+    return chain
+
+
+def _fill_chain(chain: llama.llama_sampler_p, params: SamplingParams, n_vocab: int, max_tokens: int) -> None:
+    """Bias, penalties, then greedy or top-p, temperature and a seeded draw: OpenAI's order."""
+
+    def add(param: str, make: Callable[[], llama.llama_sampler_p]) -> None:
+        sampler = make()
+        if not sampler:
+            raise InvalidRequest(f"llama.cpp refused the sampling parameter {param}; change or omit it.", param=param)
+        llama.llama_sampler_chain_add(chain, sampler)
+
     if params.logit_bias:
         biases = (llama.llama_logit_bias * len(params.logit_bias))(
             *(llama.llama_logit_bias(token=t, bias=b) for t, b in params.logit_bias.items())
         )
-        llama.llama_sampler_chain_add(
-            chain,
-            llama.llama_sampler_init_logit_bias(
-                n_vocab, len(biases), ctypes.cast(biases, ctypes.POINTER(llama.llama_logit_bias))
+        pointer = ctypes.cast(biases, ctypes.POINTER(llama.llama_logit_bias))
+        add("logit_bias", lambda: llama.llama_sampler_init_logit_bias(n_vocab, len(biases), pointer))
+    if params.presence_penalty or params.frequency_penalty:
+        # OpenAI's penalties count every generated token, so the window is the whole completion;
+        # the repeat penalty (1.0) is llama.cpp's own and stays off. Prompt tokens are never counted:
+        # the chain only ever accepts the tokens it samples.
+        add(
+            "presence_penalty" if params.presence_penalty else "frequency_penalty",
+            lambda: llama.llama_sampler_init_penalties(
+                n_vocab, max(1, max_tokens), 1.0, params.frequency_penalty, params.presence_penalty
             ),
         )
-    if params.presence_penalty or params.frequency_penalty:
-        llama.llama_sampler_chain_add(
-            chain,
-            llama.llama_sampler_init_penalties(PENALTY_WINDOW, 1.0, params.frequency_penalty, params.presence_penalty),
-        )
     if params.temperature == 0:
-        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
-        return chain
+        add("temperature", llama.llama_sampler_init_greedy)
+        return
     if params.top_p < 1.0:
-        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(params.top_p, 1))
-    llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_temp(params.temperature))
+        add("top_p", lambda: llama.llama_sampler_init_top_p(params.top_p, 1))
+    add("temperature", lambda: llama.llama_sampler_init_temp(params.temperature))
     seed = params.seed if params.seed is not None else secrets.randbits(32)
-    llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-    return chain
+    add("seed", lambda: llama.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+
+def _check_finite(params: SamplingParams) -> None:
+    """llama.cpp asserts on non-finite penalties; refuse them by name instead (JSON allows NaN)."""
+    numbers = {
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "presence_penalty": params.presence_penalty,
+        "frequency_penalty": params.frequency_penalty,
+    }
+    for name, value in [*numbers.items(), *(("logit_bias", b) for b in params.logit_bias.values())]:
+        if not math.isfinite(value):
+            raise InvalidRequest(f"{name} must be a finite number, not {value}.", param=name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -42,6 +43,20 @@ class ContextConfig:
     n_batch: int = 512
 
 
+# Pause before serving again after the engine thread failed: doubles with each failure in a row.
+RESTART_BACKOFF_S = (0.1, 30.0)
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    """How the engine thread has fared: failures so far and whether it is recovering now."""
+
+    failures: int = 0  # steps or threads that raised, since start
+    restarts: int = 0  # times the thread reset itself and went on serving
+    recovering: bool = False
+    last_failure: str | None = None
+
+
 @dataclass(eq=False)
 class _Sequence:
     """One request inside the scheduler. Touched by the engine thread only, except `cancelled`."""
@@ -51,9 +66,9 @@ class _Sequence:
     max_tokens: int
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[object]
+    sampler: object  # built before queueing, so a sampler that cannot be built never reaches the thread
     cancelled: bool = False
     slot: int = -1
-    sampler: object = None
     # prompt + generated tokens; the last one is decoded in the next step for the next logits
     tokens: list[int] = field(init=False)
     n_cached: int = 0  # leading tokens whose KV cells are in the cache
@@ -157,7 +172,9 @@ class Scheduler:
         self._free_slots = list(range(config.parallel))
         self._warm = WarmSlots()
         self._stopping = False
-        self.failed: str | None = None
+        self._health = EngineHealth()
+        self._failures_in_a_row = 0
+        self._name = name
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
@@ -166,20 +183,36 @@ class Scheduler:
     def submit(self, prompt: list[int], params: SamplingParams, max_tokens: int) -> GenerationStream:
         """Queue a request; raise Unavailable when the queue is full or the engine is down."""
         loop = asyncio.get_running_loop()
-        seq = _Sequence(prompt=prompt, params=params, max_tokens=max_tokens, loop=loop, queue=asyncio.Queue())
-        with self._lock:
-            if self.failed or self._stopping:
-                raise Unavailable("The model's engine is not running; retry shortly.", retry_after=5)
-            capacity = self._config.max_queue + len(self._free_slots)
-            if len(self._pending) >= capacity:
-                raise Unavailable(
-                    f"All {self._config.parallel} sequences of this model are busy and its queue "
-                    f"({self._config.max_queue}) is full; retry shortly.",
-                    retry_after=1,
-                )
-            self._pending.append(seq)
-            self._lock.notify()
+        sampler = build_sampler(params, self._model.n_vocab, max_tokens)
+        seq = _Sequence(prompt, params, max_tokens, loop, asyncio.Queue(), sampler)
+        try:
+            with self._lock:
+                self._check_capacity()
+                self._pending.append(seq)
+                self._lock.notify()
+        except BaseException:
+            _free_sampler(seq)
+            raise
         return GenerationStream(seq, self.wake)
+
+    def _check_capacity(self) -> None:
+        """Unavailable while stopping, recovering from a failure, or with a full queue (lock held)."""
+        if self._stopping:
+            raise Unavailable("The server is shutting down.", retry_after=5)
+        if self._health.recovering:
+            raise Unavailable("The model's engine is restarting after a failure; retry in a moment.", retry_after=1)
+        capacity = self._config.max_queue + len(self._free_slots)
+        if len(self._pending) >= capacity:
+            raise Unavailable(
+                f"All {self._config.parallel} sequences of this model are busy and its queue "
+                f"({self._config.max_queue}) is full; retry shortly.",
+                retry_after=1,
+            )
+
+    @property
+    def health(self) -> EngineHealth:
+        """Failures so far and whether the thread is recovering from one right now."""
+        return self._health
 
     def load(self) -> tuple[int, int]:
         """(running sequences, queued requests) right now."""
@@ -210,19 +243,41 @@ class Scheduler:
     # ---- engine thread --------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            while self._step():
-                pass
-        except BaseException as exc:  # never die silently: fail what runs, later requests get a 503
-            log.exception("engine thread stopped")
-            self.failed = str(exc)
-            out: list[tuple[_Sequence, object]] = []
-            error = EngineFailure("The model's engine stopped while serving this request; retry it.")
-            with self._lock:
-                for seq in [*self._running, *self._pending]:
-                    out.append((seq, error))
-                self._pending.clear()
-            self._deliver(out)
+        """Serve until closed; a failure anywhere in a step resets the engine and serving goes on."""
+        while True:
+            try:
+                while self._step():
+                    pass
+                return
+            except BaseException as exc:  # never die silently, never strand a request
+                log.exception("engine thread failed; resetting it")
+                self._recover(exc)
+
+    def _recover(self, exc: BaseException) -> None:
+        """Answer every request it holds (503, retry), empty the cache, pause, then serve again."""
+        self._failures_in_a_row += 1
+        with self._lock:
+            self._health = dataclasses.replace(
+                self._health, failures=self._health.failures + 1, recovering=True, last_failure=_describe(exc)
+            )
+            held = [*self._running, *self._pending]
+            self._pending.clear()
+        retry = Unavailable("The model's engine failed and is restarting; retry in a moment.", retry_after=1)
+        out: list[tuple[_Sequence, object]] = []
+        for seq in held:
+            seq.finished_at = time.monotonic()
+            out.append((seq, retry))
+            _free_sampler(seq)
+        self._running.clear()
+        self._warm = WarmSlots()
+        self._free_slots = list(range(self._config.parallel))
+        llama.llama_memory_clear(self._memory, True)  # cells in an unknown state: nobody reuses them
+        self._deliver(out)
+        low, high = RESTART_BACKOFF_S
+        with self._lock:  # closing the server ends the pause at once
+            self._lock.wait_for(lambda: self._stopping, timeout=min(high, low * 2 ** (self._failures_in_a_row - 1)))
+            self._health = dataclasses.replace(self._health, restarts=self._health.restarts + 1, recovering=False)
+        log.warning("engine of %s serving again after a failure", self._name)
 
     def _step(self) -> bool:
         with self._lock:
@@ -236,8 +291,13 @@ class Scheduler:
         try:
             if self._running:
                 self._decode_step(out)
-        except Exception:  # a bug or a llama.cpp failure: fail this step's requests, keep serving
+            self._failures_in_a_row = 0
+        except Exception as exc:  # a bug or a llama.cpp failure: fail this step's requests, keep serving
             log.exception("engine step failed")
+            with self._lock:
+                self._health = dataclasses.replace(
+                    self._health, failures=self._health.failures + 1, last_failure=_describe(exc)
+                )
             error = EngineFailure("The engine failed while serving this request; retry it.")
             for seq in list(self._running):
                 seq.n_cached = 0  # cells in an unknown state are not offered for reuse
@@ -250,7 +310,7 @@ class Scheduler:
         """Move waiting requests into free slots while their tokens so far fit the cache."""
         if any(s.cancelled for s in self._pending):  # clients gone while queued: not worth a place
             for seq in [s for s in self._pending if s.cancelled]:
-                _free_sampler(seq)  # a pre-empted sequence has one
+                _free_sampler(seq)
             self._pending = deque(s for s in self._pending if not s.cancelled)
         while self._pending and self._free_slots:
             seq = self._pending[0]
@@ -263,8 +323,6 @@ class Scheduler:
             self._place(seq)
             if seq.admitted_at is None:
                 seq.admitted_at = time.monotonic()
-            if seq.sampler is None:  # a pre-empted sequence keeps its sampler (and its RNG state)
-                seq.sampler = build_sampler(seq.params, self._model.vocab, self._model.n_vocab)
             self._running.append(seq)
 
     def _place(self, seq: _Sequence) -> None:
@@ -421,6 +479,11 @@ class Scheduler:
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
                 loop.call_soon_threadsafe(_put_all, items)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for /health: the exception's class and message."""
+    return f"{exc.__class__.__name__}: {exc}"
 
 
 def _free_sampler(seq: _Sequence) -> None:

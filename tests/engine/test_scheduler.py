@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from pinaivu_local.catalog import Catalog, ModelSpec
 from pinaivu_local.engine.model_pool import EngineOptions, ModelEngine, ModelPool
 from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
-from pinaivu_local.errors import ContextLengthExceeded, EngineFailure, ModelNotFound, Unavailable
+from pinaivu_local.errors import ContextLengthExceeded, EngineFailure, InternalError, ModelNotFound, Unavailable
 from tests.conftest import TinyModels
 
 NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
@@ -171,3 +172,101 @@ def test_cancelled_while_queued_frees_the_queue_place(pool: ModelPool) -> None:
         assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == 2
 
     asyncio.run(scenario())
+
+
+@pytest.fixture
+def own_pool(tiny_models: TinyModels, tmp_path: Path) -> Iterator[ModelPool]:
+    """A pool of one tiny model for a test that breaks its engine on purpose."""
+    spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=512, n_gpu_layers=0, parallel=2)
+    opened = ModelPool(Catalog(file=tmp_path / "m.toml", models=(spec,)), EngineOptions(1, 4, False))
+    opened.open()
+    yield opened
+    opened.close()
+
+
+def test_a_failing_engine_thread_answers_its_requests_and_recovers(
+    own_pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure outside the decode (here: admitting) resets the engine: 503 for what it held, then serving again."""
+    engine = own_pool.get("tiny")
+    scheduler = engine._scheduler
+    real_admit = scheduler._admit
+    armed = iter([True])
+
+    def admit_failing_once() -> None:
+        if next(armed, False):
+            raise RuntimeError("injected failure")
+        real_admit()
+
+    monkeypatch.setattr(scheduler, "_admit", admit_failing_once)
+
+    async def doomed() -> None:
+        prompt = engine.chat_prompt([{"role": "user", "content": "doomed"}])
+        stream = engine.start(prompt, SamplingParams(temperature=0), 5)
+        await asyncio.wait_for(_drain(stream), timeout=10)
+
+    with pytest.raises(Unavailable, match="restarting"):
+        asyncio.run(doomed())
+    deadline = time.monotonic() + 10
+    while engine.status().state != "ready" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    status = engine.status()
+    assert (status.state, status.failures, status.restarts) == ("ready", 1, 1)
+    assert status.last_failure == "RuntimeError: injected failure"
+    after = asyncio.run(generate(engine, "fine", 5, temperature=0, logit_bias=NO_EOG))
+    assert after[-1].usage is not None and after[-1].usage.completion_tokens == 5
+
+
+def test_recovering_engine_refuses_with_retry_after(own_pool: ModelPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While it pauses after a failure, new requests get 503 with Retry-After, not a hang."""
+    import pinaivu_local.engine.scheduler as scheduler_module
+
+    monkeypatch.setattr(scheduler_module, "RESTART_BACKOFF_S", (2.0, 2.0))
+    engine = own_pool.get("tiny")
+    scheduler = engine._scheduler
+    real_admit = scheduler._admit
+    armed = iter([True])
+
+    def admit_failing_once() -> None:
+        if next(armed, False):
+            raise RuntimeError("injected failure")
+        real_admit()
+
+    monkeypatch.setattr(scheduler, "_admit", admit_failing_once)
+    with pytest.raises(Unavailable):
+        asyncio.run(generate(engine, "doomed", 5, temperature=0))
+    assert engine.status().state == "recovering"
+    assert "injected failure" in (engine.status().detail or "")
+    with pytest.raises(Unavailable, match="restarting") as refused:
+        asyncio.run(generate(engine, "too early", 5, temperature=0))
+    assert refused.value.retry_after >= 1
+
+
+def test_a_sampler_that_cannot_be_built_fails_alone(own_pool: ModelPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our own bug in building a sampler is a 500 for that request only; the engine thread never sees it."""
+    import pinaivu_local.engine.sampling as sampling_module
+
+    def broken(*args: object) -> object:
+        raise TypeError("this function takes at least 5 arguments (4 given)")
+
+    monkeypatch.setattr(sampling_module.llama, "llama_sampler_init_penalties", broken)
+    engine = own_pool.get("tiny")
+    with pytest.raises(InternalError):
+        asyncio.run(generate(engine, "x", 5, temperature=0, presence_penalty=0.5))
+    status = engine.status()
+    assert (status.state, status.failures, status.running, status.queued) == ("ready", 0, 0, 0)
+    after = asyncio.run(generate(engine, "fine", 5, temperature=0, logit_bias=NO_EOG))
+    assert after[-1].usage is not None and after[-1].usage.completion_tokens == 5
+
+
+def test_frequency_penalty_breaks_a_greedy_loop(pool: ModelPool) -> None:
+    """The call that killed the engine thread, now through the real chain: a looping token gives way."""
+    engine = pool.get("tiny")
+    plain = joined(asyncio.run(generate(engine, "repeat", 24, chat=False, temperature=0, logit_bias=NO_EOG)))
+    assert plain == "P" * 24  # the tiny model's greedy loop for this prompt
+    out = asyncio.run(
+        generate(engine, "repeat", 24, chat=False, temperature=0, logit_bias=NO_EOG, frequency_penalty=2.0)
+    )
+    assert out[-1].usage is not None and out[-1].usage.completion_tokens == 24
+    assert joined(out).startswith("PPP") and joined(out).count("P") < 10
+    assert engine.status().state == "ready"
