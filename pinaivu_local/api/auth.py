@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
 
 from pinaivu_local.errors import AuthenticationError, PermissionDenied
 from pinaivu_local.keys.material import KEY_PREFIX
@@ -82,19 +78,3 @@ def bearer_token(authorization: str | None) -> str:
             code="invalid_api_key",
         )
     return token
-
-
-def require_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Litestar guard: authenticate before validation, and remember who it was."""
-    authenticator: KeyAuthenticator = connection.app.state.authenticator
-    connection.state.principal = authenticator.authenticate(connection.headers.get("authorization"))
-
-
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Litestar guard (after require_key): admin keys only."""
-    principal: Principal = connection.state.principal
-    if not principal.admin:
-        raise PermissionDenied(
-            f"This API key ({principal.name!r}) is not an admin key; /admin needs one "
-            "(create it with `pinaivu-local keys create --admin`)."
-        )

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from pinaivu_local.api.auth import Principal
-from pinaivu_local.metrics import Metrics
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.api.context import RequestContext, context_of
+from pinaivu_local.api.services import Services, services_of
 
 access_log = logging.getLogger("pinaivu_local.access")
 
@@ -37,33 +35,28 @@ def observability(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, capture)
         finally:
-            _finish(scope, status, (time.monotonic() - started) * 1000)
+            _finish(services_of(scope["app"]), scope, context_of(scope), status, (time.monotonic() - started) * 1000)
 
     return middleware
 
 
-def _finish(scope: Scope, status: int, ms: float) -> None:
-    state: dict[str, Any] = scope.get("state", {})
-    principal = state.get("principal")
-    record: RequestRecord | None = state.get("record")
-    key = principal.name if isinstance(principal, Principal) else None
-    model = state.get("model_id")
+def _finish(services: Services, scope: Scope, context: RequestContext, status: int, ms: float) -> None:
+    key = context.principal.name if context.principal else None
+    record = context.record
     path = scope.get("path", "")
     if path.rstrip("/") in INFERENCE_PATHS and key is not None:
-        metrics: Metrics = scope["app"].state.metrics
-        metrics.observe_response(model=model or "unknown", status=status, key=key)
+        services.metrics.observe_response(model=context.model_id or "unknown", status=status, key=key)
     fields = {
         "method": scope.get("method"),
         "path": path,
         "status": status,
         "ms": round(ms, 1),
-        "request_id": state.get("request_id"),
+        "request_id": context.request_id,
         "key": key,
-        "model": model,
+        "model": context.model_id,
         "tokens": (record.prompt_tokens + record.completion_tokens) if record else None,
     }
-    log_format = scope["app"].state.settings.log_format
-    if log_format == "json":
+    if services.settings.log_format == "json":
         access_log.info("%s", json.dumps(fields, separators=(",", ":")))
     else:
         access_log.info("%s", " ".join(f"{k}={v}" for k, v in fields.items() if v is not None))

@@ -7,6 +7,8 @@ from typing import Any
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from pinaivu_local.api.auth import Principal
+from pinaivu_local.api.context import context_of
+from pinaivu_local.api.services import services_of
 from pinaivu_local.ratelimit import RateLimiter, format_duration
 
 
@@ -19,9 +21,9 @@ def ratelimit_headers(app: ASGIApp) -> ASGIApp:
             return
 
         async def send_with_headers(message: Message) -> None:
-            principal = scope.get("state", {}).get("principal")
-            if message["type"] == "http.response.start" and isinstance(principal, Principal):
-                limiter: RateLimiter = scope["app"].state.limiter
+            principal = context_of(scope).principal
+            if message["type"] == "http.response.start" and principal is not None:
+                limiter = services_of(scope["app"]).limiter
                 message["headers"] = [*message.get("headers", []), *_headers(limiter, principal)]
             await send(message)
 

@@ -1,81 +1,46 @@
-"""Follows one inference request to its end and turns it into a request-log record."""
+"""Turns one finished (or failed, or abandoned) inference request into its request-log record."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.openai_shapes import Completion
+from pinaivu_local.engine.prepared import PreparedRequest
 from pinaivu_local.engine.results import Usage
-from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import GenerationStream
 from pinaivu_local.keys.records import utcnow
 from pinaivu_local.requestlog.commitment import canonical_json, input_digest, output_digest
 from pinaivu_local.requestlog.records import RequestRecord
 
-# Status of a request whose client went away before it finished (nginx's convention).
-CLIENT_CLOSED = 499
 
-
-def sampling_json(params: SamplingParams, max_tokens: int) -> str:
-    """Everything needed to replay the request, as JSON."""
-    values = asdict(params)
-    values["max_tokens"] = max_tokens
-    values["stop"] = list(params.stop)
-    values["logit_bias"] = {str(k): v for k, v in params.logit_bias.items()}
-    return json.dumps(values, sort_keys=True)
-
-
-def sampling_from_json(values: dict[str, Any]) -> tuple[SamplingParams, int | None]:
-    """The sampling parameters and completion budget a record logged, to replay it."""
-    params = SamplingParams(
-        temperature=values.get("temperature", 1.0),
-        top_p=values.get("top_p", 1.0),
-        seed=values.get("seed"),
-        stop=tuple(values.get("stop", ())),
-        presence_penalty=values.get("presence_penalty", 0.0),
-        frequency_penalty=values.get("frequency_penalty", 0.0),
-        logit_bias={int(k): v for k, v in values.get("logit_bias", {}).items()},
-        ignore_eos=values.get("ignore_eos", False),
-    )
-    return params, values.get("max_tokens")
-
-
-@dataclass
+@dataclass(frozen=True)
 class RequestTrace:
-    """What a record needs, gathered while the request runs."""
+    """What a record needs that is known when the request starts."""
 
     completion: Completion
     principal: Principal
-    model_id: str
-    params: SamplingParams
-    max_tokens: int
-    input_value: Any  # the canonical messages (chat) or prompt (text)
-    prompt_tokens: int
+    prepared: PreparedRequest
+    committed_input: Any  # the messages as sent (chat) or the prompt (text)
     log_content: bool
     created_at: datetime = field(default_factory=utcnow)
-    parts: list[str] = field(default_factory=list)
-
-    def add(self, text: str) -> None:
-        """Output text as it is sent."""
-        self.parts.append(text)
 
     def record(
         self,
         generation: GenerationStream,
+        text: str,
         *,
         status: int,
         finish_reason: str | None = None,
         usage: Usage | None = None,
         error: str | None = None,
     ) -> RequestRecord:
-        """The finished request as a record."""
-        text = "".join(self.parts)
+        """The request as a record, with the output `text` it produced."""
+        prompt_tokens = len(self.prepared.prompt)
         timings = generation.timings()
-        completion_tokens = usage.completion_tokens if usage else generation.tokens_used - self.prompt_tokens
+        completion_tokens = usage.completion_tokens if usage else generation.tokens_used - prompt_tokens
         decode_s = timings.total_s - (timings.first_token_s or timings.total_s)
         # tokens after the first, over the time after the first: the decoding speed
         speed = (completion_tokens - 1) / decode_s if completion_tokens > 1 and decode_s > 0 else None
@@ -85,19 +50,19 @@ class RequestTrace:
             kind=self.completion.kind,
             key_id=self.principal.key_id,
             key_name=self.principal.name,
-            model_id=self.model_id,
+            model_id=self.prepared.model_id,
             status_code=status,
             finish_reason=finish_reason,
             error=error,
-            prompt_tokens=self.prompt_tokens,
+            prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             queue_ms=round(timings.queue_s * 1000, 3),
             ttft_ms=None if timings.first_token_s is None else round(timings.first_token_s * 1000, 3),
             total_ms=round(timings.total_s * 1000, 3),
             tokens_per_s=None if speed is None else round(speed, 3),
-            sampling=sampling_json(self.params, self.max_tokens),
-            input_sha256=input_digest(self.input_value),
+            sampling=self.prepared.sampling.to_json(self.prepared.max_tokens),
+            input_sha256=input_digest(self.committed_input),
             output_sha256=output_digest(text) if status == 200 else None,
-            input_content=canonical_json(self.input_value) if self.log_content else None,
+            input_content=canonical_json(self.committed_input) if self.log_content else None,
             output_content=text if self.log_content else None,
         )

@@ -7,6 +7,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from pinaivu_local.api.inference import InferenceRequest
+from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt
+from pinaivu_local.engine.sampling import SamplingParams
+
 MAX_STOPS = 4
 
 
@@ -107,7 +111,20 @@ class _Generation(StrictBody):
 
     def include_usage(self) -> bool:
         """Whether a streaming response ends with a usage chunk."""
-        return bool(self.stream_options and self.stream_options.include_usage)
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+    def sampling(self) -> SamplingParams:
+        """The sampling fields, OpenAI's defaults where absent."""
+        return SamplingParams(
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            seed=self.seed,
+            stop=self.stop_strings(),
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            logit_bias={int(token): value for token, value in (self.logit_bias or {}).items()},
+            ignore_eos=self.ignore_eos,
+        )
 
 
 def template_messages(messages: list[ChatMessage]) -> list[dict[str, str]]:
@@ -125,6 +142,18 @@ class ChatCompletionRequest(_Generation):
     def token_limit(self) -> int | None:
         """max_completion_tokens, else the older max_tokens."""
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    def inference_request(self) -> InferenceRequest:
+        """The conversation as the inference flow takes it; the messages as sent are committed to."""
+        return InferenceRequest(
+            kind="chat",
+            model=self.model,
+            source=ChatPrompt(template_messages(self.messages)),
+            sampling=self.sampling(),
+            max_tokens=self.token_limit(),
+            committed_input=[m.model_dump(exclude_none=True) for m in self.messages],
+            include_usage=self.include_usage(),
+        )
 
 
 class CompletionRequest(_Generation):
@@ -147,6 +176,19 @@ class CompletionRequest(_Generation):
         if isinstance(value, list) and len(value) > 1 and all(isinstance(p, str | list) for p in value):
             raise PydanticCustomError("value_error.list.max_items", "only one prompt per request is supported")
         raise PydanticCustomError("type_error.str", "str type expected, or a list of token ids")
+
+    def inference_request(self) -> InferenceRequest:
+        """The prompt, text or token ids, as the inference flow takes it."""
+        source = TextPrompt(self.prompt) if isinstance(self.prompt, str) else TokenPrompt(self.prompt)
+        return InferenceRequest(
+            kind="text",
+            model=self.model,
+            source=source,
+            sampling=self.sampling(),
+            max_tokens=self.max_tokens,
+            committed_input=self.prompt,
+            include_usage=self.include_usage(),
+        )
 
     @field_validator("echo")
     @classmethod

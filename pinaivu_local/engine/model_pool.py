@@ -6,7 +6,7 @@ import difflib
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import llama_cpp.llama_cpp as llama
 
@@ -14,6 +14,7 @@ from pinaivu_local.catalog import Catalog, ModelSpec
 from pinaivu_local.engine.devices import gpu_layers
 from pinaivu_local.engine.llama_log import LlamaLog
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
+from pinaivu_local.engine.prepared import ChatPrompt, PreparedRequest, PromptSource, TextPrompt
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
 from pinaivu_local.errors import ContextLengthExceeded, InvalidRequest, ModelFileError, ModelNotFound, PinaivuError
@@ -67,23 +68,31 @@ class ModelEngine:
         self._scheduler = scheduler
         self.n_ctx = scheduler.n_ctx
 
-    def chat_prompt(self, messages: list[dict[str, Any]]) -> list[int]:
-        """Tokens of the messages rendered with the model's chat template."""
-        # The template writes <|begin_of_text|> itself, so no BOS is added here.
-        return self._model.tokenize(self._model.chat_template.render(messages), add_bos=False)
+    def prepare(self, source: PromptSource, sampling: SamplingParams, requested: int | None) -> PreparedRequest:
+        """Tokens, budget and sampling checked against this model: the one place a request is sized.
 
-    def text_prompt(self, text: str) -> list[int]:
-        """Tokens of a plain completion prompt, BOS first."""
-        return self._model.tokenize(text, add_bos=True)
+        InvalidRequest for token ids outside the vocabulary, ContextLengthExceeded when it cannot fit.
+        """
+        self._check_tokens(list(sampling.logit_bias), "logit_bias")
+        prompt = self._tokens(source)
+        param = "messages" if isinstance(source, ChatPrompt) else "prompt"
+        budget = self._budget(len(prompt), requested, param)
+        return PreparedRequest(model_id=self.id, prompt=prompt, max_tokens=budget, sampling=sampling)
 
-    def token_prompt(self, tokens: list[int]) -> list[int]:
-        """A prompt given as token ids, checked against the vocabulary."""
-        self._check_tokens(tokens, "prompt")
-        return list(tokens)
+    def start(self, prepared: PreparedRequest) -> GenerationStream:
+        """Queue a prepared request; raises Unavailable when the model cannot take it now."""
+        if prepared.model_id != self.id:
+            raise ValueError(f"a request prepared for {prepared.model_id} cannot run on {self.id}")
+        return self._scheduler.submit(prepared.prompt, prepared.sampling, prepared.max_tokens)
 
-    def check_logit_bias(self, bias: dict[int, float]) -> None:
-        """Raise InvalidRequest for token ids outside the vocabulary."""
-        self._check_tokens(list(bias), "logit_bias")
+    def _tokens(self, source: PromptSource) -> list[int]:
+        if isinstance(source, ChatPrompt):
+            # The template writes <|begin_of_text|> itself, so no BOS is added here.
+            return self._model.tokenize(self._model.chat_template.render(source.messages), add_bos=False)
+        if isinstance(source, TextPrompt):
+            return self._model.tokenize(source.text, add_bos=True)
+        self._check_tokens(source.tokens, "prompt")
+        return list(source.tokens)
 
     def _check_tokens(self, tokens: list[int], param: str) -> None:
         bad = [t for t in tokens if not 0 <= t < self._model.n_vocab]
@@ -93,7 +102,7 @@ class ModelEngine:
                 param=param,
             )
 
-    def completion_budget(self, n_prompt: int, requested: int | None, param: str) -> int:
+    def _budget(self, n_prompt: int, requested: int | None, param: str) -> int:
         """Tokens the completion may take; ContextLengthExceeded when they do not fit."""
         if requested is None:
             if n_prompt >= self.n_ctx:
@@ -111,12 +120,6 @@ class ModelEngine:
                 param=param,
             )
         return requested
-
-    def start(self, prompt: list[int], params: SamplingParams, max_tokens: int) -> GenerationStream:
-        """Queue a generation; raises Unavailable when the model cannot take it now."""
-        # The scheduler relies on this: no single sequence outgrows the cache.
-        self.completion_budget(len(prompt), max_tokens, "prompt")
-        return self._scheduler.submit(prompt, params, max_tokens)
 
     def status(self) -> ModelStatus:
         """Ready, with its current load."""

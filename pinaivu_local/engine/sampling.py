@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import llama_cpp.llama_cpp as llama
 
@@ -23,12 +25,46 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
-    max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logit_bias: Mapping[int, float] = field(default_factory=dict)
     ignore_eos: bool = False
+
+    @property
+    def deterministic(self) -> bool:
+        """Greedy decoding, or sampling from a fixed seed: a replay gives the same text."""
+        return self.temperature == 0 or self.seed is not None
+
+    def to_json(self, max_tokens: int) -> str:
+        """Everything needed to replay the request, with its completion budget, as sorted JSON."""
+        values = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "max_tokens": max_tokens,
+            "stop": list(self.stop),
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+            "logit_bias": {str(token): bias for token, bias in self.logit_bias.items()},
+            "ignore_eos": self.ignore_eos,
+        }
+        return json.dumps(values, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> tuple[SamplingParams, int | None]:
+        """The parameters and completion budget `to_json` wrote (defaults for what is absent)."""
+        params = cls(
+            temperature=values.get("temperature", 1.0),
+            top_p=values.get("top_p", 1.0),
+            seed=values.get("seed"),
+            stop=tuple(values.get("stop", ())),
+            presence_penalty=values.get("presence_penalty", 0.0),
+            frequency_penalty=values.get("frequency_penalty", 0.0),
+            logit_bias={int(token): bias for token, bias in values.get("logit_bias", {}).items()},
+            ignore_eos=values.get("ignore_eos", False),
+        )
+        return params, values.get("max_tokens")
 
 
 def build_sampler(params: SamplingParams, n_vocab: int, max_tokens: int) -> llama.llama_sampler_p:

@@ -9,6 +9,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from pinaivu_local.api.services import services_of
 from pinaivu_local.engine.model_pool import ModelPool
 from tests.conftest import NO_EOG
 
@@ -23,7 +24,7 @@ CHAT: dict[str, Any] = {
 
 def _break_admission_once(client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch) -> None:
     """The next engine step of llama3.2:1b raises outside the decode, as the penalties bug did."""
-    pool: ModelPool = client.app.state.pool
+    pool: ModelPool = services_of(client.app).pool
     scheduler = pool.get("llama3.2:1b")._scheduler
     real_admit = scheduler._admit
     armed = iter([True])

@@ -12,6 +12,7 @@ import pytest
 from pinaivu_local.catalog import Catalog, ModelSpec
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
 from pinaivu_local.engine.prefix_cache import MIN_REUSE, Reuse, WarmSlots, common_prefix
+from pinaivu_local.engine.prepared import ChatPrompt
 from pinaivu_local.engine.sampling import SamplingParams
 from tests.conftest import TinyModels
 
@@ -62,8 +63,8 @@ def pools(tiny_models: TinyModels, tmp_path: Path) -> Iterator[tuple[ModelPool, 
 
 async def answer(pool: ModelPool, user: str, max_tokens: int = 12) -> str:
     engine = pool.get("tiny")
-    prompt = engine.chat_prompt([{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}])
-    stream = engine.start(prompt, SamplingParams(temperature=0, logit_bias=NO_EOG), max_tokens)
+    source = ChatPrompt([{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}])
+    stream = engine.start(engine.prepare(source, SamplingParams(temperature=0, logit_bias=NO_EOG), max_tokens))
     return "".join([d.text async for d in stream])
 
 

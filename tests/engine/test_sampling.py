@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import math
 from collections.abc import Iterator
 
@@ -85,3 +86,29 @@ def test_a_binding_that_does_not_match_is_an_internal_error(monkeypatch: pytest.
     monkeypatch.setattr(sampling_module.llama, "llama_sampler_init_penalties", wrong_arity)
     with pytest.raises(InternalError, match="could not set up sampling"):
         build_sampler(SamplingParams(frequency_penalty=0.5), N_VOCAB, 4)
+
+
+def test_json_round_trip_keeps_every_field() -> None:
+    params = SamplingParams(
+        temperature=0.5,
+        top_p=0.9,
+        seed=7,
+        stop=("a", "b"),
+        presence_penalty=0.1,
+        frequency_penalty=-0.2,
+        logit_bias={3: 1.5},
+        ignore_eos=True,
+    )
+    assert SamplingParams.from_json(json.loads(params.to_json(42))) == (params, 42)
+
+
+def test_json_of_an_old_record_fills_defaults() -> None:
+    assert SamplingParams.from_json({"temperature": 0}) == (SamplingParams(temperature=0), None)
+
+
+@pytest.mark.parametrize(
+    ("params", "deterministic"),
+    [(SamplingParams(temperature=0), True), (SamplingParams(seed=1), True), (SamplingParams(), False)],
+)
+def test_deterministic_means_greedy_or_seeded(params: SamplingParams, deterministic: bool) -> None:
+    assert params.deterministic is deterministic

@@ -12,9 +12,18 @@ import pytest
 
 from pinaivu_local.catalog import Catalog, ModelSpec
 from pinaivu_local.engine.model_pool import EngineOptions, ModelEngine, ModelPool
+from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt
 from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
-from pinaivu_local.errors import ContextLengthExceeded, EngineFailure, InternalError, ModelNotFound, Unavailable
+from pinaivu_local.engine.scheduler import GenerationStream
+from pinaivu_local.errors import (
+    ContextLengthExceeded,
+    EngineFailure,
+    InternalError,
+    InvalidRequest,
+    ModelNotFound,
+    Unavailable,
+)
 from tests.conftest import TinyModels
 
 NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
@@ -36,8 +45,15 @@ def pool(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> I
 async def generate(
     engine: ModelEngine, text: str, max_tokens: int, *, chat: bool = True, **params: object
 ) -> list[Delta]:
-    prompt = engine.chat_prompt([{"role": "user", "content": text}]) if chat else engine.text_prompt(text)
-    return [d async for d in engine.start(prompt, SamplingParams(**params), max_tokens)]  # type: ignore[arg-type]
+    source = ChatPrompt([{"role": "user", "content": text}]) if chat else TextPrompt(text)
+    prepared = engine.prepare(source, SamplingParams(**params), max_tokens)  # type: ignore[arg-type]
+    return [d async for d in engine.start(prepared)]
+
+
+def start(engine: ModelEngine, text: str, max_tokens: int, **params: object) -> GenerationStream:
+    """Queue a chat of one user message; the caller iterates or closes the stream."""
+    source = ChatPrompt([{"role": "user", "content": text}])
+    return engine.start(engine.prepare(source, SamplingParams(**params), max_tokens))  # type: ignore[arg-type]
 
 
 def joined(deltas: list[Delta]) -> str:
@@ -100,13 +116,12 @@ def test_queue_full_then_cancel_frees_the_slot(pool: ModelPool) -> None:
     engine = pool.get("slow")  # parallel 1, queue 1
 
     async def scenario() -> None:
-        prompt = engine.chat_prompt([{"role": "user", "content": "go"}])
-        long = engine.start(prompt, SamplingParams(logit_bias=NO_EOG), 1900)
+        long = start(engine, "go", 1900, logit_bias=NO_EOG)
         first = aiter(long)
         await anext(first)
-        queued = engine.start(prompt, SamplingParams(logit_bias=NO_EOG), 2)
+        queued = start(engine, "go", 2, logit_bias=NO_EOG)
         with pytest.raises(Unavailable):
-            engine.start(prompt, SamplingParams(), 2)
+            start(engine, "go", 2)
         long.close()
         deltas = await asyncio.wait_for(_drain(queued), timeout=5)
         assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == 2
@@ -119,15 +134,36 @@ async def _drain(stream: object) -> list[Delta]:
     return [d async for d in stream]  # type: ignore[attr-defined]
 
 
-def test_budget(pool: ModelPool) -> None:
+def test_prepare_sizes_the_budget(pool: ModelPool) -> None:
     engine = pool.get("tiny")
-    assert engine.completion_budget(100, None, "messages") == engine.n_ctx - 100
-    assert engine.completion_budget(100, 50, "messages") == 50
+    params = SamplingParams()
+    assert engine.prepare(TokenPrompt([65] * 100), params, None).max_tokens == engine.n_ctx - 100
+    prepared = engine.prepare(TokenPrompt([65] * 100), params, 50)
+    assert (prepared.max_tokens, prepared.reserved_tokens, prepared.model_id) == (50, 150, "tiny")
     with pytest.raises(ContextLengthExceeded) as caught:
-        engine.completion_budget(1000, 100, "prompt")
+        engine.prepare(TokenPrompt([65] * 1000), params, 100)
     assert caught.value.param == "prompt"
     with pytest.raises(ContextLengthExceeded):
-        engine.completion_budget(engine.n_ctx, None, "prompt")
+        engine.prepare(TokenPrompt([65] * engine.n_ctx), params, None)
+    with pytest.raises(ContextLengthExceeded) as caught:
+        engine.prepare(ChatPrompt([{"role": "user", "content": "x" * 3000}]), params, None)
+    assert caught.value.param == "messages"
+
+
+def test_prepare_checks_token_ids_against_the_vocabulary(pool: ModelPool) -> None:
+    engine = pool.get("tiny")
+    with pytest.raises(InvalidRequest) as caught:
+        engine.prepare(TokenPrompt([1, 10**6]), SamplingParams(), 4)
+    assert caught.value.param == "prompt"
+    with pytest.raises(InvalidRequest) as caught:
+        engine.prepare(TextPrompt("hi"), SamplingParams(logit_bias={-1: 1.0}), 4)
+    assert caught.value.param == "logit_bias"
+
+
+def test_a_request_prepared_for_another_model_is_refused(pool: ModelPool) -> None:
+    prepared = pool.get("tiny").prepare(TextPrompt("hi"), SamplingParams(), 4)
+    with pytest.raises(ValueError, match="prepared for tiny"):
+        pool.get("slow").start(prepared)
 
 
 def test_unknown_model(pool: ModelPool) -> None:
@@ -160,13 +196,12 @@ def test_cancelled_while_queued_frees_the_queue_place(pool: ModelPool) -> None:
     engine = pool.get("slow")  # parallel 1, queue 1
 
     async def scenario() -> None:
-        prompt = engine.chat_prompt([{"role": "user", "content": "go"}])
-        long = engine.start(prompt, SamplingParams(logit_bias=NO_EOG), 1900)
+        long = start(engine, "go", 1900, logit_bias=NO_EOG)
         await anext(aiter(long))
-        waiting = engine.start(prompt, SamplingParams(), 2)
+        waiting = start(engine, "go", 2)
         waiting.close()  # its client left before it got a slot
         await asyncio.sleep(0.2)  # a few engine steps
-        replacement = engine.start(prompt, SamplingParams(logit_bias=NO_EOG), 2)  # the place is free again
+        replacement = start(engine, "go", 2, logit_bias=NO_EOG)  # the place is free again
         long.close()
         deltas = await asyncio.wait_for(_drain(replacement), timeout=5)
         assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == 2
@@ -201,8 +236,7 @@ def test_a_failing_engine_thread_answers_its_requests_and_recovers(
     monkeypatch.setattr(scheduler, "_admit", admit_failing_once)
 
     async def doomed() -> None:
-        prompt = engine.chat_prompt([{"role": "user", "content": "doomed"}])
-        stream = engine.start(prompt, SamplingParams(temperature=0), 5)
+        stream = start(engine, "doomed", 5, temperature=0)
         await asyncio.wait_for(_drain(stream), timeout=10)
 
     with pytest.raises(Unavailable, match="restarting"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,15 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+def wait_for_record(server: RunningServer, key: str, request_id: str) -> None:
+    """Until GET /v1/requests/{id} finds the request (bounded)."""
+    deadline = time.monotonic() + 20
+    headers = {"authorization": f"Bearer {key}"}
+    while httpx.get(f"{server.v1}/requests/{request_id}", headers=headers, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, f"no record of {request_id}"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def srv(server_factory: Callable[..., RunningServer], two_models: Path) -> RunningServer:
     return server_factory("--models-file", str(two_models))
@@ -79,7 +89,8 @@ def test_key_lifecycle_through_the_pages(browser: Any, srv: RunningServer, tmp_p
     request_id = raw.headers["x-request-id"]
     output = raw.parse().choices[0].message.content or ""
 
-    # the dashboard shows the usage
+    # the dashboard shows the usage once the record is written (the log writes it in the background)
+    wait_for_record(srv, key, request_id)
     page.reload()
     page.locator("tr[data-name='browser-made'] .requests-24h", has_text="1").wait_for()
     assert page.locator("#chart rect").count() >= 1

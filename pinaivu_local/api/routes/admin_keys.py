@@ -59,8 +59,7 @@ class UpdateKey(_KeyFields):
         return value
 
 
-def _check_models(request: Request[Any, Any, Any], models: list[str] | None) -> None:
-    catalog: Catalog = request.app.state.catalog
+def _check_models(catalog: Catalog, models: list[str] | None) -> None:
     unknown = [m for m in models or [] if m not in catalog.ids()]
     if unknown:
         raise ValidationFailed(
@@ -84,11 +83,10 @@ def _issued(issued: IssuedKey, **extra: Any) -> dict[str, Any]:
     summary="Create a key (its clear text is in this response only)",
     operation_class=json_body(CreateKey),
 )
-async def create_key(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def create_key(request: Request[Any, Any, Any], key_store: KeyStore, catalog: Catalog) -> dict[str, Any]:
     """A new key with a name, optional model list, limits, expiry and admin flag."""
     body = parse_body(await request.body(), CreateKey)
-    _check_models(request, body.models)
-    store: KeyStore = request.app.state.key_store
+    _check_models(catalog, body.models)
     settings = KeySettings(
         name=body.name,
         admin=body.admin,
@@ -97,44 +95,41 @@ async def create_key(request: Request[Any, Any, Any]) -> dict[str, Any]:
         tpm=body.tpm,
         expires_in=body.expiry(),
     )
-    return _issued(store.create(settings))
+    return _issued(key_store.create(settings))
 
 
 @get("/keys", summary="List keys (never their clear text)")
-async def list_keys(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def list_keys(key_store: KeyStore) -> dict[str, Any]:
     """Every key, newest first."""
-    store: KeyStore = request.app.state.key_store
-    return {"object": "list", "data": [k.public() for k in store.list()]}
+    return {"object": "list", "data": [k.public() for k in key_store.list()]}
 
 
 @get("/keys/{key_id:str}", summary="Show one key")
-async def show_key(request: Request[Any, Any, Any], key_id: str) -> dict[str, Any]:
+async def show_key(key_store: KeyStore, key_id: str) -> dict[str, Any]:
     """One key by id."""
-    store: KeyStore = request.app.state.key_store
-    return store.get(key_id).public()
+    return key_store.get(key_id).public()
 
 
 @patch("/keys/{key_id:str}", summary="Change a key's name, models or limits", operation_class=json_body(UpdateKey))
-async def update_key(request: Request[Any, Any, Any], key_id: str) -> dict[str, Any]:
+async def update_key(
+    request: Request[Any, Any, Any], key_store: KeyStore, catalog: Catalog, key_id: str
+) -> dict[str, Any]:
     """Only the fields present in the body change."""
     body = parse_body(await request.body(), UpdateKey)
-    _check_models(request, body.models)
-    store: KeyStore = request.app.state.key_store
+    _check_models(catalog, body.models)
     changes = body.model_dump(exclude_unset=True)
     if "models" in changes:
         changes["models"] = ",".join(changes["models"] or [])
-    return store.update(key_id, **changes).public()
+    return key_store.update(key_id, **changes).public()
 
 
 @delete("/keys/{key_id:str}", status_code=200, summary="Revoke a key")
-async def revoke_key(request: Request[Any, Any, Any], key_id: str) -> dict[str, Any]:
+async def revoke_key(key_store: KeyStore, key_id: str) -> dict[str, Any]:
     """Revoked at once: the next request with it gets 401 revoked_api_key."""
-    store: KeyStore = request.app.state.key_store
-    return store.revoke(key_id).public()
+    return key_store.revoke(key_id).public()
 
 
 @post("/keys/{key_id:str}/rotate", status_code=201, summary="Revoke a key and issue its replacement")
-async def rotate_key(request: Request[Any, Any, Any], key_id: str) -> Response[dict[str, Any]]:
+async def rotate_key(key_store: KeyStore, key_id: str) -> Response[dict[str, Any]]:
     """Same settings, new secret; the old key is revoked."""
-    store: KeyStore = request.app.state.key_store
-    return Response(_issued(store.rotate(key_id), replaces=key_id), status_code=201)
+    return Response(_issued(key_store.rotate(key_id), replaces=key_id), status_code=201)

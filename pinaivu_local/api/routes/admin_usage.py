@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from litestar import Request, get
+from litestar import get
 
 from pinaivu_local.errors import InvalidRequest
 from pinaivu_local.keys.records import utcnow
@@ -15,10 +15,9 @@ MAX_HOURS = 24 * 31
 
 
 @get("/usage", summary="Usage per key and per model and hour")
-async def usage(request: Request[Any, Any, Any], hours: int = 24) -> dict[str, Any]:
+async def usage(request_log: RequestLog, hours: int = 24) -> dict[str, Any]:
     """From the request log: the dashboard's table and chart."""
     if not 1 <= hours <= MAX_HOURS:
         raise InvalidRequest(f"hours must be between 1 and {MAX_HOURS}.", param="hours")
-    log: RequestLog = request.app.state.request_log
     since = utcnow() - timedelta(hours=hours)
-    return {"hours": hours, "keys": log.usage_by_key(since), "models": log.usage_by_model_hour(since)}
+    return {"hours": hours, "keys": request_log.usage_by_key(since), "models": request_log.usage_by_model_hour(since)}

@@ -6,11 +6,12 @@ from typing import Any
 
 from litestar import Request, Response, post
 
-from pinaivu_local.api.generation import serve_generation
+from pinaivu_local.api.context import RequestContext
+from pinaivu_local.api.delivery import respond
+from pinaivu_local.api.inference import Inference
 from pinaivu_local.api.openapi_body import json_body
-from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest, template_messages
+from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
 from pinaivu_local.api.validation import parse_body
-from pinaivu_local.engine.model_pool import ModelEngine
 
 
 @post(
@@ -19,26 +20,18 @@ from pinaivu_local.engine.model_pool import ModelEngine
     summary="Create a chat completion",
     operation_class=json_body(ChatCompletionRequest),
 )
-async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
+async def chat_completions(
+    request: Request[Any, Any, Any], inference: Inference, context: RequestContext
+) -> Response[Any]:
     """Answer a conversation, whole or as a stream of chunks."""
     body = parse_body(await request.body(), ChatCompletionRequest)
-    messages = template_messages(body.messages)
-
-    def prompt(engine: ModelEngine) -> list[int]:
-        return engine.chat_prompt(messages)
-
-    canonical = [m.model_dump(exclude_none=True) for m in body.messages]
-    return await serve_generation(request, body, "chat", prompt, body.token_limit(), canonical)
+    run = inference.start(context, body.inference_request())
+    return await respond(request, run, stream=bool(body.stream))
 
 
 @post("/completions", status_code=200, summary="Create a text completion", operation_class=json_body(CompletionRequest))
-async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
+async def completions(request: Request[Any, Any, Any], inference: Inference, context: RequestContext) -> Response[Any]:
     """Continue a prompt, whole or as a stream of chunks."""
     body = parse_body(await request.body(), CompletionRequest)
-
-    def prompt(engine: ModelEngine) -> list[int]:
-        if isinstance(body.prompt, str):
-            return engine.text_prompt(body.prompt)
-        return engine.token_prompt(body.prompt)
-
-    return await serve_generation(request, body, "text", prompt, body.max_tokens, body.prompt)
+    run = inference.start(context, body.inference_request())
+    return await respond(request, run, stream=bool(body.stream))

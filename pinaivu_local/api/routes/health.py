@@ -5,16 +5,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Response, get
 
+from pinaivu_local.api.metrics import Metrics
 from pinaivu_local.engine.model_pool import ModelPool
-from pinaivu_local.metrics import Metrics
 
 
 @get("/health", summary="Server and model states")
-async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+async def health(pool: ModelPool) -> Response[dict[str, Any]]:
     """ok when every model is ready, degraded when some are, unavailable (503) when none is."""
-    pool: ModelPool = request.app.state.pool
     models = [dataclasses.asdict(s) for s in pool.statuses()]
     ready = sum(m["state"] == "ready" for m in models)
     status = "ok" if ready == len(models) else "degraded" if ready else "unavailable"
@@ -22,7 +21,6 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 
 
 @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def prometheus_metrics(metrics: Metrics) -> Response[bytes]:
     """Requests, tokens, latencies, queue depth and running sequences per model, 429s and 503s."""
-    registry: Metrics = request.app.state.metrics
-    return Response(registry.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

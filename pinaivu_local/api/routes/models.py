@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, get
+from litestar import get
 
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
 
@@ -26,14 +26,12 @@ def model_object(engine: ModelEngine) -> dict[str, Any]:
 
 
 @get("/models", summary="List the active models")
-async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def list_models(pool: ModelPool) -> dict[str, Any]:
     """The ids to use verbatim as `model`."""
-    pool: ModelPool = request.app.state.pool
     return {"object": "list", "data": [model_object(pool.get(i)) for i in pool.ready_ids()]}
 
 
 @get("/models/{model_id:str}", summary="Retrieve one active model")
-async def retrieve_model(request: Request[Any, Any, Any], model_id: str) -> dict[str, Any]:
+async def retrieve_model(pool: ModelPool, model_id: str) -> dict[str, Any]:
     """One model, or 404 model_not_found."""
-    pool: ModelPool = request.app.state.pool
     return model_object(pool.get(model_id))

@@ -9,10 +9,12 @@ from litestar import Request, get, post
 from pydantic import Field
 
 from pinaivu_local.api.auth import Principal
+from pinaivu_local.api.context import RequestContext
 from pinaivu_local.api.openapi_body import json_body
-from pinaivu_local.api.replay import replay
+from pinaivu_local.api.replay import Replayer
 from pinaivu_local.api.schemas import ChatMessage, StrictBody, template_messages
 from pinaivu_local.api.validation import parse_body
+from pinaivu_local.engine.prepared import ChatPrompt, PromptSource, TextPrompt, TokenPrompt
 from pinaivu_local.errors import InvalidRequest, RequestNotFound
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
 from pinaivu_local.requestlog.log import RequestLog
@@ -30,11 +32,9 @@ class VerifyRequest(StrictBody):
     replay: bool = Field(default=True, description="re-run deterministic requests and compare")
 
 
-def _visible(request: Request[Any, Any, Any], request_id: str) -> RequestRecord:
+def _visible(request_log: RequestLog, principal: Principal, request_id: str) -> RequestRecord:
     """The record if the caller may see it; 404 otherwise, whether or not it exists."""
-    principal: Principal = request.state.principal
-    log: RequestLog = request.app.state.request_log
-    record = log.get(request_id)
+    record = request_log.get(request_id)
     if record is None or not (principal.admin or record.key_id == principal.key_id):
         raise RequestNotFound(
             f"No request {request_id!r} for this key. Request ids come from the `request_id` field "
@@ -45,14 +45,15 @@ def _visible(request: Request[Any, Any, Any], request_id: str) -> RequestRecord:
 
 
 @get("/requests/{request_id:str}", summary="Look a request up by its request_id")
-async def get_request(request: Request[Any, Any, Any], request_id: str) -> dict[str, Any]:
+async def get_request(request_log: RequestLog, principal: Principal, request_id: str) -> dict[str, Any]:
     """A key sees its own requests; an admin key sees all."""
-    return _visible(request, request_id).public()
+    return _visible(request_log, principal, request_id).public()
 
 
 @get("/requests", summary="The caller's recent requests, newest first (admin: everyone's)")
 async def list_requests(
-    request: Request[Any, Any, Any],
+    request_log: RequestLog,
+    principal: Principal,
     limit: int = 20,
     model: str | None = None,
     status: int | None = None,
@@ -65,9 +66,7 @@ async def list_requests(
         cursor = datetime.fromisoformat(before.replace("Z", "+00:00")) if before else None
     except ValueError:
         raise InvalidRequest("before must be an ISO 8601 time, as in `next_before`.", param="before") from None
-    principal: Principal = request.state.principal
-    log: RequestLog = request.app.state.request_log
-    page = log.page(
+    page = request_log.page(
         key_id=None if principal.admin else principal.key_id, limit=limit, model=model, status=status, before=cursor
     )
     data = [r.public() for r in page.records]
@@ -85,18 +84,27 @@ async def list_requests(
     summary="Check an input and output against the request's commitment",
     operation_class=json_body(VerifyRequest),
 )
-async def verify_request(request: Request[Any, Any, Any], request_id: str) -> dict[str, Any]:
+async def verify_request(
+    request: Request[Any, Any, Any],
+    request_log: RequestLog,
+    replayer: Replayer,
+    context: RequestContext,
+    request_id: str,
+) -> dict[str, Any]:
     """Hashes first; then, for a deterministic request (temperature 0 or a seed), a replay."""
-    record = _visible(request, request_id)
+    record = _visible(request_log, context.caller(), request_id)
     body = parse_body(await request.body(), VerifyRequest)
+    source: PromptSource
     if record.kind == "chat":
         if body.messages is None:
             raise InvalidRequest("This was a chat request: send the `messages` you sent.", param="messages")
         held: Any = [m.model_dump(exclude_none=True) for m in body.messages]
+        source = ChatPrompt(template_messages(body.messages))
     else:
         if body.prompt is None:
             raise InvalidRequest("This was a text completion: send the `prompt` you sent.", param="prompt")
         held = body.prompt
+        source = TextPrompt(body.prompt) if isinstance(body.prompt, str) else TokenPrompt(body.prompt)
     input_ok = input_digest(held) == record.input_sha256
     output_ok = record.output_sha256 is not None and output_digest(body.output) == record.output_sha256
     result: dict[str, Any] = {
@@ -108,6 +116,5 @@ async def verify_request(request: Request[Any, Any, Any], request_id: str) -> di
         "replay": None,
     }
     if body.replay and input_ok and output_ok:
-        source = template_messages(body.messages) if body.messages is not None else held
-        result["replay"] = await replay(request, record, source, body.output)
+        result["replay"] = await replayer.replay(context, record, source, body.output)
     return result

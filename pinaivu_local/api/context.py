@@ -1,0 +1,38 @@
+"""What one HTTP request learns while it is served, in one typed object the middleware reads at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pinaivu_local.api.auth import Principal
+from pinaivu_local.errors import AuthenticationError
+from pinaivu_local.requestlog.records import RequestRecord
+
+# The one key this project uses in the ASGI scope's per-request state.
+_STATE_KEY = "pinaivu_context"
+
+
+@dataclass
+class RequestContext:
+    """Who called, which model and request_id it got, and the record it left (for logs and headers)."""
+
+    principal: Principal | None = None
+    model_id: str | None = None
+    request_id: str | None = None
+    record: RequestRecord | None = None
+
+    def caller(self) -> Principal:
+        """The authenticated caller; only routes behind the key guard ask."""
+        if self.principal is None:
+            raise AuthenticationError("This endpoint needs an API key.", code="missing_api_key")
+        return self.principal
+
+
+def context_of(scope: Any) -> RequestContext:
+    """The context of the request whose ASGI scope this is, created on first use."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    context = state.get(_STATE_KEY)
+    if not isinstance(context, RequestContext):
+        context = state[_STATE_KEY] = RequestContext()
+    return context

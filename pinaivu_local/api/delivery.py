@@ -1,0 +1,93 @@
+"""Hands a started Run to the client: one JSON body, or an SSE stream of chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Request, Response
+from litestar.response import Stream
+
+from pinaivu_local.api.error_rendering import error_body, status_of
+from pinaivu_local.api.inference import CLIENT_CLOSED, Run
+from pinaivu_local.api.openai_shapes import SSE_DONE, sse
+from pinaivu_local.engine.results import FinishReason, Usage
+from pinaivu_local.errors import PinaivuError
+
+log = logging.getLogger(__name__)
+
+
+async def respond(request: Request[Any, Any, Any], run: Run, *, stream: bool) -> Response[Any]:
+    """The response for `run`: a stream that starts at once, or the whole body once it is done."""
+    headers = {"x-request-id": run.completion.request_id}
+    if stream:
+        return Stream(
+            _sse_events(run),
+            media_type="text/event-stream",
+            headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+    text, finish, usage = await _collect_unless_disconnected(request, run)
+    return Response(run.completion.body(text, finish, usage), headers=headers)
+
+
+async def collect(run: Run) -> tuple[str, FinishReason, Usage]:
+    """All deltas folded into one: the whole text, the finish reason and usage; the run ends."""
+    try:
+        async for delta in run.deltas():
+            if delta.finish_reason and delta.usage:
+                run.end(200, delta.finish_reason, delta.usage)
+                return run.text, delta.finish_reason, delta.usage
+    except PinaivuError as exc:
+        run.end(status_of(exc)[0], error=exc.message)
+        raise
+    raise RuntimeError("generation ended without a finish reason")
+
+
+async def _collect_unless_disconnected(request: Request[Any, Any, Any], run: Run) -> tuple[str, FinishReason, Usage]:
+    """Collect, but stop generating as soon as the client goes away."""
+    work = asyncio.ensure_future(collect(run))
+    watch = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            return work.result()
+        raise asyncio.CancelledError("client disconnected")
+    finally:
+        watch.cancel()
+        if not work.done():
+            work.cancel()
+        run.end(CLIENT_CLOSED, error="the client disconnected")
+
+
+async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _sse_events(run: Run) -> AsyncIterator[str]:
+    """The SSE stream: role chunk, text chunks, finish chunk, usage chunk if asked, [DONE]."""
+    completion = run.completion
+    try:
+        if completion.kind == "chat":
+            yield completion.chunk("", first=True)
+        async for delta in run.deltas():
+            if delta.finish_reason is None:
+                yield completion.chunk(delta.text)
+                continue
+            if delta.text:
+                yield completion.chunk(delta.text)
+            yield completion.chunk(None, delta.finish_reason)
+            if completion.include_usage and delta.usage:
+                yield completion.usage_chunk(delta.usage)
+            run.end(200, delta.finish_reason, delta.usage)
+        yield SSE_DONE
+    except PinaivuError as exc:  # the status line is gone: report in-band, as OpenAI does
+        log.warning("stream %s failed: %s", completion.request_id, exc.message)
+        run.end(status_of(exc)[0], error=exc.message)
+        yield sse(error_body(exc.message, "server_error", code=exc.code))
+    finally:
+        run.end(CLIENT_CLOSED, error="the client disconnected")

@@ -1,0 +1,29 @@
+"""Litestar guards: who may reach a route, checked before its body is read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+
+from pinaivu_local.api.context import context_of
+from pinaivu_local.api.services import services_of
+from pinaivu_local.errors import PermissionDenied
+
+
+def require_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Authenticate before validation, and remember the caller in the request's context."""
+    authenticator = services_of(connection.app).authenticator
+    principal = authenticator.authenticate(connection.headers.get("authorization"))
+    context_of(connection.scope).principal = principal
+
+
+def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """After require_key: admin keys only."""
+    principal = context_of(connection.scope).caller()
+    if not principal.admin:
+        raise PermissionDenied(
+            f"This API key ({principal.name!r}) is not an admin key; /admin needs one "
+            "(create it with `pinaivu-local keys create --admin`)."
+        )
