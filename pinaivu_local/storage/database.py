@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -11,35 +11,15 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from pinaivu_local.errors import ConfigError
-
-Migration = Callable[[Connection], None]
-
-
-def _tables(*names: str) -> Migration:
-    """A migration that creates SQLModel tables by name."""
-
-    def create(conn: Connection) -> None:
-        tables = [SQLModel.metadata.tables[name] for name in names]
-        SQLModel.metadata.create_all(conn, tables=tables)
-
-    return create
-
-
-def _migrations() -> list[Migration]:
-    # imported here so every table class is registered on SQLModel.metadata
-    from pinaivu_local.keys.records import ApiKey  # noqa: F401
-    from pinaivu_local.requestlog.records import RequestRecord  # noqa: F401
-
-    # Append only: version N is the state after the first N migrations.
-    return [_tables("api_keys"), _tables("request_log")]
+from pinaivu_local.storage import migrations
 
 
 def schema_version() -> int:
     """The schema version this code writes (the number of migrations)."""
-    return len(_migrations())
+    return len(migrations.MIGRATIONS)
 
 
 class Database:
@@ -55,16 +35,32 @@ class Database:
             raise
 
     def _migrate(self) -> None:
-        migrations = _migrations()
-        with self.engine.begin() as conn:
-            version = int(conn.exec_driver_sql("PRAGMA user_version").scalar() or 0)
-            if version > len(migrations):
-                raise ConfigError(
-                    f"{self.path}: written by a newer pinaivu-local (schema {version}); upgrade to open it"
-                )
-            for number, migration in enumerate(migrations[version:], start=version + 1):
-                migration(conn)
-                conn.exec_driver_sql(f"PRAGMA user_version = {number}")
+        try:
+            self._migrate_locked()
+        except SQLAlchemyError as exc:
+            raise ConfigError(f"{self.path}: cannot bring the schema up to date ({exc.args[0]})") from None
+
+    def _migrate_locked(self) -> None:
+        with self.engine.connect() as conn:
+            # IMMEDIATE takes the write lock now rather than at the first write: of several
+            # processes opening a fresh file at once, one migrates while the others wait
+            # (busy_timeout), then find every step recorded and skip them.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            version = _user_version(conn)
+            if version > schema_version():
+                raise self._newer(f"schema {version}")
+            done = migrations.applied(conn, legacy_version=version)
+            unknown = sorted(done - set(migrations.names()))
+            if unknown:
+                raise self._newer(f"migrations {', '.join(unknown)}")
+            migrations.apply(conn, done)
+            # user_version mirrors the step count, for older pinaivu-locals and `doctor`.
+            if version != schema_version():
+                conn.exec_driver_sql(f"PRAGMA user_version = {schema_version()}")
+            conn.commit()
+
+    def _newer(self, what: str) -> ConfigError:
+        return ConfigError(f"{self.path}: written by a newer pinaivu-local ({what}); upgrade to open it")
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -110,3 +106,7 @@ def _open_engine(path: Path) -> Engine:
         if side.exists():
             os.chmod(side, 0o600)
     return engine
+
+
+def _user_version(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("PRAGMA user_version").scalar() or 0)
