@@ -84,10 +84,11 @@ class RateLimited(PinaivuError):
 
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, limit_type: str, retry_after_ms: int) -> None:
+    def __init__(self, message: str, *, limit_type: str, retry_after_ms: int, retryable: bool = True) -> None:
         super().__init__(message)
         self.limit_type = limit_type
         self.retry_after_ms = retry_after_ms
+        self.retryable = retryable  # False: the request can never fit the limit
 
 
 class RouteNotFound(PinaivuError):

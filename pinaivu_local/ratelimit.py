@@ -82,10 +82,33 @@ class RateLimiter:
         self._window_s = window_s
         self._windows: dict[str, _Window] = {}
 
+    def check_requests(self, key: str, limits: Limits) -> None:
+        """RateLimited if one more request would pass the requests limit; reserves nothing.
+
+        Cheap, so it runs before any costly work (tokenizing); admit() checks again.
+        """
+        now = self._clock()
+        self._check_requests(self._prune(key, now), limits, now)
+
     def admit(self, key: str, limits: Limits, tokens: int) -> Reservation:
         """Count a request of `tokens` tokens, or raise RateLimited saying which limit and when."""
         now = self._clock()
         window = self._prune(key, now)
+        self._check_requests(window, limits, now)
+        if window.tokens + tokens > limits.tpm:
+            wait = self._token_wait(window, limits, tokens, now)
+            raise RateLimited(
+                _tokens_message(limits, tokens, window.tokens, wait),
+                limit_type="tokens",
+                retry_after_ms=_ms(wait),
+                retryable=tokens <= limits.tpm,  # more than the whole limit never fits: retrying is pointless
+            )
+        entry = _Entry(now, tokens)
+        window.entries.append(entry)
+        window.tokens += tokens
+        return Reservation(self, key, entry)
+
+    def _check_requests(self, window: _Window, limits: Limits, now: float) -> None:
         if len(window.entries) + 1 > limits.rpm:
             wait = window.entries[0].at + self._window_s - now
             raise RateLimited(
@@ -93,15 +116,6 @@ class RateLimiter:
                 limit_type="requests",
                 retry_after_ms=_ms(wait),
             )
-        if window.tokens + tokens > limits.tpm:
-            wait = self._token_wait(window, limits, tokens, now)
-            raise RateLimited(
-                _tokens_message(limits, tokens, window.tokens, wait), limit_type="tokens", retry_after_ms=_ms(wait)
-            )
-        entry = _Entry(now, tokens)
-        window.entries.append(entry)
-        window.tokens += tokens
-        return Reservation(self, key, entry)
 
     def snapshot(self, key: str, limits: Limits) -> Snapshot:
         """Remaining capacity and time to a full reset, for the headers."""
@@ -167,7 +181,8 @@ def _tokens_message(limits: Limits, tokens: int, in_use: int, wait: float) -> st
     if tokens > limits.tpm:
         return (
             f"Request too large for this key's token limit: it needs {tokens} tokens (prompt + max_tokens) "
-            f"but the limit is {limits.tpm} per minute. Lower max_tokens or shorten the prompt."
+            f"but the limit is {limits.tpm} per minute, so it can never fit; retrying will not help. "
+            "Lower max_tokens or shorten the prompt."
         )
     return (
         f"Rate limit reached for tokens: {limits.tpm} per minute for this key, {in_use} in use, "

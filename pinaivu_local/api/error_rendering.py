@@ -56,6 +56,8 @@ def render_pinaivu_error(_: Request[Any, Any, Any], exc: Exception) -> Response[
         type_ = exc.limit_type  # OpenAI's 429s say which limit: "requests" or "tokens"
         headers["retry-after"] = str(retry_after_seconds(exc.retry_after_ms))
         headers["retry-after-ms"] = str(exc.retry_after_ms)
+        if not exc.retryable:  # it can never fit: the openai SDK honours this and does not retry
+            headers["x-should-retry"] = "false"
     return Response(error_body(exc.message, type_, param=exc.param, code=exc.code), status_code=status, headers=headers)
 
 

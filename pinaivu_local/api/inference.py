@@ -7,6 +7,7 @@ used when the run ends, or refunded when the engine gave the request back unserv
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,7 @@ class Inference:
         self._metrics = metrics
         self._log_content = log_content
 
-    def start(self, context: RequestContext, request: InferenceRequest, *, record: bool = True) -> Run:
+    async def start(self, context: RequestContext, request: InferenceRequest, *, record: bool = True) -> Run:
         """Check, admit and queue `request`; raises the first check that fails. The Run must be ended.
 
         `record=False` (replays) leaves no record and no request_id of its own.
@@ -127,7 +128,10 @@ class Inference:
         engine = self._pool.get(request.model)
         context.model_id = engine.id
         principal.check_model(engine.id)
-        prepared = engine.prepare(request.source, request.sampling, request.max_tokens)
+        # The requests limit first: it costs nothing, and a key over it must not make us tokenize.
+        self._limiter.check_requests(principal.key_id, principal.limits)
+        # Rendering and tokenizing take time in proportion to the input: never on the event loop.
+        prepared = await asyncio.to_thread(engine.prepare, request.source, request.sampling, request.max_tokens)
         reservation = self._limiter.admit(principal.key_id, principal.limits, prepared.reserved_tokens)
         try:
             generation = engine.start(prepared)

@@ -46,7 +46,7 @@ class Replayer:
             committed_input=None,
         )
         try:
-            run = self._inference.start(context, request, record=False)
+            run = await self._inference.start(context, request, record=False)
         except _NOT_NOW as exc:
             return {"performed": False, "reason": exc.message}
         try:

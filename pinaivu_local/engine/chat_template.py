@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +35,14 @@ LLAMA3_TEMPLATE = (
 )
 
 
+@dataclass(frozen=True)
+class PromptPart:
+    """A piece of a rendered prompt: the template's markup (control tokens allowed) or a message's text."""
+
+    text: str
+    markup: bool = False
+
+
 class _TemplateRaised(Exception):
     """`raise_exception(...)` called by the template: the messages break its rules."""
 
@@ -60,9 +70,46 @@ class ChatTemplate:
             raise ModelFileError(f"{origin}: its chat template does not compile ({exc})") from None
         self._bos = bos_token
         self._eos = eos_token
+        self._trims_content = self._trims()
 
     def render(self, messages: list[dict[str, str]]) -> str:
         """Render messages (role, content) with the assistant's generation prompt appended."""
+        return self._render(messages)
+
+    def render_parts(self, messages: list[dict[str, str]]) -> list[PromptPart]:
+        """The rendered prompt in order, the template's own markup apart from the messages' text.
+
+        Each content is rendered between two markers made for this call (private-use characters
+        around a random nonce, which no client can guess), then the rendered text is cut at them.
+        """
+        nonce = secrets.token_hex(8)
+        opening, closing = f"\ue000{nonce}\ue001", f"\ue002{nonce}\ue003"
+        marked = [{**m, "content": f"{opening}{m['content']}{closing}"} for m in messages]
+        rendered = self._render(marked)
+        parts: list[PromptPart] = []
+        position = 0
+        while (start := rendered.find(opening, position)) >= 0:
+            end = rendered.find(closing, start)
+            if end < 0:
+                raise InvalidRequest("The model's chat template cut a message short; send shorter messages.")
+            text = rendered[start + len(opening) : end]
+            parts += [PromptPart(rendered[position:start], markup=True), PromptPart(self._as_template_would(text))]
+            position = end + len(closing)
+        parts.append(PromptPart(rendered[position:], markup=True))
+        return parts
+
+    def _as_template_would(self, text: str) -> str:
+        # A template's `| trim` sees the markers, not the text: apply it here instead.
+        return text.strip() if self._trims_content else text
+
+    def _trims(self) -> bool:
+        """Whether the template strips the whitespace around a message's content (Llama 3's does)."""
+        try:
+            return "  probe  " not in self._render([{"role": "user", "content": "  probe  "}])
+        except InvalidRequest:
+            return False
+
+    def _render(self, messages: list[dict[str, str]]) -> str:
         try:
             return self._template.render(
                 messages=messages,

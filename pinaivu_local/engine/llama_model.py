@@ -8,7 +8,7 @@ from pathlib import Path
 
 import llama_cpp.llama_cpp as llama
 
-from pinaivu_local.engine.chat_template import LLAMA3_TEMPLATE, ChatTemplate
+from pinaivu_local.engine.chat_template import LLAMA3_TEMPLATE, ChatTemplate, PromptPart
 from pinaivu_local.errors import ModelFileError
 from pinaivu_local.weights.gguf_info import kv_cache_bytes
 
@@ -59,6 +59,7 @@ class LlamaModel:
         self.n_layer = llama.llama_model_n_layer(model)
         self._piece_buf = ctypes.create_string_buffer(256)
         self.chat_template = self._chat_template()
+        self.max_token_bytes = self._longest_token_bytes()
 
     def close(self) -> None:
         """Free the weights."""
@@ -79,17 +80,30 @@ class LlamaModel:
         n_head_kv = llama.llama_model_n_head_kv(self.ptr) or n_head
         return kv_cache_bytes(n_ctx, self.n_layer, n_head_kv, head_dim, head_dim)
 
-    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
-        """Tokens of `text`, special tokens such as <|eot_id|> parsed as such."""
+    def tokenize(self, text: str, *, add_bos: bool, special: bool = False) -> list[int]:
+        """Tokens of `text`. Only with `special` do strings such as <|eot_id|> become control tokens:
+        text that came from a client never gets it, so it cannot forge the template's markup."""
         data = text.encode("utf-8")
         capacity = len(data) + 8
         tokens = (llama.llama_token * capacity)()
-        n = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, True)
+        n = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, special)
         if n < 0:  # the capacity was short: -n is the size needed
             capacity = -n
             tokens = (llama.llama_token * capacity)()
-            n = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, True)
+            n = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, special)
         return list(tokens[:n])
+
+    def tokenize_prompt(self, parts: list[PromptPart]) -> list[int]:
+        """Tokens of a rendered chat prompt: the template's markup parsed, message text kept plain."""
+        tokens: list[int] = []
+        for part in parts:
+            if part.text:
+                tokens += self.tokenize(part.text, add_bos=False, special=part.markup)
+        return tokens
+
+    def _longest_token_bytes(self) -> int:
+        """The most bytes one token stands for: a text of B bytes is at least B / this many tokens."""
+        return max((len(self.piece(t)) for t in range(self.n_vocab)), default=1) or 1
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token; control tokens render as nothing."""

@@ -74,8 +74,11 @@ class ModelEngine:
         InvalidRequest for token ids outside the vocabulary, ContextLengthExceeded when it cannot fit.
         """
         self._check_tokens(list(sampling.logit_bias), "logit_bias")
-        prompt = self._tokens(source)
         param = "messages" if isinstance(source, ChatPrompt) else "prompt"
+        # No token is longer than max_token_bytes: a text that cannot fit even so is refused
+        # before it is tokenized (megabytes of it would keep a thread busy for nothing).
+        self._budget(-(-_text_bytes(source) // self._model.max_token_bytes), requested, param, at_least=True)
+        prompt = self._tokens(source)
         budget = self._budget(len(prompt), requested, param)
         return PreparedRequest(model_id=self.id, prompt=prompt, max_tokens=budget, sampling=sampling)
 
@@ -88,7 +91,7 @@ class ModelEngine:
     def _tokens(self, source: PromptSource) -> list[int]:
         if isinstance(source, ChatPrompt):
             # The template writes <|begin_of_text|> itself, so no BOS is added here.
-            return self._model.tokenize(self._model.chat_template.render(source.messages), add_bos=False)
+            return self._model.tokenize_prompt(self._model.chat_template.render_parts(source.messages))
         if isinstance(source, TextPrompt):
             return self._model.tokenize(source.text, add_bos=True)
         self._check_tokens(source.tokens, "prompt")
@@ -102,20 +105,25 @@ class ModelEngine:
                 param=param,
             )
 
-    def _budget(self, n_prompt: int, requested: int | None, param: str) -> int:
-        """Tokens the completion may take; ContextLengthExceeded when they do not fit."""
+    def _budget(self, n_prompt: int, requested: int | None, param: str, *, at_least: bool = False) -> int:
+        """Tokens the completion may take; ContextLengthExceeded when they do not fit.
+
+        `at_least`: n_prompt is a lower bound of the prompt's tokens, and the message says so.
+        """
+        prompt = f"at least {n_prompt}" if at_least else str(n_prompt)
         if requested is None:
             if n_prompt >= self.n_ctx:
                 raise ContextLengthExceeded(
                     f"This model's maximum context length is {self.n_ctx} tokens, but your prompt is "
-                    f"{n_prompt} tokens. Shorten the {param}.",
+                    f"{prompt} tokens. Shorten the {param}.",
                     param=param,
                 )
             return self.n_ctx - n_prompt
         if n_prompt + requested > self.n_ctx:
+            total = f"at least {n_prompt + requested}" if at_least else str(n_prompt + requested)
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {self.n_ctx} tokens. However, you requested "
-                f"{n_prompt + requested} tokens ({n_prompt} in the {param}, {requested} for the completion). "
+                f"{total} tokens ({prompt} in the {param}, {requested} for the completion). "
                 f"Please reduce the length of the {param} or the completion's max_tokens.",
                 param=param,
             )
@@ -248,6 +256,15 @@ class ModelPool:
             self._log.uninstall()
             self._log = None
         llama.llama_backend_free()
+
+
+def _text_bytes(source: PromptSource) -> int:
+    """Bytes of client text in a prompt (0 for token ids, which are counted as they are)."""
+    if isinstance(source, ChatPrompt):
+        return sum(len(m.get("content", "").encode()) for m in source.messages)
+    if isinstance(source, TextPrompt):
+        return len(source.text.encode())
+    return 0
 
 
 def _placement(n_gpu_layers: int, n_layer: int) -> str:

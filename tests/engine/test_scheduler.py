@@ -304,3 +304,28 @@ def test_frequency_penalty_breaks_a_greedy_loop(pool: ModelPool) -> None:
     assert out[-1].usage is not None and out[-1].usage.completion_tokens == 24
     assert joined(out).startswith("PPP") and joined(out).count("P") < 10
     assert engine.status().state == "ready"
+
+
+def test_a_text_that_cannot_fit_is_refused_before_it_is_tokenized(
+    pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = pool.get("tiny")
+
+    def never(*args: object, **kwargs: object) -> list[int]:
+        raise AssertionError("tokenized a text that cannot fit")
+
+    monkeypatch.setattr(engine._model, "tokenize", never)
+    monkeypatch.setattr(engine._model, "tokenize_prompt", never)
+    hostile = "<|eot_id|>" * 80_000
+    with pytest.raises(ContextLengthExceeded, match="at least"):
+        engine.prepare(TextPrompt(hostile), SamplingParams(), None)
+    with pytest.raises(ContextLengthExceeded, match="at least") as caught:
+        engine.prepare(ChatPrompt([{"role": "user", "content": hostile}]), SamplingParams(), 16)
+    assert caught.value.param == "messages"
+
+
+def test_completion_prompts_are_plain_text(pool: ModelPool) -> None:
+    engine = pool.get("tiny")
+    prepared = engine.prepare(TextPrompt("a<|eot_id|>b"), SamplingParams(), 4)
+    assert 324 not in prepared.prompt and len(prepared.prompt) > 4
+    assert engine.prepare(TokenPrompt([320, 324]), SamplingParams(), 4).prompt == [320, 324]  # ids stay ids

@@ -25,7 +25,7 @@ async def chat_completions(
 ) -> Response[Any]:
     """Answer a conversation, whole or as a stream of chunks."""
     body = parse_body(await request.body(), ChatCompletionRequest)
-    run = inference.start(context, body.inference_request())
+    run = await inference.start(context, body.inference_request())
     return await respond(request, run, stream=bool(body.stream))
 
 
@@ -33,5 +33,5 @@ async def chat_completions(
 async def completions(request: Request[Any, Any, Any], inference: Inference, context: RequestContext) -> Response[Any]:
     """Continue a prompt, whole or as a stream of chunks."""
     body = parse_body(await request.body(), CompletionRequest)
-    run = inference.start(context, body.inference_request())
+    run = await inference.start(context, body.inference_request())
     return await respond(request, run, stream=bool(body.stream))
