@@ -8,8 +8,9 @@ from pathlib import Path
 
 import llama_cpp.llama_cpp as llama
 
-from pinaivu_local.engine.chat_template import LLAMA3_TEMPLATE, ChatTemplate
+from pinaivu_local.engine.chat_template import ChatTemplate
 from pinaivu_local.errors import ModelFileError
+from pinaivu_local.llama3_template import LLAMA3_TEMPLATE
 from pinaivu_local.weights.gguf_info import kv_cache_bytes
 
 GGUF_MAGIC = b"GGUF"
