@@ -16,7 +16,10 @@ from pinaivu_local.tiny_gguf import TinyShape, write_tiny_model
 
 def main(workdir: Path) -> int:
     """Quantize a small model to Q4_K_M, load it with repacking on and decode a few tokens."""
-    llama.llama_log_set(llama.llama_log_callback(lambda *_: None), None)
+    # Held in a variable until main returns: ctypes frees the trampoline with its Python object, and
+    # llama.cpp calling freed memory crashed the probe itself (read as "repacking is unsafe").
+    silence = llama.llama_log_callback(lambda *_: None)
+    llama.llama_log_set(silence, None)
     llama.llama_backend_init()
     f16 = write_tiny_model(workdir / "probe-f16.gguf", shape=TinyShape(n_embd=256, n_ff=512, n_layer=1))
     quantized = workdir / "probe-q4_k_m.gguf"
