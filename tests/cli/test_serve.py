@@ -154,7 +154,7 @@ def test_no_weights_at_all_points_to_test_models(server_factory: Callable[..., R
 
 
 def test_test_models_serve_the_catalog_ids(server_factory: Callable[..., RunningServer], tmp_path: Path) -> None:
-    catalog = Path(__file__).parent.parent / "models.toml"
+    catalog = Path(__file__).parents[2] / "models.toml"
     server = server_factory("--test-models", "--models-file", str(catalog))
     client = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0)
     models = httpx.get(f"{server.v1}/models", headers=AUTH, timeout=10).json()["data"]
@@ -169,5 +169,5 @@ def test_test_models_serve_the_catalog_ids(server_factory: Callable[..., Running
 
 
 def test_shipped_catalog_copies_are_identical() -> None:
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     assert (root / "models.toml").read_text() == (root / "pinaivu_local" / "models.toml").read_text()
