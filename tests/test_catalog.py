@@ -72,3 +72,7 @@ def test_errors_name_file_and_problem(tmp_path: Path, content: str, needle: str)
 def test_missing_catalog(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="model catalog not found"):
         load_catalog(tmp_path / "nope.toml", tmp_path)
+
+
+def test_shipped_catalog_copies_are_identical() -> None:
+    assert SHIPPED.read_text() == (SHIPPED.parent / "pinaivu_local" / "models.toml").read_text()

@@ -8,10 +8,10 @@ from typing import Any
 
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.openai_shapes import Completion
+from pinaivu_local.clock import utcnow
 from pinaivu_local.engine.prepared import PreparedRequest
 from pinaivu_local.engine.results import Usage
 from pinaivu_local.engine.scheduler import GenerationStream
-from pinaivu_local.keys.records import utcnow
 from pinaivu_local.requestlog.commitment import canonical_json, input_digest, output_digest
 from pinaivu_local.requestlog.records import RequestRecord
 

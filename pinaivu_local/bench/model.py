@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from pathlib import Path
 
-from pinaivu_local.errors import ModelFileError
+from gguf import LlamaFileType
+
+from pinaivu_local.engine.quantize import quantize
 from pinaivu_local.tiny_gguf import LLAMA_3_2_1B_SHAPE, write_tiny_model
 
 log = logging.getLogger(__name__)
 
 BENCH_MODEL_FILE = "bench-llama3.2-1b-shape-Q4_K_M.gguf"
 TINY_MODEL_FILE = "bench-tiny-F16.gguf"
-LLAMA_FTYPE_MOSTLY_Q4_K_M = 15
 
 
 def ensure_bench_model(directory: Path, *, tiny: bool = False) -> Path:
@@ -30,23 +30,8 @@ def ensure_bench_model(directory: Path, *, tiny: bool = False) -> Path:
         log.info("writing the 1B-shaped F16 model (~2.5 GB, random weights) to %s", f16)
         write_tiny_model(f16, shape=LLAMA_3_2_1B_SHAPE, seed=1234)
         log.info("quantizing it to Q4_K_M (~800 MB)")
-        quantize(f16, path, LLAMA_FTYPE_MOSTLY_Q4_K_M)
+        quantize(f16, path, LlamaFileType.MOSTLY_Q4_K_M)
     finally:
         with contextlib.suppress(FileNotFoundError):
             f16.unlink()
     return path
-
-
-def quantize(source: Path, target: Path, ftype: int) -> None:
-    """llama.cpp's own quantizer, written atomically to `target`."""
-    import llama_cpp.llama_cpp as llama
-
-    params = llama.llama_model_quantize_default_params()
-    params.ftype = ftype
-    params.nthread = os.cpu_count() or 1
-    partial = target.with_name(f".{target.name}.partial")
-    rc = llama.llama_model_quantize(str(source).encode(), str(partial).encode(), params)
-    if rc != 0:
-        partial.unlink(missing_ok=True)
-        raise ModelFileError(f"{source}: llama.cpp could not quantize it (status {rc})")
-    os.replace(partial, target)

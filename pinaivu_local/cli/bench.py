@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from pinaivu_local.cli.common import build_settings
-from pinaivu_local.cli.serve import configure_logging
+from pinaivu_local.cli.common import build_settings, configure_logging, data_dir_option
 from pinaivu_local.errors import BenchError, ModelFileError
 
 
@@ -30,7 +29,7 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
     type=click.Path(path_type=Path, file_okay=False),
     help="Where the model, server logs and results go [default: DATA_DIR/bench].",
 )
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Data directory [PINAIVU_DATA_DIR].")
+@data_dir_option
 @click.option("--concurrency", default="1,2,4,8", callback=_concurrency_levels, help="Concurrent streams to measure.")
 @click.option("--prompt-tokens", type=click.IntRange(1, 1000), default=40, show_default=True)
 @click.option(

@@ -1,8 +1,11 @@
-"""What every subcommand shares: settings, the catalog, common options, one-line errors."""
+"""What every subcommand shares: settings, the catalog, the key store, logging, common options, one-line errors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -10,20 +13,23 @@ import click
 from pydantic import ValidationError
 
 from pinaivu_local.catalog import Catalog, ModelSpec, load_catalog
-from pinaivu_local.errors import ConfigError, PinaivuError
+from pinaivu_local.errors import ConfigError, KeyNotFound, PinaivuError
+from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.settings import Settings
 from pinaivu_local.sizes import human_bytes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Data directory [PINAIVU_DATA_DIR]."
+)
+
+
 def catalog_options(command: F) -> F:
     """--models-file and --data-dir, which every command that reads the catalog takes."""
-    command = click.option(
-        "--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Data directory [PINAIVU_DATA_DIR]."
-    )(command)
     return click.option("--models-file", type=click.Path(path_type=Path), help="Model catalog [PINAIVU_MODELS_FILE].")(
-        command
+        data_dir_option(command)
     )
 
 
@@ -63,3 +69,36 @@ def pull_models(settings: Settings, specs: Iterable[ModelSpec], *, from_ollama: 
             size = human_bytes(result.size_bytes)
             click.echo(f"{spec.id}: {result.action} {result.file} ({size}, sha256 {result.sha256})")
     return failures
+
+
+@contextlib.contextmanager
+def key_store(settings: Settings) -> Iterator[KeyStore]:
+    """The key store of the data dir, closed afterwards; one-line errors."""
+    from pinaivu_local.storage.database import Database
+
+    try:
+        database = Database(settings.database)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+    try:
+        yield KeyStore(database)
+    except (ConfigError, KeyNotFound) as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        database.close()
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Log lines to stderr at `level`; access lines as text or one JSON object each."""
+    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # access lines carry their own structure: print them bare (one JSON object per line in json mode)
+    access = logging.getLogger("pinaivu_local.access")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s" if log_format == "json" else "access %(message)s"))
+    access.addHandler(handler)
+    access.propagate = False
+    # llama.cpp's own warnings are mostly tuning notes; show them only when debugging.
+    llama_level = logging.DEBUG if level == "debug" else logging.ERROR
+    logging.getLogger("pinaivu_local.llama_cpp").setLevel(llama_level)
+    logging.getLogger("gguf").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)

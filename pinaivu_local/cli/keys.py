@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from pinaivu_local.cli.common import build_settings
-from pinaivu_local.errors import ConfigError, KeyNotFound
-from pinaivu_local.keys.store import KeyStore
-from pinaivu_local.settings import Settings
-
-
-@contextlib.contextmanager
-def key_store(settings: Settings) -> Iterator[KeyStore]:
-    """The key store of the data dir, closed afterwards; one-line errors."""
-    from pinaivu_local.storage.database import Database
-
-    try:
-        database = Database(settings.database)
-    except ConfigError as exc:
-        raise click.ClickException(exc.message) from None
-    try:
-        yield KeyStore(database)
-    except (ConfigError, KeyNotFound) as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        database.close()
-
-
-data_dir_option = click.option(
-    "--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Data directory [PINAIVU_DATA_DIR]."
-)
+from pinaivu_local.cli.common import build_settings, data_dir_option, key_store
 
 
 @click.group()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from typing import Any
@@ -14,6 +13,7 @@ from pinaivu_local.cli.common import build_settings, catalog_options, open_catal
 from pinaivu_local.errors import PinaivuError
 from pinaivu_local.settings import Settings
 from pinaivu_local.sizes import human_bytes
+from pinaivu_local.suggest import suggest
 
 
 @click.group()
@@ -89,8 +89,8 @@ def _find(catalog: Catalog, model_id: str) -> ModelSpec:
     for spec in catalog.models:
         if spec.id == model_id:
             return spec
-    close = difflib.get_close_matches(model_id, catalog.ids(), n=1)
-    hint = f"; did you mean {close[0]}?" if close else f"; the catalog has {', '.join(catalog.ids())}"
+    close = suggest(model_id, catalog.ids())
+    hint = f"; did you mean {close}?" if close else f"; the catalog has {', '.join(catalog.ids())}"
     raise click.ClickException(f"no model {model_id!r} in {catalog.file}{hint}")
 
 

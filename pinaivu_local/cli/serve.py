@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 import sys
 from pathlib import Path
@@ -12,8 +11,14 @@ import click
 
 from pinaivu_local import __version__
 from pinaivu_local.catalog import Catalog
-from pinaivu_local.cli.common import build_settings, catalog_options, open_catalog, pull_models
-from pinaivu_local.cli.keys import key_store
+from pinaivu_local.cli.common import (
+    build_settings,
+    catalog_options,
+    configure_logging,
+    key_store,
+    open_catalog,
+    pull_models,
+)
 from pinaivu_local.errors import ConfigError
 from pinaivu_local.settings import Settings
 
@@ -110,18 +115,3 @@ def _prepare_data_dir(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise click.ClickException(f"{path}: cannot create the data directory ({exc.strerror})") from None
-
-
-def configure_logging(level: str, log_format: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # access lines carry their own structure: print them bare (one JSON object per line in json mode)
-    access = logging.getLogger("pinaivu_local.access")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s" if log_format == "json" else "access %(message)s"))
-    access.addHandler(handler)
-    access.propagate = False
-    # llama.cpp's own warnings are mostly tuning notes; show them only when debugging.
-    llama_level = logging.DEBUG if level == "debug" else logging.ERROR
-    logging.getLogger("pinaivu_local.llama_cpp").setLevel(llama_level)
-    logging.getLogger("gguf").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -13,27 +13,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from pinaivu_local.errors import InvalidRequest, ModelFileError
 
-# Llama 3's instruct template (reduced: no tool calling), for GGUFs that carry none.
-LLAMA3_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- if not date_string is defined %}{%- set date_string = '26 Jul 2024' %}{%- endif %}"
-    "{%- if messages[0]['role'] == 'system' %}"
-    "{%- set system_message = messages[0]['content'] | trim %}"
-    "{%- set messages = messages[1:] %}"
-    "{%- else %}{%- set system_message = '' %}{%- endif %}"
-    "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
-    "{{- 'Cutting Knowledge Date: December 2023\\n' }}"
-    "{{- 'Today Date: ' + date_string + '\\n\\n' }}"
-    "{{- system_message }}{{- '<|eot_id|>' }}"
-    "{%- for message in messages %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
-    " + message['content'] | trim + '<|eot_id|>' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}"
-    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
-    "{%- endif %}"
-)
-
 
 @dataclass(frozen=True)
 class PromptPart:

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import llama_cpp.llama_cpp as llama
 
-from pinaivu_local.engine.chat_template import LLAMA3_TEMPLATE, ChatTemplate, PromptPart
+from pinaivu_local.engine.chat_template import ChatTemplate, PromptPart
 from pinaivu_local.errors import ModelFileError
-from pinaivu_local.weights.gguf_info import kv_cache_bytes
-
-GGUF_MAGIC = b"GGUF"
+from pinaivu_local.llama3_template import LLAMA3_TEMPLATE
+from pinaivu_local.weights.gguf_info import check_gguf, kv_cache_bytes
 
 
 @dataclass(frozen=True)
@@ -21,19 +20,6 @@ class LoadOptions:
 
     n_gpu_layers: int = -1
     weight_repack: bool = False
-
-
-def check_gguf(path: Path) -> None:
-    """Raise ModelFileError unless `path` is a readable file that starts like a GGUF."""
-    try:
-        with path.open("rb") as f:
-            magic = f.read(4)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: model file not found") from None
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror})") from None
-    if magic != GGUF_MAGIC:
-        raise ModelFileError(f"{path}: not a GGUF file (it starts with {magic!r}, expected b'GGUF')")
 
 
 class LlamaModel:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
-import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +17,7 @@ from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
 from pinaivu_local.errors import ContextLengthExceeded, InvalidRequest, ModelFileError, ModelNotFound, PinaivuError
 from pinaivu_local.sizes import human_bytes
+from pinaivu_local.suggest import suggest
 
 log = logging.getLogger(__name__)
 
@@ -272,19 +271,3 @@ def _placement(n_gpu_layers: int, n_layer: int) -> str:
         return "on the CPU"
     on_gpu = n_layer if n_gpu_layers < 0 else min(n_gpu_layers, n_layer)
     return f"{on_gpu} of {n_layer} layers on the GPU"
-
-
-def suggest(model_id: str, candidates: list[str]) -> str | None:
-    """The candidate a mistyped id most likely meant (llama-3.2-3b -> llama3.2:3b)."""
-
-    def squash(text: str) -> str:
-        return re.sub(r"[^a-z0-9.]", "", text.lower())
-
-    wanted = squash(model_id)
-    for candidate in candidates:
-        if squash(candidate) == wanted:
-            return candidate
-    close = difflib.get_close_matches(wanted, [squash(c) for c in candidates], n=1, cutoff=0.75)
-    if close:
-        return next(c for c in candidates if squash(c) == close[0])
-    return None

@@ -6,22 +6,26 @@ import sys
 from pathlib import Path
 
 import llama_cpp.llama_cpp as llama
+from gguf import LlamaFileType
 
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
+from pinaivu_local.engine.quantize import quantize
+from pinaivu_local.errors import ModelFileError
 from pinaivu_local.tiny_gguf import TinyShape, write_tiny_model
-
-LLAMA_FTYPE_MOSTLY_Q4_K_M = 15
 
 
 def main(workdir: Path) -> int:
     """Quantize a small model to Q4_K_M, load it with repacking on and decode a few tokens."""
-    llama.llama_log_set(llama.llama_log_callback(lambda *_: None), None)
+    # Held in a variable until main returns: ctypes frees the trampoline with its Python object, and
+    # llama.cpp calling freed memory crashed the probe itself (read as "repacking is unsafe").
+    silence = llama.llama_log_callback(lambda *_: None)
+    llama.llama_log_set(silence, None)
     llama.llama_backend_init()
     f16 = write_tiny_model(workdir / "probe-f16.gguf", shape=TinyShape(n_embd=256, n_ff=512, n_layer=1))
     quantized = workdir / "probe-q4_k_m.gguf"
-    params = llama.llama_model_quantize_default_params()
-    params.ftype = LLAMA_FTYPE_MOSTLY_Q4_K_M
-    if llama.llama_model_quantize(str(f16).encode(), str(quantized).encode(), params) != 0:
+    try:
+        quantize(f16, quantized, LlamaFileType.MOSTLY_Q4_K_M)
+    except ModelFileError:
         return 3
     for path in (quantized, write_tiny_model(workdir / "probe-q8.gguf", quant="Q8_0")):
         model = LlamaModel(path, LoadOptions(n_gpu_layers=0, weight_repack=True))

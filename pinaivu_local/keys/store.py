@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlmodel import select
 
+from pinaivu_local.clock import as_utc, utcnow
 from pinaivu_local.errors import AuthenticationError, KeyNotFound
 from pinaivu_local.keys.material import generate_key, hash_key, visible_prefix
-from pinaivu_local.keys.records import ApiKey, as_utc, utcnow
+from pinaivu_local.keys.records import ApiKey
 from pinaivu_local.storage.database import Database
 
 # last_used_at is written at most this often per key: one write per request would be wasteful.

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, func
 from sqlmodel import col, select
 
-from pinaivu_local.keys.records import utcnow
+from pinaivu_local.clock import utcnow
 from pinaivu_local.requestlog.records import RequestRecord
 from pinaivu_local.storage.database import Database
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import Field, SQLModel
 
-from pinaivu_local.keys.records import as_utc
+from pinaivu_local.clock import as_utc
 
 
 class RequestRecord(SQLModel, table=True):

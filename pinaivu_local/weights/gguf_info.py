@@ -1,15 +1,26 @@
-"""What a GGUF file holds, read from its header alone (no weights are loaded)."""
+"""What a GGUF file holds, read from its header alone (no weights are loaded).
+
+The header is parsed here rather than with the `gguf` package's GGUFReader (0.19), for two
+reasons measured on this 2-core machine with a 704 MB file carrying Llama-3.2-1B-Instruct's
+header (128256 tokens, 280147 merges): GGUFReader took 21-30 s, as it builds numpy views of
+every vocabulary entry, where this parser takes 0.2-0.6 s, as it skips arrays; and GGUFReader
+cannot read a truncated file at all (a ValueError mapping the last tensor), while saying how
+many bytes are missing is what `pull` and `models list` need. `gguf` supplies the type tables.
+"""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pinaivu_local.errors import ModelFileError
 
+# The first bytes of every GGUF (gguf.GGUF_MAGIC, as it is on disk).
 GGUF_MAGIC = b"GGUF"
 # GGUF value types whose size is fixed: type id -> struct format.
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -60,29 +71,37 @@ def kv_cache_bytes(n_ctx: int, n_layer: int, n_head_kv: int, key_dim: int, value
     return n_ctx * n_layer * n_head_kv * (key_dim + value_dim) * KV_BYTES_PER_VALUE
 
 
+def check_gguf(path: Path) -> None:
+    """Raise ModelFileError unless `path` is a readable file that starts like a GGUF."""
+    with _opened(path):
+        pass
+
+
 def read_gguf_info(path: Path) -> GGUFInfo:
-    """Parse the header of a GGUF; ModelFileError when it is absent, unreadable or not a GGUF."""
+    """Parse the header of a GGUF; ModelFileError when it is absent, unreadable, not a GGUF or damaged."""
+    with _opened(path) as f:
+        try:
+            return _parse(f, path.stat().st_size)
+        except (struct.error, UnicodeDecodeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: damaged GGUF header ({exc})") from None
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[BinaryIO]:
+    """`path` open just past its magic; a missing, unreadable or foreign file is a ModelFileError."""
     try:
         with path.open("rb") as f:
-            return _parse(f, path.stat().st_size)
+            magic = f.read(len(GGUF_MAGIC))
+            if magic != GGUF_MAGIC:
+                raise ModelFileError(f"{path}: not a GGUF file (it starts with {magic!r}, expected {GGUF_MAGIC!r})")
+            yield f
     except FileNotFoundError:
         raise ModelFileError(f"{path}: model file not found") from None
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror})") from None
-    except (struct.error, UnicodeDecodeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: damaged GGUF header ({exc})") from None
-    except _NotGGUF as exc:
-        raise ModelFileError(f"{path}: not a GGUF file (it starts with {exc.args[0]!r}, expected b'GGUF')") from None
-
-
-class _NotGGUF(Exception):
-    pass
 
 
 def _parse(f: BinaryIO, file_bytes: int) -> GGUFInfo:
-    magic = f.read(4)
-    if magic != GGUF_MAGIC:
-        raise _NotGGUF(magic)
     version, n_tensors, n_kv = _unpack(f, "<IQQ")
     if version < 2 or n_kv > 1 << 20 or n_tensors > 1 << 24:
         raise ValueError(f"unsupported GGUF version {version} or implausible counts")

@@ -8,7 +8,7 @@ from pathlib import Path
 import llama_cpp.llama_cpp as llama
 import pytest
 
-from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions, check_gguf
+from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.errors import ModelFileError
 from tests.conftest import TinyModels
 
@@ -81,7 +81,7 @@ def test_template_from_the_gguf(model: LlamaModel) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="model file not found"):
-        check_gguf(tmp_path / "nope.gguf")
+        LlamaModel(tmp_path / "nope.gguf", LoadOptions())
 
 
 def test_not_a_gguf(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pinaivu_local.keys.records import utcnow
+from pinaivu_local.clock import utcnow
 from pinaivu_local.requestlog.commitment import canonical_json, first_divergence, input_digest
 from pinaivu_local.requestlog.log import RequestLog, Retention
 from pinaivu_local.requestlog.model_hashes import ModelHashes

@@ -8,7 +8,7 @@ import pytest
 
 from pinaivu_local.errors import ModelFileError
 from pinaivu_local.tiny_gguf import TinyShape
-from pinaivu_local.weights.gguf_info import kv_cache_bytes, read_gguf_info
+from pinaivu_local.weights.gguf_info import check_gguf, kv_cache_bytes, read_gguf_info
 from tests.conftest import TinyModels
 
 
@@ -44,3 +44,17 @@ def test_truncated_and_foreign_files(tmp_path: Path, tiny_models: TinyModels) ->
         read_gguf_info(html)
     with pytest.raises(ModelFileError, match="not found"):
         read_gguf_info(tmp_path / "none.gguf")
+
+
+def test_check_gguf_reads_the_magic_only(tmp_path: Path, tiny_models: TinyModels) -> None:
+    head = tmp_path / "head.gguf"
+    head.write_bytes(tiny_models.f16.read_bytes()[:4])
+    check_gguf(head)  # a header cut short is llama.cpp's to refuse
+    html = tmp_path / "page.gguf"
+    html.write_text("<html>")
+    with pytest.raises(ModelFileError, match=r"not a GGUF file \(it starts with b'<htm', expected b'GGUF'\)"):
+        check_gguf(html)
+    with pytest.raises(ModelFileError, match="model file not found"):
+        check_gguf(tmp_path / "none.gguf")
+    with pytest.raises(ModelFileError, match="cannot read the model file"):
+        check_gguf(tmp_path)

@@ -7,8 +7,8 @@ from typing import Any
 
 from litestar import get
 
+from pinaivu_local.clock import utcnow
 from pinaivu_local.errors import InvalidRequest
-from pinaivu_local.keys.records import utcnow
 from pinaivu_local.requestlog.log import RequestLog
 
 MAX_HOURS = 24 * 31

@@ -1,20 +1,19 @@
-"""`models pull`, `models rm` and `serve --pull` through the real entry point, against a hub on 127.0.0.1."""
+"""`models list`, `pull` and `rm`: in process and through the real entry point, against a hub on 127.0.0.1."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-import openai
+from click.testing import CliRunner
 
-from pinaivu_local.engine.devices import supports_gpu_offload
+from pinaivu_local.cli import main
 from pinaivu_local.sizes import human_bytes
-from tests.conftest import TEST_KEY, RunningServer, TinyModels, write_catalog
+from tests.conftest import TinyModels, write_catalog
 from tests.weights.hub import Hub
 from tests.weights.ollama_store import add_to_ollama_store
 
@@ -90,27 +89,34 @@ def test_pull_from_ollama(tmp_path: Path, tiny_models: TinyModels) -> None:
     assert result.stdout.startswith(f"llama3.2:1b: linked {file} (") and digest in result.stdout
 
 
-def test_serve_pull_pulls_then_serves(
-    server_factory: Callable[..., RunningServer], tmp_path: Path, hub: Hub, tiny_models: TinyModels
-) -> None:
+def test_models_list_json(tmp_path: Path, tiny_models: TinyModels) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"<html>not a model</html>")
     catalog = write_catalog(
         tmp_path / "models.toml",
         {
-            "llama3.2:1b": {"source": hub.put("org/repo", "tiny.gguf", tiny_models.f16.read_bytes()), "n_ctx": 256},
-            "llama3.2:3b": {"source": "hf://org/repo/absent.gguf", "n_ctx": 256},
+            "present": {"path": str(tiny_models.f16)},
+            "absent": {"source": "hf://org/repo/absent-Q4_K_M.gguf"},
+            "broken": {"path": "junk.gguf"},
         },
     )
-    server = server_factory("--pull", "--models-file", str(catalog), env={"HF_ENDPOINT": hub.url})
-    client = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0)
-    answer = client.chat.completions.create(
-        model="llama3.2:1b", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    result = CliRunner().invoke(
+        main, ["models", "list", "--json", "--models-file", str(catalog), "--data-dir", str(tmp_path / "d")]
     )
-    assert answer.choices[0].message.content is not None
-    health = {m["id"]: m for m in httpx.get(f"{server.base_url}/health", timeout=10).json()["models"]}
-    assert health["llama3.2:3b"]["state"] == "missing"
-    log = server.log()
-    assert f"llama3.2:1b: downloaded {server.data_dir / 'models' / 'tiny.gguf'}" in log
-    assert log.count("Error: ") == 1 and "Error: llama3.2:3b: not found (HTTP 404)" in log
-    if not supports_gpu_offload():
-        assert log.count("this llama.cpp build has no GPU offload") == 1
-    assert "Traceback" not in log
+    assert result.exit_code == 0, result.output
+    rows = {row["id"]: row for row in json.loads(result.output)["models"]}
+    assert rows["present"]["state"] == "ready" and rows["present"]["size_bytes"] == tiny_models.f16.stat().st_size
+    assert rows["present"]["quantization"] == "F16"
+    assert rows["absent"]["state"] == "missing"
+    assert rows["absent"]["file"] == str(tmp_path / "d" / "models" / "absent-Q4_K_M.gguf")
+    assert rows["absent"]["fetch_command"] == "pinaivu-local models pull absent"
+    assert rows["broken"]["state"] == "invalid"
+    assert "not a GGUF file" in rows["broken"]["problem"]
+
+
+def test_models_list_text(tmp_path: Path) -> None:
+    catalog = write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"source": "hf://o/r/f.gguf"}})
+    result = CliRunner().invoke(main, ["models", "list", "--models-file", str(catalog), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "llama3.2:1b" in result.output and "missing" in result.output
+    assert "fetch: pinaivu-local models pull llama3.2:1b" in result.output

@@ -1,8 +1,7 @@
-"""The `pinaivu-local` command: help, `models list`, and one-line errors for bad input."""
+"""`serve`: one-line errors for bad input, missing and broken models, `--test-models` and `--pull`."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,10 +10,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from click.testing import CliRunner
 
-from pinaivu_local.cli import main
+from pinaivu_local.engine.devices import supports_gpu_offload
 from tests.conftest import AUTH, TEST_KEY, RunningServer, TinyModels, write_catalog
+from tests.weights.hub import Hub
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -22,48 +21,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     return subprocess.run(
         [sys.executable, "-m", "pinaivu_local", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
     )
-
-
-@pytest.mark.parametrize(
-    "args", [[], ["serve"], ["models"], ["models", "list"], ["models", "pull"], ["models", "rm"], ["doctor"]]
-)
-def test_help_everywhere(args: list[str]) -> None:
-    result = CliRunner().invoke(main, [*args, "--help"])
-    assert result.exit_code == 0
-    assert "Usage:" in result.output
-
-
-def test_models_list_json(tmp_path: Path, tiny_models: TinyModels) -> None:
-    junk = tmp_path / "junk.gguf"
-    junk.write_bytes(b"<html>not a model</html>")
-    catalog = write_catalog(
-        tmp_path / "models.toml",
-        {
-            "present": {"path": str(tiny_models.f16)},
-            "absent": {"source": "hf://org/repo/absent-Q4_K_M.gguf"},
-            "broken": {"path": "junk.gguf"},
-        },
-    )
-    result = CliRunner().invoke(
-        main, ["models", "list", "--json", "--models-file", str(catalog), "--data-dir", str(tmp_path / "d")]
-    )
-    assert result.exit_code == 0, result.output
-    rows = {row["id"]: row for row in json.loads(result.output)["models"]}
-    assert rows["present"]["state"] == "ready" and rows["present"]["size_bytes"] == tiny_models.f16.stat().st_size
-    assert rows["present"]["quantization"] == "F16"
-    assert rows["absent"]["state"] == "missing"
-    assert rows["absent"]["file"] == str(tmp_path / "d" / "models" / "absent-Q4_K_M.gguf")
-    assert rows["absent"]["fetch_command"] == "pinaivu-local models pull absent"
-    assert rows["broken"]["state"] == "invalid"
-    assert "not a GGUF file" in rows["broken"]["problem"]
-
-
-def test_models_list_text(tmp_path: Path) -> None:
-    catalog = write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"source": "hf://o/r/f.gguf"}})
-    result = CliRunner().invoke(main, ["models", "list", "--models-file", str(catalog), "--data-dir", str(tmp_path)])
-    assert result.exit_code == 0
-    assert "llama3.2:1b" in result.output and "missing" in result.output
-    assert "fetch: pinaivu-local models pull llama3.2:1b" in result.output
 
 
 @pytest.mark.parametrize(
@@ -154,7 +111,7 @@ def test_no_weights_at_all_points_to_test_models(server_factory: Callable[..., R
 
 
 def test_test_models_serve_the_catalog_ids(server_factory: Callable[..., RunningServer], tmp_path: Path) -> None:
-    catalog = Path(__file__).parent.parent / "models.toml"
+    catalog = Path(__file__).parents[2] / "models.toml"
     server = server_factory("--test-models", "--models-file", str(catalog))
     client = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0)
     models = httpx.get(f"{server.v1}/models", headers=AUTH, timeout=10).json()["data"]
@@ -168,6 +125,27 @@ def test_test_models_serve_the_catalog_ids(server_factory: Callable[..., Running
         assert out.parse().usage is not None
 
 
-def test_shipped_catalog_copies_are_identical() -> None:
-    root = Path(__file__).parent.parent
-    assert (root / "models.toml").read_text() == (root / "pinaivu_local" / "models.toml").read_text()
+def test_serve_pull_pulls_then_serves(
+    server_factory: Callable[..., RunningServer], tmp_path: Path, hub: Hub, tiny_models: TinyModels
+) -> None:
+    catalog = write_catalog(
+        tmp_path / "models.toml",
+        {
+            "llama3.2:1b": {"source": hub.put("org/repo", "tiny.gguf", tiny_models.f16.read_bytes()), "n_ctx": 256},
+            "llama3.2:3b": {"source": "hf://org/repo/absent.gguf", "n_ctx": 256},
+        },
+    )
+    server = server_factory("--pull", "--models-file", str(catalog), env={"HF_ENDPOINT": hub.url})
+    client = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0)
+    answer = client.chat.completions.create(
+        model="llama3.2:1b", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    assert answer.choices[0].message.content is not None
+    health = {m["id"]: m for m in httpx.get(f"{server.base_url}/health", timeout=10).json()["models"]}
+    assert health["llama3.2:3b"]["state"] == "missing"
+    log = server.log()
+    assert f"llama3.2:1b: downloaded {server.data_dir / 'models' / 'tiny.gguf'}" in log
+    assert log.count("Error: ") == 1 and "Error: llama3.2:3b: not found (HTTP 404)" in log
+    if not supports_gpu_offload():
+        assert log.count("this llama.cpp build has no GPU offload") == 1
+    assert "Traceback" not in log

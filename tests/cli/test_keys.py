@@ -1,0 +1,39 @@
+"""`keys create`, `list`, `revoke` and `rotate` on a data dir with no server running; one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from pinaivu_local.cli import main
+
+
+def keys(data_dir: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["keys", *args, "--data-dir", str(data_dir)])
+
+
+def test_create_list_rotate_revoke(tmp_path: Path) -> None:
+    made = keys(tmp_path, "create", "--name", "ci", "--models", "llama3.2:1b", "--tpm", "500", "--json")
+    assert made.exit_code == 0, made.output
+    issued = json.loads(made.output)
+    assert issued["key"].startswith("sk-pnv-") and issued["models"] == ["llama3.2:1b"] and issued["tpm"] == 500
+    listed = keys(tmp_path, "list", "--json")
+    assert [row["id"] for row in json.loads(listed.output)] == [issued["id"]] and issued["key"] not in listed.output
+    rotated = json.loads(keys(tmp_path, "rotate", issued["id"], "--json").output)
+    assert rotated["replaces"] == issued["id"] and rotated["tpm"] == 500
+    revoked = keys(tmp_path, "revoke", rotated["id"])
+    assert revoked.output == f"revoked {rotated['id']} (ci)\n"
+    states = {row["id"]: row["state"] for row in json.loads(keys(tmp_path, "list", "--json").output)}
+    assert states == {issued["id"]: "revoked", rotated["id"]: "revoked"}
+
+
+def test_errors_are_one_line(tmp_path: Path) -> None:
+    unknown = keys(tmp_path, "revoke", "key_nope")
+    assert unknown.exit_code == 1
+    assert unknown.output == "Error: No key with id 'key_nope'; list them with `pinaivu-local keys list`.\n"
+    bad_rpm = keys(tmp_path, "create", "--name", "x", "--rpm", "0")
+    assert bad_rpm.exit_code == 2 and "--rpm: must be at least 1" in bad_rpm.output
+    bad_lifetime = keys(tmp_path, "create", "--name", "x", "--expires-in", "soon")
+    assert bad_lifetime.exit_code == 2 and "--expires-in" in bad_lifetime.output
