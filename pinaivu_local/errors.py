@@ -73,6 +73,12 @@ class KeyNotFound(PinaivuError):
     code = "key_not_found"
 
 
+class KeyNotActive(PinaivuError):
+    """An operation that needs an active key, asked of a revoked one."""
+
+    code = "key_revoked"
+
+
 class RequestNotFound(PinaivuError):
     """No request with that id that the caller may see."""
 

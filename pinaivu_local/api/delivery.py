@@ -28,7 +28,11 @@ async def respond(request: Request[Any, Any, Any], run: Run, *, stream: bool) ->
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    text, finish, usage = await _collect_unless_disconnected(request, run)
+    collected = await _collect_unless_disconnected(request, run)
+    if collected is None:
+        # Nobody will read this; its status is what the access log and metrics count (nginx's 499).
+        return Response(None, status_code=CLIENT_CLOSED, headers=headers)
+    text, finish, usage = collected
     return Response(run.completion.body(text, finish, usage), headers=headers)
 
 
@@ -45,15 +49,17 @@ async def collect(run: Run) -> tuple[str, FinishReason, Usage]:
     raise RuntimeError("generation ended without a finish reason")
 
 
-async def _collect_unless_disconnected(request: Request[Any, Any, Any], run: Run) -> tuple[str, FinishReason, Usage]:
-    """Collect, but stop generating as soon as the client goes away."""
+async def _collect_unless_disconnected(
+    request: Request[Any, Any, Any], run: Run
+) -> tuple[str, FinishReason, Usage] | None:
+    """Collect, but stop generating as soon as the client goes away (then None: a quiet 499)."""
     work = asyncio.ensure_future(collect(run))
     watch = asyncio.ensure_future(_wait_disconnect(request))
     try:
         await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
         if work.done():
             return work.result()
-        raise asyncio.CancelledError("client disconnected")
+        return None
     finally:
         watch.cancel()
         if not work.done():

@@ -22,6 +22,7 @@ _STATUS: tuple[tuple[type[errors.PinaivuError], int, str], ...] = (
     (errors.ModelNotFound, 404, "invalid_request_error"),
     (errors.KeyNotFound, 404, "invalid_request_error"),
     (errors.RequestNotFound, 404, "invalid_request_error"),
+    (errors.KeyNotActive, 409, "invalid_request_error"),
     (errors.RouteNotFound, 404, "invalid_request_error"),
     (errors.MethodNotAllowed, 405, "invalid_request_error"),
     (errors.RateLimited, 429, "requests"),

@@ -46,7 +46,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "pinaivu_requests",
-            "Inference requests by model, status and key",
+            "Inference requests by model, status and key id",
             ["model", "status", "key"],
             registry=self.registry,
         )

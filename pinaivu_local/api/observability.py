@@ -44,8 +44,10 @@ def _finish(services: Services, scope: Scope, context: RequestContext, status: i
     key = context.principal.name if context.principal else None
     record = context.record
     path = scope.get("path", "")
-    if path.rstrip("/") in INFERENCE_PATHS and key is not None:
-        services.metrics.observe_response(model=context.model_id or "unknown", status=status, key=key)
+    if path.rstrip("/") in INFERENCE_PATHS and context.principal is not None:
+        # /metrics needs no key: series carry key ids, never the names people give their keys.
+        key_id = context.principal.key_id
+        services.metrics.observe_response(model=context.model_id or "unknown", status=status, key=key_id)
     fields = {
         "method": scope.get("method"),
         "path": path,

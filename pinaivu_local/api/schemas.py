@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -12,6 +13,7 @@ from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt
 from pinaivu_local.engine.sampling import SamplingParams
 
 MAX_STOPS = 4
+_TOKEN_ID = re.compile(r"[0-9]{1,9}")
 
 
 class StrictBody(BaseModel):
@@ -66,7 +68,7 @@ class _Generation(StrictBody):
     stop: Any = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
@@ -98,7 +100,8 @@ class _Generation(StrictBody):
     @classmethod
     def _bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         for token, bias in (value or {}).items():
-            if not token.isdigit():
+            # ASCII digits only (str.isdigit also takes "²"), and few enough to be a token id.
+            if not _TOKEN_ID.fullmatch(token):
                 raise PydanticCustomError("type_error.integer", "logit_bias keys must be token ids (integers)")
             if not -100 <= bias <= 100:
                 raise PydanticCustomError("value_error.number", "logit_bias values must be between -100 and 100")

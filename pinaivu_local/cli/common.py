@@ -13,7 +13,7 @@ import click
 from pydantic import ValidationError
 
 from pinaivu_local.catalog import Catalog, ModelSpec, load_catalog
-from pinaivu_local.errors import ConfigError, KeyNotFound, PinaivuError
+from pinaivu_local.errors import ConfigError, KeyNotActive, KeyNotFound, PinaivuError
 from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.settings import Settings
 from pinaivu_local.sizes import human_bytes
@@ -82,7 +82,7 @@ def key_store(settings: Settings) -> Iterator[KeyStore]:
         raise click.ClickException(exc.message) from None
     try:
         yield KeyStore(database)
-    except (ConfigError, KeyNotFound) as exc:
+    except (ConfigError, KeyNotFound, KeyNotActive) as exc:
         raise click.ClickException(exc.message) from None
     finally:
         database.close()

@@ -15,9 +15,11 @@ def keys() -> None:
     """Create, list, revoke and rotate API keys (works whether or not the server runs)."""
 
 
-def _limit(value: int | None, name: str) -> int | None:
+def _limit(value: int | None, name: str, most: int) -> int | None:
     if value is not None and value < 1:
         raise click.BadParameter("must be at least 1", param_hint=name)
+    if value is not None and value > most:
+        raise click.BadParameter(f"must be at most {most}", param_hint=name)
     return value
 
 
@@ -42,7 +44,7 @@ def create_key(
 ) -> None:
     """Create a key and print it (shown this once)."""
     from pinaivu_local.keys.durations import parse_duration
-    from pinaivu_local.keys.store import KeySettings
+    from pinaivu_local.keys.store import MAX_RPM, MAX_TPM, KeySettings
 
     settings = build_settings(data_dir=data_dir)
     try:
@@ -51,7 +53,12 @@ def create_key(
         raise click.BadParameter(str(exc), param_hint="--expires-in") from None
     models = tuple(m.strip() for m in (models_csv or "").split(",") if m.strip())
     key_settings = KeySettings(
-        name=name, admin=admin, models=models, rpm=_limit(rpm, "--rpm"), tpm=_limit(tpm, "--tpm"), expires_in=lifetime
+        name=name,
+        admin=admin,
+        models=models,
+        rpm=_limit(rpm, "--rpm", MAX_RPM),
+        tpm=_limit(tpm, "--tpm", MAX_TPM),
+        expires_in=lifetime,
     )
     with key_store(settings) as store:
         issued = store.create(key_settings)

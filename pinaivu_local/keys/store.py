@@ -10,13 +10,18 @@ from typing import Any
 from sqlmodel import select
 
 from pinaivu_local.clock import as_utc, utcnow
-from pinaivu_local.errors import AuthenticationError, KeyNotFound
+from pinaivu_local.errors import AuthenticationError, KeyNotActive, KeyNotFound
 from pinaivu_local.keys.material import generate_key, hash_key, visible_prefix
 from pinaivu_local.keys.records import ApiKey
 from pinaivu_local.storage.database import Database
 
 # last_used_at is written at most this often per key: one write per request would be wasteful.
 LAST_USED_RESOLUTION = timedelta(seconds=30)
+
+
+# Per-minute limits a key may have: far above what one box serves, far below a 64-bit column.
+MAX_RPM = 1_000_000
+MAX_TPM = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,17 @@ class KeyStore:
         return self.update(key_id, revoked_at=utcnow())
 
     def rotate(self, key_id: str) -> IssuedKey:
-        """Revoke a key and issue a replacement with the same settings and remaining lifetime."""
+        """Revoke a key and issue a replacement with the same settings and remaining lifetime.
+
+        Only an active key is rotated: a revoked one stays dead (KeyNotActive), however often asked.
+        """
         old = self.get(key_id)
+        if old.revoked_at is not None:
+            replaced = f" It was replaced by {old.replaced_by}." if old.replaced_by else ""
+            raise KeyNotActive(
+                f"The key {key_id} is revoked and cannot be rotated.{replaced} Create a new key instead "
+                "(POST /admin/keys or `pinaivu-local keys create`)."
+            )
         now = utcnow()
         expires, created = as_utc(old.expires_at), as_utc(old.created_at)
         remaining = None

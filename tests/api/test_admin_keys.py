@@ -179,3 +179,30 @@ def test_missing_key_on_v1(srv: RunningServer) -> None:
     response = httpx.get(f"{srv.v1}/models", timeout=10)
     assert response.status_code == 401 and response.json()["error"]["code"] == "missing_api_key"
     assert httpx.get(f"{srv.v1}/models", headers=AUTH, timeout=10).status_code == 200
+
+
+def test_rotating_a_revoked_key_is_a_409(srv: RunningServer) -> None:
+    made = httpx.post(f"{srv.base_url}/admin/keys", json={"name": "r"}, headers=AUTH, timeout=10).json()
+    first = httpx.post(f"{srv.base_url}/admin/keys/{made['id']}/rotate", headers=AUTH, timeout=10)
+    assert first.status_code == 201
+    again = httpx.post(f"{srv.base_url}/admin/keys/{made['id']}/rotate", headers=AUTH, timeout=10)
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "key_revoked"
+    assert first.json()["id"] in again.json()["error"]["message"]  # it names the replacement
+    listed = httpx.get(f"{srv.base_url}/admin/keys", headers=AUTH, timeout=10).json()["data"]
+    assert sum(k["name"] == "r" for k in listed) == 2  # no fresh key was issued
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "x", "rpm": 10**20}, "rpm"),
+        ({"name": "x", "tpm": 10**20}, "tpm"),
+        ({"name": "x", "expires_in": "99999999999d"}, "expires_in"),
+        ({"name": "x", "expires_in": "400000d"}, "expires_in"),
+    ],
+)
+def test_out_of_range_key_fields_are_422(srv: RunningServer, body: dict[str, Any], field: str) -> None:
+    answer = httpx.post(f"{srv.base_url}/admin/keys", json=body, headers=AUTH, timeout=10)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["body", field]

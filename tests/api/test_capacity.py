@@ -84,3 +84,19 @@ def test_non_streaming_client_that_disconnects_frees_the_slot(narrow: RunningSer
             f"{narrow.v1}/chat/completions", json={**long_body(LONG), "stream": False}, headers=AUTH, timeout=0.5
         )
     wait_for(narrow, 0, 0, within=FREED_WITHIN_S)
+
+
+def test_a_client_that_gives_up_is_a_quiet_499(narrow: RunningServer) -> None:
+    """Not a 500 in /metrics or the access log, and no traceback in the server's log."""
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{narrow.v1}/chat/completions", json={**long_body(LONG), "stream": False}, headers=AUTH, timeout=0.5
+        )
+    wait_for(narrow, 0, 0, within=FREED_WITHIN_S)
+    deadline = time.monotonic() + 10
+    while "status=499" not in narrow.log():
+        assert time.monotonic() < deadline, narrow.log()[-2000:]
+        time.sleep(0.05)
+    metrics = httpx.get(f"{narrow.base_url}/metrics", timeout=10).text
+    assert 'status="499"' in metrics and 'status="500"' not in metrics
+    assert "Traceback" not in narrow.log() and "status=500" not in narrow.log()

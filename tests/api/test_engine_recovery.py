@@ -1,4 +1,4 @@
-"""A failure inside an engine thread, seen over HTTP: every request answered, /health and /metrics say so."""
+"""/health and /metrics in-process: an engine failure answered and shown, paths only for admins."""
 
 from __future__ import annotations
 
@@ -100,3 +100,14 @@ def test_a_request_whose_sampler_cannot_be_built_is_refused_alone(
     model = _model(app_client, "llama3.2:1b")
     assert (model["state"], model["failures"]) == ("ready", 0)
     assert app_client.post("/v1/chat/completions", json=CHAT).status_code == 200
+
+
+def test_health_shows_file_paths_only_to_an_admin_key(app_client: TestClient[Litestar]) -> None:
+    admin = _model(app_client, "llama3.2:1b")
+    assert admin["file"].endswith(".gguf") and admin["file"].startswith("/")
+    anonymous = app_client.get("/health", headers={"authorization": ""}).json()["models"]
+    user = app_client.post("/admin/keys", json={"name": "plain"}).json()["key"]
+    plain = app_client.get("/health", headers={"authorization": f"Bearer {user}"}).json()["models"]
+    for models in (anonymous, plain):
+        assert all("file" not in m for m in models)
+        assert admin["file"] not in str(models)

@@ -187,3 +187,17 @@ def test_server_survives_bad_requests(client: openai.OpenAI) -> None:
         model="llama3.2:1b", messages=[{"role": "user", "content": "hi"}], max_tokens=2
     )
     assert out.usage is not None and out.usage.prompt_tokens > 0
+
+
+@pytest.mark.parametrize("token", ["²", "1" * 5000, "-1", " 7", "1e3"])
+def test_logit_bias_keys_must_be_plain_token_ids(server: RunningServer, token: str) -> None:
+    body = {"model": "llama3.2:1b", "messages": [{"role": "user", "content": "x"}], "logit_bias": {token: 1}}
+    answer = post(server, "/chat/completions", body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["body", "logit_bias"]
+
+
+def test_seed_beyond_64_bits_is_422(server: RunningServer) -> None:
+    body = {"model": "llama3.2:1b", "messages": [{"role": "user", "content": "x"}], "seed": 2**64}
+    answer = post(server, "/chat/completions", body)
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", "seed"]

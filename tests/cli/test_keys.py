@@ -37,3 +37,17 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert bad_rpm.exit_code == 2 and "--rpm: must be at least 1" in bad_rpm.output
     bad_lifetime = keys(tmp_path, "create", "--name", "x", "--expires-in", "soon")
     assert bad_lifetime.exit_code == 2 and "--expires-in" in bad_lifetime.output
+
+
+def test_a_revoked_key_cannot_be_rotated(tmp_path: Path) -> None:
+    issued = json.loads(keys(tmp_path, "create", "--name", "old", "--json").output)
+    assert keys(tmp_path, "revoke", issued["id"]).exit_code == 0
+    again = keys(tmp_path, "rotate", issued["id"])
+    assert again.exit_code == 1
+    assert again.output.startswith(f"Error: The key {issued['id']} is revoked and cannot be rotated.")
+    assert [row["id"] for row in json.loads(keys(tmp_path, "list", "--json").output)] == [issued["id"]]
+
+
+def test_limits_have_an_upper_bound(tmp_path: Path) -> None:
+    huge = keys(tmp_path, "create", "--name", "x", "--rpm", str(10**20))
+    assert huge.exit_code == 2 and "--rpm: must be at most 1000000" in huge.output

@@ -15,13 +15,13 @@ from pinaivu_local.api.validation import parse_body
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.errors import ValidationFailed
 from pinaivu_local.keys.durations import parse_duration
-from pinaivu_local.keys.store import IssuedKey, KeySettings, KeyStore
+from pinaivu_local.keys.store import MAX_RPM, MAX_TPM, IssuedKey, KeySettings, KeyStore
 
 
 class _KeyFields(StrictBody):
-    models: list[str] | None = None
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
+    models: list[str] | None = Field(default=None, max_length=100)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_RPM)
+    tpm: int | None = Field(default=None, ge=1, le=MAX_TPM)
 
 
 class CreateKey(_KeyFields):

@@ -1,20 +1,27 @@
-"""GET /health and GET /metrics: no auth; each model's state and load."""
+"""GET /health and GET /metrics: no key needed; each model's state and load."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
-from litestar import Response, get
+from litestar import Request, Response, get
 
 from pinaivu_local.api.metrics import Metrics
-from pinaivu_local.engine.model_pool import ModelPool
+from pinaivu_local.api.services import Services
+from pinaivu_local.engine.model_pool import ModelStatus
+from pinaivu_local.errors import PinaivuError
 
 
 @get("/health", summary="Server and model states")
-async def health(pool: ModelPool) -> Response[dict[str, Any]]:
-    """ok when every model is ready, degraded when some are, unavailable (503) when none is."""
-    models = [dataclasses.asdict(s) for s in pool.statuses()]
+async def health(request: Request[Any, Any, Any], services: Services) -> Response[dict[str, Any]]:
+    """ok when every model is ready, degraded when some are, unavailable (503) when none is.
+
+    Anyone may ask; file paths are shown only to an admin key (they say how the box is laid out).
+    """
+    admin = _is_admin(services, request.headers.get("authorization"))
+    models = [_model(status, with_paths=admin) for status in services.pool.statuses()]
     ready = sum(m["state"] == "ready" for m in models)
     status = "ok" if ready == len(models) else "degraded" if ready else "unavailable"
     return Response({"status": status, "models": models}, status_code=200 if ready else 503)
@@ -24,3 +31,24 @@ async def health(pool: ModelPool) -> Response[dict[str, Any]]:
 async def prometheus_metrics(metrics: Metrics) -> Response[bytes]:
     """Requests, tokens, latencies, queue depth and running sequences per model, 429s and 503s."""
     return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _is_admin(services: Services, authorization: str | None) -> bool:
+    """Whether the request carries a valid admin key; no key or a bad one is simply anonymous here."""
+    if not authorization:
+        return False
+    try:
+        return services.authenticator.authenticate(authorization).admin
+    except PinaivuError:
+        return False
+
+
+def _model(status: ModelStatus, *, with_paths: bool) -> dict[str, Any]:
+    shown = dataclasses.asdict(status)
+    if not with_paths:
+        shown.pop("file")
+        name = Path(status.file).name
+        for field in ("detail", "last_failure"):  # llama.cpp's messages name the file: keep only its name
+            if shown[field]:
+                shown[field] = shown[field].replace(status.file, name)
+    return shown
