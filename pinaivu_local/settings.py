@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     log_content: bool = Field(default=False, description="store prompts and outputs in the request log")
     log_retention_days: int = Field(default=30, ge=1)
     log_retention_rows: int = Field(default=100_000, ge=1)
+    # "key": a cached prompt prefix is reused only by the key that sent it (another key could time
+    # its first token and learn what was sent); "all": shared by every key, for a one-tenant box.
+    prefix_cache_sharing: Literal["key", "all"] = "key"
 
     @field_validator("hf_hub_offline", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ used when the run ends, or refunded when the engine gave the request back unserv
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,9 +112,17 @@ class Inference:
     """Admits inference requests and starts them; the service every completion route and replay uses."""
 
     def __init__(
-        self, pool: ModelPool, limiter: RateLimiter, request_log: RequestLog, metrics: Metrics, *, log_content: bool
+        self,
+        pool: ModelPool,
+        limiter: RateLimiter,
+        request_log: RequestLog,
+        metrics: Metrics,
+        *,
+        log_content: bool,
+        share_prefixes: bool = False,
     ) -> None:
         self._pool = pool
+        self._share_prefixes = share_prefixes
         self._limiter = limiter
         self._request_log = request_log
         self._metrics = metrics
@@ -131,7 +140,10 @@ class Inference:
         # The requests limit first: it costs nothing, and a key over it must not make us tokenize.
         self._limiter.check_requests(principal.key_id, principal.limits)
         # Rendering and tokenizing take time in proportion to the input: never on the event loop.
-        prepared = await asyncio.to_thread(engine.prepare, request.source, request.sampling, request.max_tokens)
+        scope = "" if self._share_prefixes else principal.key_id
+        prepared = await asyncio.to_thread(
+            functools.partial(engine.prepare, cache_scope=scope), request.source, request.sampling, request.max_tokens
+        )
         reservation = self._limiter.admit(principal.key_id, principal.limits, prepared.reserved_tokens)
         try:
             generation = engine.start(prepared)

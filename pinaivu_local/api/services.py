@@ -66,7 +66,14 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
         metrics = Metrics()
         metrics.watch_models(pool.statuses)
         limiter = RateLimiter(window_s=settings.ratelimit_window_s)
-        inference = Inference(pool, limiter, request_log, metrics, log_content=settings.log_content)
+        inference = Inference(
+            pool,
+            limiter,
+            request_log,
+            metrics,
+            log_content=settings.log_content,
+            share_prefixes=settings.prefix_cache_sharing == "all",
+        )
         yield Services(
             settings=settings,
             catalog=catalog,

@@ -67,7 +67,9 @@ class ModelEngine:
         self._scheduler = scheduler
         self.n_ctx = scheduler.n_ctx
 
-    def prepare(self, source: PromptSource, sampling: SamplingParams, requested: int | None) -> PreparedRequest:
+    def prepare(
+        self, source: PromptSource, sampling: SamplingParams, requested: int | None, *, cache_scope: str = ""
+    ) -> PreparedRequest:
         """Tokens, budget and sampling checked against this model: the one place a request is sized.
 
         InvalidRequest for token ids outside the vocabulary, ContextLengthExceeded when it cannot fit.
@@ -79,13 +81,13 @@ class ModelEngine:
         self._budget(-(-_text_bytes(source) // self._model.max_token_bytes), requested, param, at_least=True)
         prompt = self._tokens(source)
         budget = self._budget(len(prompt), requested, param)
-        return PreparedRequest(model_id=self.id, prompt=prompt, max_tokens=budget, sampling=sampling)
+        return PreparedRequest(self.id, prompt, budget, sampling, cache_scope)
 
     def start(self, prepared: PreparedRequest) -> GenerationStream:
         """Queue a prepared request; raises Unavailable when the model cannot take it now."""
         if prepared.model_id != self.id:
             raise ValueError(f"a request prepared for {prepared.model_id} cannot run on {self.id}")
-        return self._scheduler.submit(prepared.prompt, prepared.sampling, prepared.max_tokens)
+        return self._scheduler.submit(prepared.prompt, prepared.sampling, prepared.max_tokens, prepared.cache_scope)
 
     def _tokens(self, source: PromptSource) -> list[int]:
         if isinstance(source, ChatPrompt):

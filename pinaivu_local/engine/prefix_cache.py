@@ -4,6 +4,9 @@ A finished sequence leaves its cells in its slot ("warm"); a new sequence that b
 same tokens (a system prompt many clients send, a conversation that goes on) takes that slot and
 skips decoding the shared part. A prefix held by a running sequence is shared by copying its
 cells' sequence ids (no data is copied in a unified KV cache).
+
+Reuse happens only within one scope (by default an API key): a faster first token would
+otherwise tell one tenant what another one recently sent, as vLLM's cache salting prevents.
 """
 
 from __future__ import annotations
@@ -38,15 +41,18 @@ class WarmSlots:
 
     def __init__(self) -> None:
         self._tokens: dict[int, list[int]] = {}
+        self._scopes: dict[int, str] = {}
 
-    def keep(self, slot: int, tokens: list[int]) -> None:
-        """A sequence left `slot` with `tokens` in its cells."""
+    def keep(self, slot: int, tokens: list[int], scope: str) -> None:
+        """A sequence of `scope` left `slot` with `tokens` in its cells."""
         if tokens:
             self._tokens[slot] = tokens
+            self._scopes[slot] = scope
 
     def forget(self, slot: int) -> None:
         """The slot's cells are gone or about to be overwritten."""
         self._tokens.pop(slot, None)
+        self._scopes.pop(slot, None)
 
     def slots(self) -> list[int]:
         """Warm slots."""
@@ -56,12 +62,21 @@ class WarmSlots:
         """KV cells the warm slots hold."""
         return sum(len(t) for t in self._tokens.values())
 
-    def best(self, tokens: list[int], free: Iterable[int], running: Iterable[tuple[int, list[int]]]) -> Reuse | None:
-        """The longest reusable prefix of `tokens`, from a free warm slot or a running sequence."""
+    def best(
+        self, tokens: list[int], scope: str, free: Iterable[int], running: Iterable[tuple[int, str, list[int]]]
+    ) -> Reuse | None:
+        """The longest reusable prefix of `tokens` within `scope`, from a free warm slot or a running sequence.
+
+        `running` lists (slot, scope, tokens whose cells are cached) of the running sequences.
+        """
         # The last token is always decoded again: its logits are needed for the first sample.
         usable = len(tokens) - 1
-        candidates = [Reuse(s, common_prefix(self._tokens.get(s, []), tokens), False) for s in free]
-        candidates += [Reuse(s, common_prefix(cached, tokens), True) for s, cached in running]
+        candidates = [
+            Reuse(s, common_prefix(self._tokens.get(s, []), tokens), False)
+            for s in free
+            if self._scopes.get(s) == scope
+        ]
+        candidates += [Reuse(s, common_prefix(cached, tokens), True) for s, owner, cached in running if owner == scope]
         best = max(candidates, key=lambda r: (r.length, not r.from_running), default=None)
         if best is None or min(best.length, usable) < MIN_REUSE:
             return None

@@ -39,6 +39,7 @@ class PreparedRequest:
     prompt: list[int]
     max_tokens: int  # the completion budget: what was asked for, or the rest of the context
     sampling: SamplingParams
+    cache_scope: str = ""  # cached prompt prefixes are shared only within one scope (an API key)
 
     @property
     def reserved_tokens(self) -> int:

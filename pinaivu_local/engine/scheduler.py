@@ -67,6 +67,7 @@ class _Sequence:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[object]
     sampler: object  # built before queueing, so a sampler that cannot be built never reaches the thread
+    cache_scope: str = ""  # only sequences of the same scope share cached prompt prefixes
     cancelled: bool = False
     slot: int = -1
     # prompt + generated tokens; the last one is decoded in the next step for the next logits
@@ -180,11 +181,13 @@ class Scheduler:
 
     # ---- called from the event loop -------------------------------------------------
 
-    def submit(self, prompt: list[int], params: SamplingParams, max_tokens: int) -> GenerationStream:
+    def submit(
+        self, prompt: list[int], params: SamplingParams, max_tokens: int, cache_scope: str = ""
+    ) -> GenerationStream:
         """Queue a request; raise Unavailable when the queue is full or the engine is down."""
         loop = asyncio.get_running_loop()
         sampler = build_sampler(params, self._model.n_vocab, max_tokens)
-        seq = _Sequence(prompt, params, max_tokens, loop, asyncio.Queue(), sampler)
+        seq = _Sequence(prompt, params, max_tokens, loop, asyncio.Queue(), sampler, cache_scope)
         try:
             with self._lock:
                 self._check_capacity()
@@ -327,13 +330,14 @@ class Scheduler:
 
     def _place(self, seq: _Sequence) -> None:
         """Give `seq` a free slot, starting from the longest cached prefix of its tokens."""
-        running = [(s.slot, s.tokens[: s.n_cached]) for s in self._running]
-        reuse = self._warm.best(seq.tokens, self._free_slots, running)
+        running = [(s.slot, s.cache_scope, s.tokens[: s.n_cached]) for s in self._running]
+        reuse = self._warm.best(seq.tokens, seq.cache_scope, self._free_slots, running)
         if reuse is not None and not reuse.from_running:
             seq.slot = reuse.slot
-            self._free_slots.remove(reuse.slot)
-        else:
-            seq.slot = self._free_slots.pop()
+        else:  # a cold slot if there is one: warm cells may serve the next request of their scope
+            warm = set(self._warm.slots())
+            seq.slot = next((s for s in reversed(self._free_slots) if s not in warm), self._free_slots[-1])
+        self._free_slots.remove(seq.slot)
         self._warm.forget(seq.slot)
         if reuse is None:
             llama.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
@@ -466,7 +470,7 @@ class Scheduler:
         """Free a finished or cancelled sequence's slot and sampler; its cells stay for reuse."""
         self._running.remove(seq)
         llama.llama_memory_seq_rm(self._memory, seq.slot, seq.n_cached, -1)
-        self._warm.keep(seq.slot, seq.tokens[: seq.n_cached])
+        self._warm.keep(seq.slot, seq.tokens[: seq.n_cached], seq.cache_scope)
         _free_sampler(seq)
         self._free_slots.append(seq.slot)
 

@@ -84,12 +84,14 @@ def test_missing_and_broken_models_do_not_stop_the_server(
     server = server_factory("--models-file", str(catalog))
     client = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0)
     assert [m.id for m in client.models.list()] == ["llama3.2:1b"]
-    health = httpx.get(f"{server.base_url}/health", timeout=10).json()
+    health = httpx.get(f"{server.base_url}/health", headers=AUTH, timeout=10).json()  # admin: paths shown
     assert health["status"] == "degraded"
     states = {m["id"]: m for m in health["models"]}
     assert states["llama3.2:3b"]["state"] == "missing"
     assert states["llama3.2:3b"]["fetch_command"] == "pinaivu-local models pull llama3.2:3b"
     assert states["broken"]["state"] == "failed" and str(truncated) in states["broken"]["detail"]
+    anonymous = {m["id"]: m for m in httpx.get(f"{server.base_url}/health", timeout=10).json()["models"]}
+    assert anonymous["broken"]["detail"].startswith("truncated.gguf: ") and "file" not in anonymous["broken"]
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="llama3.2:3b", messages=[{"role": "user", "content": "hi"}])
     assert "Fetch it with: pinaivu-local models pull llama3.2:3b" in str(caught.value.body)

@@ -29,21 +29,29 @@ def test_common_prefix() -> None:
 def test_best_prefers_the_longest_then_a_warm_slot() -> None:
     warm = WarmSlots()
     tokens = list(range(40))
-    warm.keep(0, list(range(20)))
-    warm.keep(1, [*range(30), 99])
-    assert warm.best(tokens, free=[0, 1], running=[]) == Reuse(1, 30, False)
-    assert warm.best(tokens, free=[0, 1], running=[(5, list(range(30)))]) == Reuse(1, 30, False)
-    assert warm.best(tokens, free=[0], running=[(5, list(range(35)))]) == Reuse(5, 35, True)
+    warm.keep(0, list(range(20)), "k")
+    warm.keep(1, [*range(30), 99], "k")
+    assert warm.best(tokens, "k", free=[0, 1], running=[]) == Reuse(1, 30, False)
+    assert warm.best(tokens, "k", free=[0, 1], running=[(5, "k", list(range(30)))]) == Reuse(1, 30, False)
+    assert warm.best(tokens, "k", free=[0], running=[(5, "k", list(range(35)))]) == Reuse(5, 35, True)
     assert warm.cells() == 51
+
+
+def test_prefixes_are_shared_only_within_a_scope() -> None:
+    warm = WarmSlots()
+    warm.keep(0, list(range(40)), "alice")
+    assert warm.best(list(range(40)), "bob", free=[0], running=[(3, "alice", list(range(40)))]) is None
+    assert warm.best(list(range(40)), "alice", free=[0], running=[]) == Reuse(0, 39, False)
+    assert warm.best(list(range(40)), "bob", free=[], running=[(3, "bob", list(range(20)))]) == Reuse(3, 20, True)
 
 
 def test_the_last_token_is_always_decoded_and_short_prefixes_are_ignored() -> None:
     warm = WarmSlots()
-    warm.keep(0, list(range(40)))
-    assert warm.best(list(range(40)), free=[0], running=[]) == Reuse(0, 39, False)
-    assert warm.best([*range(MIN_REUSE - 1), 77], free=[0], running=[]) is None
+    warm.keep(0, list(range(40)), "")
+    assert warm.best(list(range(40)), "", free=[0], running=[]) == Reuse(0, 39, False)
+    assert warm.best([*range(MIN_REUSE - 1), 77], "", free=[0], running=[]) is None
     warm.forget(0)
-    assert warm.best(list(range(40)), free=[0], running=[]) is None
+    assert warm.best(list(range(40)), "", free=[0], running=[]) is None
 
 
 def make_pool(tiny_models: TinyModels, folder: Path) -> ModelPool:
@@ -61,11 +69,25 @@ def pools(tiny_models: TinyModels, tmp_path: Path) -> Iterator[tuple[ModelPool, 
     fresh.close()
 
 
-async def answer(pool: ModelPool, user: str, max_tokens: int = 12) -> str:
+async def answer(pool: ModelPool, user: str, max_tokens: int = 12, scope: str = "") -> str:
     engine = pool.get("tiny")
     source = ChatPrompt([{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}])
-    stream = engine.start(engine.prepare(source, SamplingParams(temperature=0, logit_bias=NO_EOG), max_tokens))
+    params = SamplingParams(temperature=0, logit_bias=NO_EOG)
+    stream = engine.start(engine.prepare(source, params, max_tokens, cache_scope=scope))
     return "".join([d.text async for d in stream])
+
+
+def test_another_scope_never_reuses_the_prefix(
+    pools: tuple[ModelPool, ModelPool], caplog: pytest.LogCaptureFixture
+) -> None:
+    """One key's cached system prompt does not speed up another key's first token."""
+    warm, _ = pools
+    with caplog.at_level(logging.DEBUG, logger="pinaivu_local.engine.scheduler"):
+        asyncio.run(answer(warm, "first question", scope="alice"))
+        asyncio.run(answer(warm, "second question", scope="bob"))
+        assert "reuses" not in caplog.text
+        asyncio.run(answer(warm, "third question", scope="alice"))
+    assert "reuses" in caplog.text
 
 
 def test_a_shared_system_prompt_is_reused_and_changes_nothing(
