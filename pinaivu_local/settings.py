@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     log_content: bool = Field(default=False, description="store prompts and outputs in the request log")
     log_retention_days: int = Field(default=30, ge=1)
     log_retention_rows: int = Field(default=100_000, ge=1)
+    # A client must send a whole request head within this time, or its connection is closed.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_connections: int = Field(default=1024, ge=1, description="open sockets at once; more are refused")
     # "key": a cached prompt prefix is reused only by the key that sent it (another key could time
     # its first token and learn what was sent); "all": shared by every key, for a one-tenant box.
     prefix_cache_sharing: Literal["key", "all"] = "key"

@@ -46,6 +46,7 @@ def serve(pull: bool, **options: Any) -> None:
     import uvicorn
 
     from pinaivu_local.api.app import create_app
+    from pinaivu_local.api.connections import guarded_protocol
     from pinaivu_local.offline_models import tiny_catalog
 
     settings = build_settings(**options)
@@ -68,6 +69,7 @@ def serve(pull: bool, **options: Any) -> None:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        http=guarded_protocol(settings.header_timeout_s, settings.max_connections),
     )
     server = uvicorn.Server(config)
     server.run()
