@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from pinaivu_local.api.openapi_body import json_body
+from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.api.schemas import StrictBody
 from pinaivu_local.api.validation import parse_body
 from pinaivu_local.catalog import Catalog
@@ -82,6 +83,7 @@ def _issued(issued: IssuedKey, **extra: Any) -> dict[str, Any]:
     status_code=201,
     summary="Create a key (its clear text is in this response only)",
     operation_class=json_body(CreateKey),
+    responses=error_responses(400, 401, 403, 422),
 )
 async def create_key(request: Request[Any, Any, Any], key_store: KeyStore, catalog: Catalog) -> dict[str, Any]:
     """A new key with a name, optional model list, limits, expiry and admin flag."""
@@ -98,19 +100,24 @@ async def create_key(request: Request[Any, Any, Any], key_store: KeyStore, catal
     return _issued(key_store.create(settings))
 
 
-@get("/keys", summary="List keys (never their clear text)")
+@get("/keys", summary="List keys (never their clear text)", responses=error_responses(401, 403))
 async def list_keys(key_store: KeyStore) -> dict[str, Any]:
     """Every key, newest first."""
     return {"object": "list", "data": [k.public() for k in key_store.list()]}
 
 
-@get("/keys/{key_id:str}", summary="Show one key")
+@get("/keys/{key_id:str}", summary="Show one key", responses=error_responses(400, 401, 403, 404))
 async def show_key(key_store: KeyStore, key_id: str) -> dict[str, Any]:
     """One key by id."""
     return key_store.get(key_id).public()
 
 
-@patch("/keys/{key_id:str}", summary="Change a key's name, models or limits", operation_class=json_body(UpdateKey))
+@patch(
+    "/keys/{key_id:str}",
+    summary="Change a key's name, models or limits",
+    operation_class=json_body(UpdateKey),
+    responses=error_responses(400, 401, 403, 404, 422),
+)
 async def update_key(
     request: Request[Any, Any, Any], key_store: KeyStore, catalog: Catalog, key_id: str
 ) -> dict[str, Any]:
@@ -123,13 +130,18 @@ async def update_key(
     return key_store.update(key_id, **changes).public()
 
 
-@delete("/keys/{key_id:str}", status_code=200, summary="Revoke a key")
+@delete("/keys/{key_id:str}", status_code=200, summary="Revoke a key", responses=error_responses(400, 401, 403, 404))
 async def revoke_key(key_store: KeyStore, key_id: str) -> dict[str, Any]:
     """Revoked at once: the next request with it gets 401 revoked_api_key."""
     return key_store.revoke(key_id).public()
 
 
-@post("/keys/{key_id:str}/rotate", status_code=201, summary="Revoke a key and issue its replacement")
+@post(
+    "/keys/{key_id:str}/rotate",
+    status_code=201,
+    summary="Revoke a key and issue its replacement",
+    responses=error_responses(400, 401, 403, 404, 409),
+)
 async def rotate_key(key_store: KeyStore, key_id: str) -> Response[dict[str, Any]]:
     """Same settings, new secret; the old key is revoked."""
     return Response(_issued(key_store.rotate(key_id), replaces=key_id), status_code=201)

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import get
 
+from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.clock import utcnow
 from pinaivu_local.errors import InvalidRequest
 from pinaivu_local.requestlog.log import RequestLog
@@ -14,7 +15,7 @@ from pinaivu_local.requestlog.log import RequestLog
 MAX_HOURS = 24 * 31
 
 
-@get("/usage", summary="Usage per key and per model and hour")
+@get("/usage", summary="Usage per key and per model and hour", responses=error_responses(400, 401, 403))
 async def usage(request_log: RequestLog, hours: int = 24) -> dict[str, Any]:
     """From the request log: the dashboard's table and chart."""
     if not 1 <= hours <= MAX_HOURS:

@@ -10,6 +10,7 @@ from pinaivu_local.api.context import RequestContext
 from pinaivu_local.api.delivery import respond
 from pinaivu_local.api.inference import Inference
 from pinaivu_local.api.openapi_body import json_body
+from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
 from pinaivu_local.api.validation import parse_body
 
@@ -19,6 +20,7 @@ from pinaivu_local.api.validation import parse_body
     status_code=200,
     summary="Create a chat completion",
     operation_class=json_body(ChatCompletionRequest),
+    responses=error_responses(400, 401, 403, 404, 422, 429, 500, 503),
 )
 async def chat_completions(
     request: Request[Any, Any, Any], inference: Inference, context: RequestContext
@@ -29,7 +31,13 @@ async def chat_completions(
     return await respond(request, run, stream=bool(body.stream))
 
 
-@post("/completions", status_code=200, summary="Create a text completion", operation_class=json_body(CompletionRequest))
+@post(
+    "/completions",
+    status_code=200,
+    summary="Create a text completion",
+    operation_class=json_body(CompletionRequest),
+    responses=error_responses(400, 401, 403, 404, 422, 429, 500, 503),
+)
 async def completions(request: Request[Any, Any, Any], inference: Inference, context: RequestContext) -> Response[Any]:
     """Continue a prompt, whole or as a stream of chunks."""
     body = parse_body(await request.body(), CompletionRequest)

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import get
 
+from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
 
 
@@ -25,13 +26,13 @@ def model_object(engine: ModelEngine) -> dict[str, Any]:
     }
 
 
-@get("/models", summary="List the active models")
+@get("/models", summary="List the active models", responses=error_responses(401))
 async def list_models(pool: ModelPool) -> dict[str, Any]:
     """The ids to use verbatim as `model`."""
     return {"object": "list", "data": [model_object(pool.get(i)) for i in pool.ready_ids()]}
 
 
-@get("/models/{model_id:str}", summary="Retrieve one active model")
+@get("/models/{model_id:str}", summary="Retrieve one active model", responses=error_responses(400, 401, 404))
 async def retrieve_model(pool: ModelPool, model_id: str) -> dict[str, Any]:
     """One model, or 404 model_not_found."""
     return model_object(pool.get(model_id))

@@ -11,6 +11,7 @@ from pydantic import Field
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.context import RequestContext
 from pinaivu_local.api.openapi_body import json_body
+from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.api.replay import Replayer
 from pinaivu_local.api.schemas import ChatMessage, StrictBody, template_messages
 from pinaivu_local.api.validation import parse_body
@@ -44,13 +45,21 @@ def _visible(request_log: RequestLog, principal: Principal, request_id: str) -> 
     return record
 
 
-@get("/requests/{request_id:str}", summary="Look a request up by its request_id")
+@get(
+    "/requests/{request_id:str}",
+    summary="Look a request up by its request_id",
+    responses=error_responses(400, 401, 404),
+)
 async def get_request(request_log: RequestLog, principal: Principal, request_id: str) -> dict[str, Any]:
     """A key sees its own requests; an admin key sees all."""
     return _visible(request_log, principal, request_id).public()
 
 
-@get("/requests", summary="The caller's recent requests, newest first (admin: everyone's)")
+@get(
+    "/requests",
+    summary="The caller's recent requests, newest first (admin: everyone's)",
+    responses=error_responses(400, 401),
+)
 async def list_requests(
     request_log: RequestLog,
     principal: Principal,
@@ -83,6 +92,7 @@ async def list_requests(
     status_code=200,
     summary="Check an input and output against the request's commitment",
     operation_class=json_body(VerifyRequest),
+    responses=error_responses(400, 401, 404, 422, 500, 503),
 )
 async def verify_request(
     request: Request[Any, Any, Any],
