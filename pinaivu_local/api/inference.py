@@ -1,7 +1,7 @@
 """The one inference flow chat, completions and replays share: admit, run, end (once, however it ends).
 
-Checks run in the contract's order: (authentication in the guard, validation by the route,) model,
-permission, context budget, rate limit, capacity. A reservation is settled to the tokens really
+Checks run in the contract's order: (authentication in the guard, the requests limit and validation
+by the route,) model, permission, context budget, tokens limit, capacity. A reservation is settled to the tokens really
 used when the run ends, or refunded when the engine gave the request back unserved.
 """
 
@@ -128,6 +128,11 @@ class Inference:
         self._metrics = metrics
         self._log_content = log_content
 
+    def check_requests(self, context: RequestContext) -> None:
+        """RateLimited when the caller is over its requests limit: checked before the body is even read."""
+        principal = context.caller()
+        self._limiter.check_requests(principal.key_id, principal.limits)
+
     async def start(self, context: RequestContext, request: InferenceRequest, *, record: bool = True) -> Run:
         """Check, admit and queue `request`; raises the first check that fails. The Run must be ended.
 
@@ -137,7 +142,7 @@ class Inference:
         engine = self._pool.get(request.model)
         context.model_id = engine.id
         principal.check_model(engine.id)
-        # The requests limit first: it costs nothing, and a key over it must not make us tokenize.
+        # Again (a replay comes here directly): a key over its requests limit must not make us tokenize.
         self._limiter.check_requests(principal.key_id, principal.limits)
         # Rendering and tokenizing take time in proportion to the input: never on the event loop.
         scope = "" if self._share_prefixes else principal.key_id

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
+from litestar import Request
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -32,6 +34,18 @@ _BOUNDS = {
     "greater_than": ("greater than", "gt", "not_gt"),
     "less_than": ("less than", "lt", "not_lt"),
 }
+
+
+# Bigger bodies are parsed on a worker thread: megabytes of JSON would hold up everyone else.
+OFF_LOOP_BYTES = 64 * 1024
+
+
+async def read_body(request: Request[Any, Any, Any], model: type[BodyT]) -> BodyT:
+    """The request's body validated as `model`, parsed off the event loop when it is large."""
+    raw = await request.body()
+    if len(raw) > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(parse_body, raw, model)
+    return parse_body(raw, model)
 
 
 def parse_body(raw: bytes, model: type[BodyT]) -> BodyT:

@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 from pinaivu_local.api.openapi_body import json_body
 from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.api.schemas import StrictBody
-from pinaivu_local.api.validation import parse_body
+from pinaivu_local.api.validation import read_body
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.errors import ValidationFailed
 from pinaivu_local.keys.durations import parse_duration
@@ -87,7 +87,7 @@ def _issued(issued: IssuedKey, **extra: Any) -> dict[str, Any]:
 )
 async def create_key(request: Request[Any, Any, Any], key_store: KeyStore, catalog: Catalog) -> dict[str, Any]:
     """A new key with a name, optional model list, limits, expiry and admin flag."""
-    body = parse_body(await request.body(), CreateKey)
+    body = await read_body(request, CreateKey)
     _check_models(catalog, body.models)
     settings = KeySettings(
         name=body.name,
@@ -122,7 +122,7 @@ async def update_key(
     request: Request[Any, Any, Any], key_store: KeyStore, catalog: Catalog, key_id: str
 ) -> dict[str, Any]:
     """Only the fields present in the body change."""
-    body = parse_body(await request.body(), UpdateKey)
+    body = await read_body(request, UpdateKey)
     _check_models(catalog, body.models)
     changes = body.model_dump(exclude_unset=True)
     if "models" in changes:

@@ -12,7 +12,7 @@ from pinaivu_local.api.inference import Inference
 from pinaivu_local.api.openapi_body import json_body
 from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
-from pinaivu_local.api.validation import parse_body
+from pinaivu_local.api.validation import read_body
 
 
 @post(
@@ -26,7 +26,8 @@ async def chat_completions(
     request: Request[Any, Any, Any], inference: Inference, context: RequestContext
 ) -> Response[Any]:
     """Answer a conversation, whole or as a stream of chunks."""
-    body = parse_body(await request.body(), ChatCompletionRequest)
+    inference.check_requests(context)  # before parsing what may be megabytes
+    body = await read_body(request, ChatCompletionRequest)
     run = await inference.start(context, body.inference_request())
     return await respond(request, run, stream=bool(body.stream))
 
@@ -40,6 +41,7 @@ async def chat_completions(
 )
 async def completions(request: Request[Any, Any, Any], inference: Inference, context: RequestContext) -> Response[Any]:
     """Continue a prompt, whole or as a stream of chunks."""
-    body = parse_body(await request.body(), CompletionRequest)
+    inference.check_requests(context)  # before parsing what may be megabytes
+    body = await read_body(request, CompletionRequest)
     run = await inference.start(context, body.inference_request())
     return await respond(request, run, stream=bool(body.stream))

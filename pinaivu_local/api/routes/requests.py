@@ -14,7 +14,7 @@ from pinaivu_local.api.openapi_body import json_body
 from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.api.replay import Replayer
 from pinaivu_local.api.schemas import ChatMessage, StrictBody, template_messages
-from pinaivu_local.api.validation import parse_body
+from pinaivu_local.api.validation import read_body
 from pinaivu_local.engine.prepared import ChatPrompt, PromptSource, TextPrompt, TokenPrompt
 from pinaivu_local.errors import InvalidRequest, RequestNotFound
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
@@ -103,7 +103,7 @@ async def verify_request(
 ) -> dict[str, Any]:
     """Hashes first; then, for a deterministic request (temperature 0 or a seed), a replay."""
     record = _visible(request_log, context.caller(), request_id)
-    body = parse_body(await request.body(), VerifyRequest)
+    body = await read_body(request, VerifyRequest)
     source: PromptSource
     if record.kind == "chat":
         if body.messages is None:
