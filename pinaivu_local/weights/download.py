@@ -1,4 +1,4 @@
-"""HTTP download of one file into a `.part` file, resumed with Range requests after an interruption."""
+"""HTTP download of one file into a `.part` file, resumed with Range and If-Range after an interruption."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
 from pinaivu_local.errors import PullError
+from pinaivu_local.weights import partial
 from pinaivu_local.weights.checksum import CHUNK
 from pinaivu_local.weights.gguf_info import GGUF_MAGIC
 from pinaivu_local.weights.progress import TransferProgress
@@ -25,8 +27,35 @@ class _Interrupted(Exception):
     """The transfer stopped part-way; another attempt may resume it."""
 
 
+class _StartOver(Exception):
+    """The partial file was discarded (it is not the server's current version); fetch the whole file."""
+
+
+@dataclass(frozen=True)
+class _ResumePoint:
+    """Where a resumed transfer starts, and the version the bytes before it belong to."""
+
+    offset: int
+    version: partial.Version
+
+
+# huggingface_hub.hf_hub_download would share ~/.cache/huggingface and name partial files by ETag,
+# but it is not used for hf:// sources (checked against huggingface_hub 2.4.0):
+# - it writes to a process-unique `<etag>.<id>.incomplete` that it deletes when the call fails, so a
+#   pull cut short (Ctrl-C, a network gone for longer than its retries) starts again from zero next
+#   time, where this downloader resumes a multi-GB file;
+# - the Hub keeps moving repositories to Xet storage, which it fetches with a native client (hf_xet)
+#   that a loopback fake hub cannot stand in for: the path users take would go untested;
+# - it does not hash as it writes nor look at the first bytes, so a pinned SHA-256 would cost a
+#   second read of the whole file and an HTML page would be noticed only once complete;
+# - the file would then have to be linked (or, across filesystems, copied) into the models folder.
 class Downloader:
-    """Fetches URLs into `.part` files; retries with resume, checks the GGUF magic, hashes as it goes."""
+    """Fetches URLs into `.part` files; retries with resume, checks the GGUF magic, hashes as it goes.
+
+    A part is resumed only when the server proves it still has the same version: the part's record
+    (see `partial`) gives the validator sent as `If-Range`, and the answer must be a 206 of that
+    version at the right offset. Anything else starts the file over, with one line saying why.
+    """
 
     def __init__(
         self,
@@ -45,9 +74,11 @@ class Downloader:
 
     def fetch(self, url: str, part: Path, *, label: str, headers: dict[str, str] | None = None) -> str:
         """Complete `part` from `url` and return its SHA-256; PullError in one line when it cannot."""
+        # Offsets count bytes as sent: a compressed answer would not line up with the part on disk.
+        headers = {**(headers or {}), "Accept-Encoding": "identity"}
         for attempt in range(self._retries + 1):
             try:
-                return self._attempt(url, part, label, headers or {})
+                return self._attempt(url, part, label, headers)
             except _Interrupted as exc:
                 if attempt == self._retries:
                     raise PullError(
@@ -57,17 +88,41 @@ class Downloader:
         raise AssertionError("unreachable")
 
     def _attempt(self, url: str, part: Path, label: str, headers: dict[str, str]) -> str:
+        try:
+            return self._get(url, part, label, headers, self._resume_point(url, part, label))
+        except _StartOver:
+            return self._get(url, part, label, headers, None)
+
+    def _resume_point(self, url: str, part: Path, label: str) -> _ResumePoint | None:
+        """The part's size and version when it can be resumed; otherwise discard it (saying why if it had bytes)."""
         offset = _resumable_size(part)
-        if offset:
-            headers = {**headers, "Range": f"bytes={offset}-"}
+        if not offset:
+            partial.discard(part)  # nothing to resume; a record left alone is stale
+            return None
+        record = partial.load(part)
+        if record is None or not record.version.known:
+            problem = f"no record of which version of the file {part.name} holds"
+        elif record.url != url:
+            problem = f"{part.name} was fetched from another URL ({record.url})"
+        elif record.version.size is not None and offset > record.version.size:
+            problem = f"{part.name} is longer than the file it is part of"
+        else:
+            return _ResumePoint(offset, record.version)
+        self._progress.note(f"{label}: {problem}; starting over")
+        partial.discard(part)
+        return None
+
+    def _get(self, url: str, part: Path, label: str, headers: dict[str, str], resume: _ResumePoint | None) -> str:
+        if resume is not None:
+            headers = {**headers, "Range": f"bytes={resume.offset}-"}
+            if resume.version.validator:  # else the Hub's X-Linked-Etag on the redirect is checked (see partial)
+                headers["If-Range"] = resume.version.validator
         try:
             with self._client.stream("GET", url, headers=headers) as response:
-                if response.status_code == 416 and offset:  # the part does not fit the file (any more)
-                    part.unlink()
-                    raise _Interrupted("the server cannot resume this partial file; starting over")
+                offset = self._resumed_offset(response, part, label, resume) if resume is not None else 0
                 _check_status(response, label)
-                if offset and not _resumes_at(response, offset):
-                    offset = 0  # the server sent the whole file
+                if not offset:  # the whole file follows: record its version before the first byte is on disk
+                    self._start(url, part, label, response)
                 return self._receive(response, part, offset, label)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise PullError(f"{label}: cannot reach {_host(url)} ({_reason(exc)}); check the network") from None
@@ -75,6 +130,46 @@ class Downloader:
             raise _Interrupted(f"no data from {_host(url)} for {READ_TIMEOUT_S:.0f}s") from exc
         except httpx.TransportError as exc:
             raise _Interrupted(_reason(exc)) from exc
+
+    def _resumed_offset(self, response: httpx.Response, part: Path, label: str, resume: _ResumePoint) -> int:
+        """`resume.offset` when the answer continues the same version; 0 when it is the whole file anew.
+
+        Raises _StartOver (the part discarded) when it is neither, e.g. a 206 of another version from
+        a server that ignores If-Range.
+        """
+        status, host = response.status_code, _host(str(response.url))
+        if status not in (200, 206, 416):
+            return resume.offset  # an error: _check_status says which, and the part is kept
+        version = partial.Version.of(response)
+        if status == 416:
+            problem = f"{host} cannot resume {part.name} (HTTP 416)"
+        elif not version.known:
+            problem = f"{host} no longer says which version of the file it sends (no ETag or Last-Modified)"
+        elif not version.same_as(resume.version):
+            problem = f"the file changed on {host} since {part.name} was fetched"
+        elif status == 200:
+            problem = f"{host} sent the whole file, not the rest of {part.name}"
+        elif not _continues(response, resume.offset):
+            problem = f"{host} sent another range than the rest of {part.name}"
+        else:
+            return resume.offset
+        self._progress.note(f"{label}: {problem}; starting over")
+        if status != 200:
+            partial.discard(part)
+            raise _StartOver
+        return 0  # a 200 is the whole current file: take it
+
+    def _start(self, url: str, part: Path, label: str, response: httpx.Response) -> None:
+        """Record the version the whole file about to be written belongs to (none known: no record, no resume)."""
+        version = partial.Version.of(response)
+        try:
+            if version.known:
+                part.parent.mkdir(parents=True, exist_ok=True)
+                partial.save(part, partial.PartRecord(url, version))
+            else:
+                partial.forget(part)
+        except OSError as exc:
+            raise PullError(f"{label}: cannot write {partial.record_path(part)} ({exc.strerror})") from None
 
     def _receive(self, response: httpx.Response, part: Path, offset: int, label: str) -> str:
         length = response.headers.get("content-length")
@@ -104,6 +199,7 @@ class Downloader:
         if total is not None and received < total:
             raise _Interrupted(f"the connection closed after {received} of {total} bytes")
         _check_magic(head, part, label, final=True)
+        partial.forget(part)  # complete: nothing left to resume
         return digest.hexdigest()
 
 
@@ -119,10 +215,9 @@ def _resumable_size(part: Path) -> int:
     return stat.st_size
 
 
-def _resumes_at(response: httpx.Response, offset: int) -> bool:
-    """Whether a response is the 206 continuation of the bytes we have."""
-    content_range = response.headers.get("content-range", "")
-    return response.status_code == 206 and content_range.startswith(f"bytes {offset}-")
+def _continues(response: httpx.Response, offset: int) -> bool:
+    """Whether a 206 starts at `offset` (the bytes we have end there)."""
+    return response.headers.get("content-range", "").startswith(f"bytes {offset}-")
 
 
 def _check_status(response: httpx.Response, label: str) -> None:
@@ -146,7 +241,7 @@ def _check_magic(head: bytes, part: Path, label: str, *, final: bool) -> None:
     """Refuse (and delete) what is not a GGUF, e.g. an HTML login page."""
     if head == GGUF_MAGIC[: len(head)] and (len(head) == len(GGUF_MAGIC) or not final):
         return
-    part.unlink(missing_ok=True)
+    partial.discard(part)
     raise PullError(f"{label}: the server did not send a GGUF file (it starts with {head!r}); nothing was kept")
 
 

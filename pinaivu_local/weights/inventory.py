@@ -8,6 +8,7 @@ from typing import Literal
 
 from pinaivu_local.catalog import ModelSpec
 from pinaivu_local.errors import ModelFileError, PullError
+from pinaivu_local.weights import partial
 from pinaivu_local.weights.checksum import read_record, record_path
 from pinaivu_local.weights.gguf_info import GGUFInfo, read_gguf_info
 
@@ -51,7 +52,8 @@ def remove(spec: ModelSpec, models_dir: Path) -> list[Path]:
     """Delete a pulled file with its hash record and any partial download; return what was removed."""
     if not spec.file.is_relative_to(models_dir.resolve()):
         raise PullError(f"{spec.id}: {spec.file} was not pulled into {models_dir}; delete it yourself if you mean to")
-    candidates = [spec.file, record_path(spec.file), spec.file.with_name(spec.file.name + ".part")]
+    part = spec.file.with_name(spec.file.name + ".part")
+    candidates = [spec.file, record_path(spec.file), part, partial.record_path(part)]
     removed = []
     for path in candidates:
         try:

@@ -17,7 +17,7 @@ from rich.progress import (
 
 
 class TransferProgress(Protocol):
-    """Told about bytes as they move; one begin/end pair per file."""
+    """Told about bytes as they move, one begin/end pair per file, and of the odd event worth a line."""
 
     def begin(self, label: str, total: int | None, done: int = 0) -> None:
         """A transfer of `total` bytes (None when unknown) starts, `done` of them already here."""
@@ -27,6 +27,9 @@ class TransferProgress(Protocol):
 
     def end(self) -> None:
         """The transfer stopped (finished or not)."""
+
+    def note(self, line: str) -> None:
+        """Tell the user one line about the transfer (e.g. that a partial file was discarded)."""
 
 
 class SilentProgress:
@@ -39,6 +42,9 @@ class SilentProgress:
         """Ignore."""
 
     def end(self) -> None:
+        """Ignore."""
+
+    def note(self, line: str) -> None:
         """Ignore."""
 
 
@@ -76,3 +82,7 @@ class BarProgress:
             self._progress.stop()
             self._progress = None
             self._task = None
+
+    def note(self, line: str) -> None:
+        """Print the line above any bar, as it is (no markup, not wrapped)."""
+        self._console.print(line, markup=False, highlight=False, soft_wrap=True)

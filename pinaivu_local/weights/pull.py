@@ -16,7 +16,7 @@ from pinaivu_local import __version__
 from pinaivu_local.catalog import ModelSpec
 from pinaivu_local.errors import ChecksumMismatch, ConfigError, ModelFileError, OfflineRefused, PullError
 from pinaivu_local.settings import Settings
-from pinaivu_local.weights import ollama
+from pinaivu_local.weights import ollama, partial
 from pinaivu_local.weights.checksum import read_record, sha256_file, write_record
 from pinaivu_local.weights.download import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, Downloader
 from pinaivu_local.weights.gguf_info import read_gguf_info
@@ -125,6 +125,7 @@ class Puller:
     def _import_ollama(self, spec: ModelSpec, source: OllamaSource, part: Path) -> tuple[Action, str]:
         stores = [self._settings.ollama_models] if self._settings.ollama_models else ollama.default_stores()
         blob, digest = ollama.find_blob(stores, source)
+        partial.discard(part)  # a download left from another source is not this blob
         action: Action = "linked" if ollama.link_or_copy(blob, part) == "linked" else "copied"
         sha = self._hash(part, f"{spec.id} (verifying {source.ref()})")
         if sha != digest:

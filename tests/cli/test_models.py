@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from pinaivu_local.cli import main
 from pinaivu_local.sizes import human_bytes
+from pinaivu_local.weights.partial import PartRecord, Version, save
 from tests.conftest import TinyModels, write_catalog
 from tests.weights.hub import Hub
 from tests.weights.ollama_store import add_to_ollama_store
@@ -78,6 +79,29 @@ def test_pull_failures_are_one_line_each(tmp_path: Path, hub: Hub, tiny_models: 
     assert typo.returncode == 1
     assert typo.stderr == f"Error: no model 'llama3.2-1b' in {tmp_path / 'models.toml'}; did you mean llama3.2:1b?\n"
     assert cli(tmp_path, "models", "pull").returncode == 2
+
+
+def test_pull_says_in_one_line_when_a_partial_download_is_of_an_older_upload(
+    tmp_path: Path, hub: Hub, tiny_models: TinyModels
+) -> None:
+    old, new = tiny_models.q8.read_bytes(), tiny_models.f16.read_bytes()
+    source = hub.put("org/repo", "tiny.gguf", old)
+    path = "/org/repo/resolve/main/tiny.gguf"
+    part = tmp_path / "data" / "models" / "tiny.gguf.part"  # what an interrupted pull of the old upload left
+    part.parent.mkdir(parents=True)
+    part.write_bytes(old[:1000])
+    version = Version(etag=hub.validator_headers(path)["ETag"], last_modified=None, linked_etag=None, size=len(old))
+    save(part, PartRecord(hub.url + path, version))
+    hub.put("org/repo", "tiny.gguf", new)
+    write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"source": source}})
+    pulled = cli(tmp_path, "models", "pull", "llama3.2:1b", HF_ENDPOINT=hub.url)
+    assert pulled.returncode == 0, pulled.stderr
+    note = f"llama3.2:1b: the file changed on {hub.url.removeprefix('http://')} since tiny.gguf.part was fetched; "
+    assert f"{note}starting over\n" in pulled.stderr
+    assert f"sha256 {hashlib.sha256(new).hexdigest()})" in pulled.stdout
+    assert (tmp_path / "data" / "models" / "tiny.gguf").read_bytes() == new
+    assert [(r.range, r.if_range) for r in hub.requests] == [("bytes=1000-", version.etag)]
+    assert sorted(p.name for p in part.parent.iterdir()) == ["tiny.gguf", "tiny.gguf.sha256"]
 
 
 def test_pull_from_ollama(tmp_path: Path, tiny_models: TinyModels) -> None:

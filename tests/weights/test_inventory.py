@@ -29,15 +29,16 @@ def test_states(tmp_path: Path, tiny_models: TinyModels) -> None:
     assert broken.state == "invalid" and broken.problem is not None and "truncated" in broken.problem
 
 
-def test_remove_takes_the_file_its_record_and_its_part(tmp_path: Path, tiny_models: TinyModels) -> None:
+def test_remove_takes_the_file_its_record_and_its_part_with_its_record(tmp_path: Path, tiny_models: TinyModels) -> None:
     models = tmp_path / "models"
     models.mkdir()
     file = models / "x.gguf"
     shutil.copy(tiny_models.f16, file)
     write_record(file, "0" * 64)
     (models / "x.gguf.part").write_bytes(b"GGUF")
+    (models / "x.gguf.part.json").write_text("{}")
     removed = remove(spec(file), models)
-    assert removed == [file, models / "x.gguf.sha256", models / "x.gguf.part"]
+    assert removed == [file, models / "x.gguf.sha256", models / "x.gguf.part", models / "x.gguf.part.json"]
     assert list(models.iterdir()) == []
     with pytest.raises(PullError, match="nothing to remove"):
         remove(spec(file), models)

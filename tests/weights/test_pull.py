@@ -22,12 +22,13 @@ from tests.weights.ollama_store import add_to_ollama_store
 
 
 class RecordingProgress:
-    """Remembers every begin and how many bytes were reported."""
+    """Remembers every begin, how many bytes were reported, and the notes."""
 
     def __init__(self) -> None:
         self.begins: list[tuple[str, int | None, int]] = []
         self.advanced = 0
         self.ended = 0
+        self.notes: list[str] = []
 
     def begin(self, label: str, total: int | None, done: int = 0) -> None:
         self.begins.append((label, total, done))
@@ -37,6 +38,9 @@ class RecordingProgress:
 
     def end(self) -> None:
         self.ended += 1
+
+    def note(self, line: str) -> None:
+        self.notes.append(line)
 
 
 def spec_for(settings: Settings, source: str, sha256: str | None = None, model_id: str = "llama3.2:1b") -> ModelSpec:
@@ -57,7 +61,8 @@ def test_pull_with_progress_records_the_hash(settings: Settings, hub: Hub, tiny_
     assert progress.begins == [("llama3.2:1b", len(data), 0)] and progress.advanced == len(data)
     assert progress.ended == 1
     assert [r.path for r in hub.requests] == ["/org/repo/resolve/main/sub/tiny.gguf"]
-    assert not list(settings.models_dir.glob("*.part"))
+    assert not list(settings.models_dir.glob("*.part*"))  # nor the part's version record
+    assert progress.notes == []
     with Puller(settings, progress) as puller:  # a second pull finds it in place
         assert puller.pull(spec).action == "present"
     assert len(hub.requests) == 1
@@ -74,20 +79,25 @@ def test_interrupted_download_resumes_with_a_range_request(
         result = puller.pull(spec_for(settings, source, sha256=hashlib.sha256(data).hexdigest()))
     assert result.file.read_bytes() == data
     first, second = hub.requests
-    assert first.range is None
+    assert first.range is None and first.if_range is None
     assert second.range == f"bytes={len(data) // 2}-"
+    assert second.if_range == hub.validator_headers("/org/repo/resolve/main/tiny.gguf")["ETag"]
     assert progress.begins[1] == ("llama3.2:1b", len(data), len(data) // 2)
+    assert progress.notes == []
 
 
-def test_a_part_left_by_an_earlier_run_is_resumed(settings: Settings, hub: Hub, tiny_models: TinyModels) -> None:
+def test_a_part_of_unknown_version_is_fetched_again(settings: Settings, hub: Hub, tiny_models: TinyModels) -> None:
+    # e.g. left by a version of pinaivu-local that did not record versions: resuming it could mix two uploads
     data = tiny_models.q8.read_bytes()
     spec = spec_for(settings, hub.put("org/repo", "q8.gguf", data))
     spec.file.parent.mkdir(parents=True)
     spec.file.with_name("q8.gguf.part").write_bytes(data[:1000])
-    with Puller(settings, SilentProgress()) as puller:
+    progress = RecordingProgress()
+    with Puller(settings, progress) as puller:
         result = puller.pull(spec)
     assert result.file.read_bytes() == data and result.sha256 == hashlib.sha256(data).hexdigest()
-    assert [r.range for r in hub.requests] == ["bytes=1000-"]
+    assert [(r.range, r.sent) for r in hub.requests] == [(None, len(data))]
+    assert progress.notes == ["llama3.2:1b: no record of which version of the file q8.gguf.part holds; starting over"]
 
 
 def test_giving_up_after_retries_keeps_the_part(settings: Settings, hub: Hub, tiny_models: TinyModels) -> None:
@@ -98,10 +108,12 @@ def test_giving_up_after_retries_keeps_the_part(settings: Settings, hub: Hub, ti
         puller.pull(spec)
     assert "interrupted" in caught.value.message and "run the same command again to resume" in caught.value.message
     assert spec.file.with_name("tiny.gguf.part").stat().st_size == len(data) // 2
+    assert spec.file.with_name("tiny.gguf.part.json").exists()
     assert not spec.file.exists()
     with Puller(settings, SilentProgress()) as puller:
         assert puller.pull(spec).file.read_bytes() == data
-    assert hub.requests[-1].range == f"bytes={len(data) // 2}-"
+    assert hub.requests[-1].range == f"bytes={len(data) // 2}-" and hub.requests[-1].if_range is not None
+    assert not spec.file.with_name("tiny.gguf.part.json").exists()
 
 
 def test_checksum_mismatch_is_refused_and_deleted(settings: Settings, hub: Hub, tiny_models: TinyModels) -> None:
