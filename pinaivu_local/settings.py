@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     log_content: bool = Field(default=False, description="store prompts and outputs in the request log")
     log_retention_days: int = Field(default=30, ge=1)
     log_retention_rows: int = Field(default=100_000, ge=1)
+    log_backlog: int = Field(
+        default=1000, ge=1, description="request records waiting to be written before inference is refused (503)"
+    )
 
     @field_validator("hf_hub_offline", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from pinaivu_local.cli.common import build_settings
-from pinaivu_local.errors import ConfigError, KeyNotFound
+from pinaivu_local.errors import ConfigError, KeyNotFound, StorageUnavailable
 from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.settings import Settings
 
@@ -28,6 +28,8 @@ def key_store(settings: Settings) -> Iterator[KeyStore]:
         yield KeyStore(database)
     except (ConfigError, KeyNotFound) as exc:
         raise click.ClickException(exc.message) from None
+    except StorageUnavailable as exc:  # its message names no file (it is written for HTTP clients)
+        raise click.ClickException(f"{settings.database}: {exc.reason}") from None
     finally:
         database.close()
 

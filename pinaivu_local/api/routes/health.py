@@ -9,15 +9,20 @@ from litestar import Response, get
 
 from pinaivu_local.api.metrics import Metrics
 from pinaivu_local.engine.model_pool import ModelPool
+from pinaivu_local.requestlog.log import RequestLog
 
 
 @get("/health", summary="Server and model states")
-async def health(pool: ModelPool) -> Response[dict[str, Any]]:
-    """ok when every model is ready, degraded when some are, unavailable (503) when none is."""
+async def health(pool: ModelPool, request_log: RequestLog) -> Response[dict[str, Any]]:
+    """ok when every model is ready, degraded when some are, unavailable (503) when none is, or when
+    requests cannot be recorded (storage failing or its backlog full: `storage` says why)."""
     models = [dataclasses.asdict(s) for s in pool.statuses()]
     ready = sum(m["state"] == "ready" for m in models)
     status = "ok" if ready == len(models) else "degraded" if ready else "unavailable"
-    return Response({"status": status, "models": models}, status_code=200 if ready else 503)
+    storage = request_log.health()
+    if storage["state"] != "ok":  # nothing can be served without a record
+        status, ready = "unavailable", 0
+    return Response({"status": status, "models": models, "storage": storage}, status_code=200 if ready else 503)
 
 
 @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
