@@ -131,6 +131,20 @@ class Unavailable(PinaivuError):
         self.retry_after = retry_after
 
 
+class StorageUnavailable(Unavailable):
+    """The database cannot be read or written now (disk full, locked, I/O error): a 503, never a 500.
+
+    The message is for clients, so it names no file; the path and the cause go to the server log.
+    `reason` is the same cause in a few words, for /health.
+    """
+
+    code = "storage_unavailable"
+
+    def __init__(self, message: str, *, reason: str, retry_after: int = 5) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.reason = reason
+
+
 class EngineFailure(PinaivuError):
     """llama.cpp failed while serving a request; the engine keeps serving others."""
 

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # "key": a cached prompt prefix is reused only by the key that sent it (another key could time
     # its first token and learn what was sent); "all": shared by every key, for a one-tenant box.
     prefix_cache_sharing: Literal["key", "all"] = "key"
+    log_backlog: int = Field(
+        default=1000, ge=1, description="request records waiting to be written before inference is refused (503)"
+    )
 
     @field_validator("hf_hub_offline", mode="before")
     @classmethod

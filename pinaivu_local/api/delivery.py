@@ -33,6 +33,7 @@ async def respond(request: Request[Any, Any, Any], run: Run, *, stream: bool) ->
         # Nobody will read this; its status is what the access log and metrics count (nginx's 499).
         return Response(None, status_code=CLIENT_CLOSED, headers=headers)
     text, finish, usage = collected
+    await run.recorded()  # group commit: the body goes out only once its record is durable (else 503)
     return Response(run.completion.body(text, finish, usage), headers=headers)
 
 
@@ -90,6 +91,7 @@ async def _sse_events(run: Run) -> AsyncIterator[str]:
             if completion.include_usage and delta.usage:
                 yield completion.usage_chunk(delta.usage)
             run.end(200, delta.finish_reason, delta.usage)
+            await run.recorded()  # [DONE] only once the record is durable; else an in-band 503 error below
         yield SSE_DONE
     except PinaivuError as exc:  # the status line is gone: report in-band, as OpenAI does
         log.warning("stream %s failed: %s", completion.request_id, exc.message)

@@ -1,8 +1,9 @@
 """The one inference flow chat, completions and replays share: admit, run, end (once, however it ends).
 
 Checks run in the contract's order: (authentication in the guard, the requests limit and validation
-by the route,) model, permission, context budget, tokens limit, capacity. A reservation is settled to the tokens really
-used when the run ends, or refunded when the engine gave the request back unserved.
+by the route,) model, permission, context budget, storage, tokens limit, capacity. A reservation is
+settled to the tokens really used when the run ends, or refunded when the engine gave the request
+back unserved.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pinaivu_local.errors import Unavailable
 from pinaivu_local.ratelimit import RateLimiter, Reservation
 from pinaivu_local.requestlog.log import RequestLog
 from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.requestlog.writer import Receipt
 
 # Status of a request whose client went away before it finished (nginx's convention).
 CLIENT_CLOSED = 499
@@ -63,6 +65,7 @@ class Run:
         self._hooks = hooks
         self._parts: list[str] = []
         self._ended = False
+        self._receipt: Receipt | None = None
 
     async def deltas(self) -> AsyncIterator[Delta]:
         """The generation's deltas, their text kept for the record."""
@@ -89,7 +92,16 @@ class Run:
             record = self._trace.record(
                 self._generation, self.text, status=status, finish_reason=finish, usage=usage, error=error
             )
-            self._hooks.recorded(record)
+            self._receipt = self._hooks.recorded(record)
+
+    async def recorded(self) -> None:
+        """Wait until the record end() submitted is durable: a response is complete only then.
+
+        Call it after end() and before the response's last bytes (delivery.py). Raises
+        StorageUnavailable (503) when the record cannot be written in time; it then says 503 too.
+        """
+        if self._receipt is not None:
+            await self._receipt.durable()
 
 
 @dataclass(frozen=True)
@@ -101,11 +113,12 @@ class _RunHooks:
     context: RequestContext
     model_file: Path
 
-    def recorded(self, record: RequestRecord) -> None:
+    def recorded(self, record: RequestRecord) -> Receipt:
         """Queue the record for writing, count it, and let the access log see it."""
-        self.request_log.submit(record, self.model_file)
+        receipt = self.request_log.submit(record, self.model_file)
         self.metrics.observe_record(record)
         self.context.record = record
+        return receipt
 
 
 class Inference:
@@ -149,6 +162,10 @@ class Inference:
         prepared = await asyncio.to_thread(
             functools.partial(engine.prepare, cache_scope=scope), request.source, request.sampling, request.max_tokens
         )
+        if record:
+            # Serve nothing that cannot be recorded: 503 storage_unavailable while records cannot be
+            # written (disk full, locked) or too many wait to be. Before the rate limit: costs no quota.
+            self._request_log.raise_if_unavailable()
         reservation = self._limiter.admit(principal.key_id, principal.limits, prepared.reserved_tokens)
         try:
             generation = engine.start(prepared)

@@ -31,7 +31,11 @@ class Replayer:
         self, context: RequestContext, record: RequestRecord, source: PromptSource, output: str
     ) -> dict[str, Any]:
         """Generate again with the logged sampling; say whether the text reproduces and where not."""
-        params, budget = SamplingParams.from_json(record.sampling_params())
+        logged = record.sampling_params()
+        not_kept = SamplingParams.not_kept(logged)  # stop or logit_bias too large for the record
+        if not_kept:
+            return {"performed": False, "reason": not_kept}
+        params, budget = SamplingParams.from_json(logged)
         if not params.deterministic:
             return {"performed": False, "reason": "sampled at temperature > 0 without a seed: not reproducible"}
         changed = self._model_changed(record)

@@ -19,6 +19,7 @@ from pinaivu_local.engine.devices import supports_gpu_offload
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
 from pinaivu_local.engine.repack import decide_repack
 from pinaivu_local.keys.store import KeyStore
+from pinaivu_local.keys.usage import KeyUsage
 from pinaivu_local.ratelimit import Limits, RateLimiter
 from pinaivu_local.requestlog.log import RequestLog, Retention
 from pinaivu_local.requestlog.model_hashes import ModelHashes
@@ -54,10 +55,11 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
     with contextlib.ExitStack() as resources:
         database = Database(settings.database)
         resources.callback(database.close)
-        key_store = KeyStore(database)
+        key_usage = KeyUsage()  # keys' last use: noted by authentication, written by the request log
+        key_store = KeyStore(database, key_usage)
         hashes = ModelHashes(settings.data_dir / "model-hashes.json")
         retention = Retention(days=settings.log_retention_days, rows=settings.log_retention_rows)
-        request_log = RequestLog(database, retention, hashes.get)
+        request_log = RequestLog(database, retention, hashes.get, backlog=settings.log_backlog, key_usage=key_usage)
         resources.callback(request_log.close)
         pool = ModelPool(catalog, _engine_options(settings, catalog))
         resources.callback(pool.close)  # first to run: streams end, their records are still written

@@ -13,7 +13,7 @@ import click
 from pydantic import ValidationError
 
 from pinaivu_local.catalog import Catalog, ModelSpec, load_catalog
-from pinaivu_local.errors import ConfigError, KeyNotActive, KeyNotFound, PinaivuError
+from pinaivu_local.errors import ConfigError, KeyNotActive, KeyNotFound, PinaivuError, StorageUnavailable
 from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.settings import Settings
 from pinaivu_local.sizes import human_bytes
@@ -84,6 +84,8 @@ def key_store(settings: Settings) -> Iterator[KeyStore]:
         yield KeyStore(database)
     except (ConfigError, KeyNotFound, KeyNotActive) as exc:
         raise click.ClickException(exc.message) from None
+    except StorageUnavailable as exc:  # its message names no file (it is written for HTTP clients)
+        raise click.ClickException(f"{settings.database}: {exc.reason}") from None
     finally:
         database.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import logging
 import math
@@ -16,6 +17,10 @@ import llama_cpp.llama_cpp as llama
 from pinaivu_local.errors import InternalError, InvalidRequest
 
 log = logging.getLogger(__name__)
+
+# stop and logit_bias are kept verbatim in a record up to this many bytes each (of their JSON);
+# beyond it, only their SHA-256, count and size, so a record stays a few KB whatever the request.
+KEEP_VERBATIM_BYTES = 2048
 
 
 @dataclass(frozen=True)
@@ -37,23 +42,58 @@ class SamplingParams:
         return self.temperature == 0 or self.seed is not None
 
     def to_json(self, max_tokens: int) -> str:
-        """Everything needed to replay the request, with its completion budget, as sorted JSON."""
-        values = {
+        """What a replay needs, with the completion budget, as sorted JSON of a few KB at most.
+
+        `stop` and `logit_bias` larger than KEEP_VERBATIM_BYTES are replaced by `stop_digest` /
+        `logit_bias_digest` ({"sha256", "count", "bytes"} of their compact sorted UTF-8 JSON): such a
+        request is then not replayable (`not_kept`), but what it asked for can still be checked.
+        """
+        values: dict[str, Any] = {
             "temperature": self.temperature,
             "top_p": self.top_p,
             "seed": self.seed,
             "max_tokens": max_tokens,
-            "stop": list(self.stop),
             "presence_penalty": self.presence_penalty,
             "frequency_penalty": self.frequency_penalty,
-            "logit_bias": {str(token): bias for token, bias in self.logit_bias.items()},
             "ignore_eos": self.ignore_eos,
         }
+        large: dict[str, Any] = {
+            "stop": list(self.stop),
+            "logit_bias": {str(token): bias for token, bias in self.logit_bias.items()},
+        }
+        for name, value in large.items():
+            data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+            if len(data) <= KEEP_VERBATIM_BYTES:
+                values[name] = value
+            else:
+                values[f"{name}_digest"] = {
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "count": len(value),
+                    "bytes": len(data),
+                }
         return json.dumps(values, sort_keys=True)
+
+    @staticmethod
+    def not_kept(values: Mapping[str, Any]) -> str | None:
+        """Why `to_json`'s output cannot rebuild the request's parameters (too large to keep), if it cannot."""
+        for name, what in (("stop", "stop strings"), ("logit_bias", "logit_bias entries")):
+            digest = values.get(f"{name}_digest")
+            if isinstance(digest, dict):
+                return (
+                    f"its {digest.get('count')} {what} ({digest.get('bytes')} bytes) were too large to keep in the "
+                    "record (only their SHA-256 is stored), so it cannot be replayed"
+                )
+        return None
 
     @classmethod
     def from_json(cls, values: Mapping[str, Any]) -> tuple[SamplingParams, int | None]:
-        """The parameters and completion budget `to_json` wrote (defaults for what is absent)."""
+        """The parameters and completion budget `to_json` wrote (defaults for what is absent).
+
+        ValueError when `not_kept` says they cannot be rebuilt: a replay without them would differ.
+        """
+        reason = cls.not_kept(values)
+        if reason:
+            raise ValueError(reason)
         params = cls(
             temperature=values.get("temperature", 1.0),
             top_p=values.get("top_p", 1.0),

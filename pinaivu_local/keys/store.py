@@ -13,11 +13,8 @@ from pinaivu_local.clock import as_utc, utcnow
 from pinaivu_local.errors import AuthenticationError, KeyNotActive, KeyNotFound
 from pinaivu_local.keys.material import generate_key, hash_key, visible_prefix
 from pinaivu_local.keys.records import ApiKey
+from pinaivu_local.keys.usage import KeyUsage
 from pinaivu_local.storage.database import Database
-
-# last_used_at is written at most this often per key: one write per request would be wasteful.
-LAST_USED_RESOLUTION = timedelta(seconds=30)
-
 
 # Per-minute limits a key may have: far above what one box serves, far below a 64-bit column.
 MAX_RPM = 1_000_000
@@ -45,11 +42,16 @@ class IssuedKey:
 
 
 class KeyStore:
-    """Create, look up, revoke and rotate keys. Safe to use from the CLI while a server runs."""
+    """Create, look up, revoke and rotate keys. Safe to use from the CLI while a server runs.
 
-    def __init__(self, database: Database) -> None:
+    Authentication never writes: last-use times go to `usage` (in memory), which the server's request
+    log writes to the database; what this store returns shows the newest of the two.
+    """
+
+    def __init__(self, database: Database, usage: KeyUsage | None = None) -> None:
         self._db = database
         self._session = database.session
+        self.usage = usage if usage is not None else KeyUsage()
 
     def is_empty(self) -> bool:
         """Whether no key was ever created."""
@@ -85,7 +87,8 @@ class KeyStore:
     def list(self) -> list[ApiKey]:
         """Every key, newest first."""
         with self._session() as session:
-            return list(session.exec(select(ApiKey).order_by(ApiKey.created_at.desc())))  # type: ignore[attr-defined]
+            records = list(session.exec(select(ApiKey).order_by(ApiKey.created_at.desc())))  # type: ignore[attr-defined]
+        return [self.usage.newest(record) for record in records]
 
     def get(self, key_id: str) -> ApiKey:
         """One key by id, or KeyNotFound."""
@@ -93,7 +96,7 @@ class KeyStore:
             record = session.get(ApiKey, key_id)
         if record is None:
             raise KeyNotFound(f"No key with id {key_id!r}; list them with `pinaivu-local keys list`.", param="id")
-        return record
+        return self.usage.newest(record)
 
     def update(self, key_id: str, **changes: Any) -> ApiKey:
         """Change name, models, rpm or tpm of a key."""
@@ -105,7 +108,7 @@ class KeyStore:
                 setattr(record, field, value)
             session.add(record)
             session.commit()
-            return record
+        return self.usage.newest(record)
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key (idempotent); the running server refuses it from its next request."""
@@ -146,7 +149,7 @@ class KeyStore:
         return issued
 
     def authenticate(self, key: str) -> ApiKey:
-        """The active key record for a clear key; AuthenticationError says why not."""
+        """The active key record for a clear key; AuthenticationError says why not. Reads only."""
         digest = hash_key(key)
         with self._session() as session:
             # The lookup is by an unguessable digest, so timing reveals nothing about stored keys.
@@ -170,9 +173,5 @@ class KeyStore:
                     f"{record.public(now)['expires_at']}. Rotate it or create a new key.",
                     code="expired_api_key",
                 )
-            last = as_utc(record.last_used_at)
-            if last is None or now - last >= LAST_USED_RESOLUTION:
-                record.last_used_at = now
-                session.add(record)
-                session.commit()
-            return record
+        self.usage.touch(record.id, now)
+        return self.usage.newest(record)

@@ -1,11 +1,8 @@
-"""Writes records in batches on its own thread; reads them for the explorer and dashboard."""
+"""The request log: records written durably in groups on their own thread; reads for the explorer and dashboard."""
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,12 +13,13 @@ from sqlalchemy import delete, func
 from sqlmodel import col, select
 
 from pinaivu_local.clock import utcnow
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.keys.usage import KeyUsage
+from pinaivu_local.requestlog.records import RequestRecord, bounded
+from pinaivu_local.requestlog.writer import Receipt, RecordWriter
 from pinaivu_local.storage.database import Database
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
 PRUNE_EVERY_S = 3600.0
 
 
@@ -42,64 +40,50 @@ class Page:
 
 
 class RequestLog:
-    """The request log of one database. submit() never blocks; a thread writes in batches."""
+    """The request log of one database: durable group-committed writes (requestlog.writer), and reads."""
 
-    def __init__(self, database: Database, retention: Retention, model_hash: Callable[[Path], str | None]) -> None:
+    def __init__(
+        self,
+        database: Database,
+        retention: Retention,
+        model_hash: Callable[[Path], str | None],
+        *,
+        backlog: int = 1000,
+        key_usage: KeyUsage | None = None,
+    ) -> None:
         self._db = database
         self._retention = retention
-        self._model_hash = model_hash
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
-        self._thread.start()
+        self._writer = RecordWriter(
+            database,
+            model_hash,
+            backlog=backlog,
+            key_usage=key_usage,
+            housekeeping=self._prune,
+            housekeeping_every_s=PRUNE_EVERY_S,
+        )
 
-    def submit(self, record: RequestRecord, model_file: Path | None = None) -> None:
-        """Queue a finished request's record (called from the event loop)."""
-        self._queue.put((record, model_file))
+    def submit(self, record: RequestRecord, model_file: Path | None = None) -> Receipt:
+        """Queue a finished request's record, cut to its bounded size; `await receipt.durable()` before
+        the response goes out (called from the event loop; never blocks)."""
+        return self._writer.submit(bounded(record), model_file)
 
-    def flush(self, timeout: float = 10.0) -> None:
+    def raise_if_unavailable(self) -> None:
+        """StorageUnavailable (503) while records cannot be written or the backlog is full."""
+        self._writer.raise_if_unavailable()
+
+    def health(self) -> dict[str, Any]:
+        """The storage's state for /health: ok, failing (and why, naming no path) or full."""
+        return self._writer.health()
+
+    def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is written."""
-        done = threading.Event()
-        self._queue.put(done)
-        done.wait(timeout)
+        return self._writer.flush(timeout)
 
     def close(self) -> None:
         """Write what is queued, then stop the thread."""
-        self._queue.put(_STOP)
-        self._thread.join(timeout=30)
+        self._writer.close()
 
     # ---- writer thread --------------------------------------------------------------
-
-    def _run(self) -> None:
-        last_prune = 0.0
-        while True:
-            batch = [self._queue.get()]
-            while True:  # whatever else is already waiting joins this transaction
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            records = [item for item in batch if isinstance(item, tuple)]
-            if records:
-                self._write(records)
-            for item in batch:
-                if isinstance(item, threading.Event):
-                    item.set()
-            if time.monotonic() - last_prune > PRUNE_EVERY_S:
-                last_prune = time.monotonic()
-                self._prune()
-            if any(item is _STOP for item in batch):
-                return
-
-    def _write(self, items: list[Any]) -> None:
-        try:
-            with self._db.session() as session:
-                for record, model_file in items:
-                    if record.model_sha256 is None and model_file is not None:
-                        record.model_sha256 = self._model_hash(model_file)
-                    session.add(record)
-                session.commit()
-        except Exception:  # never take the server down for a log write
-            log.exception("could not write %d request records", len(items))
 
     def _prune(self) -> None:
         """Drop records older than the retention days, then beyond the row limit."""

@@ -10,6 +10,9 @@ from sqlmodel import Field, SQLModel
 
 from pinaivu_local.clock import as_utc
 
+# An error message is kept up to this many characters (messages can quote what a request sent).
+MAX_ERROR_CHARS = 1000
+
 
 class RequestRecord(SQLModel, table=True):
     """One inference request, written when it ends. Prompts and outputs only if content logging is on."""
@@ -32,7 +35,9 @@ class RequestRecord(SQLModel, table=True):
     ttft_ms: float | None = None
     total_ms: float | None = None
     tokens_per_s: float | None = None
-    sampling: str = "{}"  # JSON: temperature, top_p, seed, max_tokens, stop, penalties, logit_bias
+    # JSON: temperature, top_p, seed, max_tokens, stop, penalties, logit_bias (SamplingParams.to_json:
+    # stop and logit_bias over 2 KB are kept as stop_digest / logit_bias_digest instead)
+    sampling: str = "{}"
     input_sha256: str
     output_sha256: str | None = None
     input_content: str | None = None
@@ -43,10 +48,11 @@ class RequestRecord(SQLModel, table=True):
         value = json.loads(self.sampling)
         return value if isinstance(value, dict) else {}
 
-    def public(self) -> dict[str, Any]:
-        """What the explorer API shows (key id and name, never the key)."""
+    def public(self, *, content: bool = True) -> dict[str, Any]:
+        """What the explorer API shows (key id and name, never the key); `content=False` for listings
+        leaves out the stored prompt and output (GET the one request for them)."""
         created = as_utc(self.created_at)
-        return {
+        view = {
             "object": "request",
             "request_id": self.request_id,
             "created_at": created.isoformat().replace("+00:00", "Z") if created else None,
@@ -75,9 +81,19 @@ class RequestRecord(SQLModel, table=True):
                 "input_sha256": self.input_sha256,
                 "output_sha256": self.output_sha256,
             },
-            "content": (
+        }
+        if content:
+            view["content"] = (
                 {"input": json.loads(self.input_content), "output": self.output_content}
                 if self.input_content is not None
                 else None
-            ),
-        }
+            )
+        return view
+
+
+def bounded(record: RequestRecord) -> RequestRecord:
+    """The record cut to its bounded size before it is queued: a long error message is truncated
+    (the sampling JSON is bounded where it is made, in SamplingParams.to_json)."""
+    if record.error is not None and len(record.error) > MAX_ERROR_CHARS:
+        record.error = record.error[: MAX_ERROR_CHARS - 1] + "…"
+    return record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,11 +11,38 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    NotSupportedError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 from sqlmodel import Session, create_engine
 
-from pinaivu_local.errors import ConfigError
+from pinaivu_local.errors import ConfigError, InternalError, StorageUnavailable
 from pinaivu_local.storage import migrations
+
+log = logging.getLogger(__name__)
+
+# How long a statement waits for another process's write lock before it fails.
+BUSY_TIMEOUT_S = 10.0
+
+# Database errors that come from our statements, not from the file or the disk.
+_OUR_BUGS = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
+
+# SQLite's result codes (their name's prefix) in a few words that name no file.
+_CAUSES = (
+    ("SQLITE_FULL", "the disk is full"),
+    ("SQLITE_BUSY", "the database is locked by another process"),
+    ("SQLITE_LOCKED", "the database is locked by another process"),
+    ("SQLITE_READONLY", "the database is read-only"),
+    ("SQLITE_IOERR", "disk I/O error"),
+    ("SQLITE_CANTOPEN", "the database file cannot be opened"),
+    ("SQLITE_CORRUPT", "the database file is damaged"),
+    ("SQLITE_NOTADB", "the database file is damaged"),
+)
 
 
 def schema_version() -> int:
@@ -25,9 +53,9 @@ def schema_version() -> int:
 class Database:
     """The engine of the SQLite file; sessions for the stores built on it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = path
-        self.engine = _open_engine(path)
+        self.engine = _open_engine(path, busy_timeout_s)
         try:
             self._migrate()
         except BaseException:
@@ -64,20 +92,40 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session; database errors become one-line ConfigErrors naming the file."""
+        """A session. The file's errors become StorageUnavailable (disk full, locked, I/O: a 503), other
+        database errors InternalError (a bug of ours); neither message names the file, which only the
+        server log does: these messages reach clients."""
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 yield session
         except SQLAlchemyError as exc:
-            raise ConfigError(f"{self.path}: database error ({exc.__class__.__name__}: {exc.args[0]})") from None
+            cause = describe(exc)
+            log.warning("database %s: %s (%s)", self.path, cause, exc.args[0] if exc.args else exc.__class__.__name__)
+            if isinstance(exc, DatabaseError) and not isinstance(exc, _OUR_BUGS):
+                raise StorageUnavailable(
+                    f"The server's storage is unavailable ({cause}); retry later.", reason=cause
+                ) from None
+            raise InternalError(
+                "The server had a database error (a bug in pinaivu-local, logged on the server); retry the request."
+            ) from None
 
     def close(self) -> None:
         """Release the connections."""
         self.engine.dispose()
 
 
-def _open_engine(path: Path) -> Engine:
-    """A SQLite engine on a file created 0600, in WAL mode."""
+def describe(exc: BaseException) -> str:
+    """The cause of a database error in a few words, naming no file (for clients and /health)."""
+    original = getattr(exc, "orig", None) or exc
+    name = str(getattr(original, "sqlite_errorname", ""))
+    for prefix, words in _CAUSES:
+        if name.startswith(prefix):
+            return words
+    return f"database error ({name or original.__class__.__name__})"
+
+
+def _open_engine(path: Path, busy_timeout_s: float) -> Engine:
+    """A SQLite engine on a file created 0600, in WAL mode; a commit returns once it is on disk."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -85,14 +133,17 @@ def _open_engine(path: Path) -> Engine:
         os.chmod(path, 0o600)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot open the database ({exc.strerror})") from None
-    engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 10})
+    engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": busy_timeout_s})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        # FULL: every commit syncs the WAL, so a record is durable when its commit returns, across a
+        # power cut too (NORMAL only survives a crash of the process). The request log commits in
+        # groups, so the sync is paid once per batch, not per request.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.close()
 
     try:

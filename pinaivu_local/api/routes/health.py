@@ -16,7 +16,8 @@ from pinaivu_local.errors import PinaivuError
 
 @get("/health", summary="Server and model states")
 async def health(request: Request[Any, Any, Any], services: Services) -> Response[dict[str, Any]]:
-    """ok when every model is ready, degraded when some are, unavailable (503) when none is.
+    """ok when every model is ready, degraded when some are, unavailable (503) when none is, or when
+    requests cannot be recorded (storage failing or its backlog full: `storage` says why).
 
     Anyone may ask; file paths are shown only to an admin key (they say how the box is laid out).
     """
@@ -24,7 +25,10 @@ async def health(request: Request[Any, Any, Any], services: Services) -> Respons
     models = [_model(status, with_paths=admin) for status in services.pool.statuses()]
     ready = sum(m["state"] == "ready" for m in models)
     status = "ok" if ready == len(models) else "degraded" if ready else "unavailable"
-    return Response({"status": status, "models": models}, status_code=200 if ready else 503)
+    storage = services.request_log.health()
+    if storage["state"] != "ok":  # nothing can be served without a record
+        status, ready = "unavailable", 0
+    return Response({"status": status, "models": models, "storage": storage}, status_code=200 if ready else 503)
 
 
 @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")

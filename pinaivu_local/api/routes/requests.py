@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,9 @@ from pinaivu_local.requestlog.log import RequestLog
 from pinaivu_local.requestlog.records import RequestRecord
 
 MAX_PAGE = 100
+# A listing's records add up to at most this many bytes of JSON (a record is a few KB at most, and
+# listings leave out stored content): a page that would be larger stops early, with has_more.
+MAX_PAGE_BYTES = 256 * 1024
 
 
 class VerifyRequest(StrictBody):
@@ -78,12 +82,20 @@ async def list_requests(
     page = request_log.page(
         key_id=None if principal.admin else principal.key_id, limit=limit, model=model, status=status, before=cursor
     )
-    data = [r.public() for r in page.records]
+    data: list[dict[str, Any]] = []
+    size, has_more = 0, page.has_more
+    for record in page.records:
+        item = record.public(content=False)
+        size += len(json.dumps(item))
+        if data and size > MAX_PAGE_BYTES:
+            has_more = True
+            break
+        data.append(item)
     return {
         "object": "list",
         "data": data,
-        "has_more": page.has_more,
-        "next_before": data[-1]["created_at"] if page.has_more and data else None,
+        "has_more": has_more,
+        "next_before": data[-1]["created_at"] if has_more and data else None,
     }
 
 

@@ -1,0 +1,334 @@
+"""Writes request records durably, in groups, on one thread; a record is retried until it is written.
+
+Every submitted record gets a Receipt, resolved when the transaction that holds it has committed
+(the database syncs at commit). Records that arrive while a transaction commits go together into
+the next one (group commit), so the sync is paid once per batch. A batch that fails because of the
+storage (disk full, locked by another process, I/O error) stays queued and is tried again, backing
+off; nothing is dropped. The backlog is bounded: the inference flow asks `raise_if_unavailable`
+before admitting a request, which refuses it (StorageUnavailable, a 503) while the backlog is full
+or writes keep failing, rather than serve it without a record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects.sqlite import insert
+
+from pinaivu_local.clock import utcnow
+from pinaivu_local.errors import InternalError, StorageUnavailable
+from pinaivu_local.keys.usage import KeyUsage, write_last_used
+from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500  # records per transaction
+RETRY_FIRST_S = 0.05  # the first retry of a failed batch; doubling up to RETRY_MAX_S
+RETRY_MAX_S = 2.0
+USAGE_EVERY_S = 5.0  # last-use times of keys are written at least this often
+DURABLE_WAIT_S = 30.0  # a response waits at most this long for its record (a slow disk), then 503
+POLL_S = 0.1  # how often a waiting response checks whether writes are failing
+CLOSE_RETRY_S = 10.0  # at shutdown, how long failing writes are retried before records are lost
+
+_QUEUED, _WRITING, _DONE = "queued", "writing", "done"
+_TABLE: Table = RequestRecord.__table__  # type: ignore[attr-defined]  # SQLModel sets it on table classes
+
+
+@dataclass(eq=False)
+class _Entry:
+    record: RequestRecord
+    model_file: Path | None
+    future: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
+    state: str = _QUEUED
+    withdrawn: bool = False  # its response gave up waiting: the record says 503
+
+
+class Receipt:
+    """A submitted record; `durable()` waits until it is written."""
+
+    def __init__(self, writer: RecordWriter, entry: _Entry) -> None:
+        self._writer = writer
+        self._entry = entry
+
+    @property
+    def future(self) -> concurrent.futures.Future[None]:
+        """Resolved once the record's transaction committed (for threads and tests)."""
+        return self._entry.future
+
+    async def durable(self, timeout: float = DURABLE_WAIT_S) -> None:
+        """Wait (without blocking the event loop) until the record is written.
+
+        A response should not go out while its record may still be lost. When writes are failing
+        (disk full, another process holding the lock past the busy timeout) or `timeout` passes, the
+        response gives up: its record is changed to say 503 and StorageUnavailable is raised, so the
+        client gets a 503 and the record, still queued, tells the truth once it is written. If the
+        record was written meanwhile, this returns normally.
+        """
+        waiting = asyncio.wrap_future(self._entry.future)
+        deadline = time.monotonic() + timeout
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=POLL_S)
+            if done:
+                waiting.result()  # raises for a record that can never be written (a bug of ours)
+                return
+            if self._writer.failure is None and time.monotonic() < deadline:
+                continue
+            gave_up = self._writer.withdraw(self._entry)
+            if gave_up:
+                raise self._writer.unavailable("the request's record could not be written")
+            # None: its batch is being written; False: written just now (the next wait returns)
+
+
+class RecordWriter:
+    """The writer thread and its bounded backlog."""
+
+    def __init__(
+        self,
+        database: Database,
+        model_hash: Callable[[Path], str | None],
+        *,
+        backlog: int,
+        key_usage: KeyUsage | None = None,
+        housekeeping: Callable[[], None] | None = None,
+        housekeeping_every_s: float = 3600.0,
+    ) -> None:
+        self._db = database
+        self._model_hash = model_hash
+        self._limit = backlog
+        self._usage = key_usage
+        self._housekeeping = housekeeping
+        self._housekeeping_every_s = housekeeping_every_s
+        self._cond = threading.Condition()
+        self._queued: deque[_Entry] = deque()
+        self._writing: list[_Entry] = []
+        self._stopping = False
+        self._wake = False  # flush(): run a cycle now even with nothing queued
+        self._cycles = 0  # write cycles begun
+        self._ok_cycle = 0  # the number of the last cycle that committed
+        self.failure: str | None = None  # why the last write failed; None once one succeeds
+        self.failing_since: datetime | None = None
+        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+        self._thread.start()
+
+    # ---- event loop side --------------------------------------------------------------
+
+    def submit(self, record: RequestRecord, model_file: Path | None = None) -> Receipt:
+        """Queue a finished request's record; never blocks, never refuses (admission is bounded instead)."""
+        entry = _Entry(record, model_file)
+        with self._cond:
+            self._queued.append(entry)
+            self._cond.notify_all()
+        return Receipt(self, entry)
+
+    def raise_if_unavailable(self) -> None:
+        """StorageUnavailable while writes fail or the backlog is full: admit nothing that cannot be recorded."""
+        with self._cond:
+            waiting = len(self._queued) + len(self._writing)
+            failure = self.failure
+        if failure is not None:
+            raise self.unavailable("the server cannot record requests")
+        if waiting >= self._limit:
+            raise StorageUnavailable(
+                f"The server cannot record requests fast enough ({waiting} records waiting to be written); "
+                "retry later.",
+                reason=f"{waiting} records waiting to be written",
+                retry_after=1,
+            )
+
+    def unavailable(self, what: str) -> StorageUnavailable:
+        """The error a client gets while writes fail: the cause, never a path."""
+        reason = self.failure or "writing is too slow"
+        return StorageUnavailable(f"Storage is unavailable: {what} ({reason}); retry later.", reason=reason)
+
+    def health(self) -> dict[str, Any]:
+        """ok, failing (with the cause) or full; and the backlog."""
+        with self._cond:
+            waiting = len(self._queued) + len(self._writing)
+            failure, since = self.failure, self.failing_since
+        state = "failing" if failure else "full" if waiting >= self._limit else "ok"
+        return {
+            "state": state,
+            "reason": failure or (f"{waiting} records waiting to be written" if state == "full" else None),
+            "since": since.isoformat().replace("+00:00", "Z") if since else None,
+            "backlog": waiting,
+            "backlog_limit": self._limit,
+        }
+
+    def withdraw(self, entry: _Entry) -> bool | None:
+        """Its response gives up waiting: True once the queued record says 503; False if already written;
+        None while its batch is being written (decided when that attempt ends)."""
+        with self._cond:
+            if entry.state == _DONE:
+                return False
+            entry.withdrawn = True
+            if entry.state == _WRITING:
+                return None
+            _mark_withdrawn(entry.record)
+            return True
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far (and the keys' last-use times) is written."""
+        with self._cond:
+            futures = [e.future for e in (*self._writing, *self._queued)]
+            after = self._cycles
+            self._wake = True
+            self._cond.notify_all()
+            committed = self._cond.wait_for(lambda: self._ok_cycle > after, timeout)
+        done, _ = concurrent.futures.wait(futures, timeout)
+        return committed and len(done) == len(futures)
+
+    def close(self) -> None:
+        """Write what is queued (retrying failures for a while), then stop the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout=CLOSE_RETRY_S + 30)
+
+    # ---- writer thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        last_housekeeping = 0.0
+        retry_s = 0.0
+        stop_deadline: float | None = None
+        while True:
+            if retry_s:
+                time.sleep(retry_s)  # the storage failed: back off before the next attempt
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._queued) or self._stopping or self._wake, USAGE_EVERY_S)
+                if self._stopping and stop_deadline is None:
+                    stop_deadline = time.monotonic() + CLOSE_RETRY_S
+                self._wake = False
+                batch = [self._queued.popleft() for _ in range(min(len(self._queued), MAX_BATCH))]
+                for entry in batch:
+                    entry.state = _WRITING
+                self._writing = batch
+                self._cycles += 1
+                cycle = self._cycles
+            usage = self._usage.take_unwritten() if self._usage else {}
+            ok = self._write(batch, usage, cycle)
+            retry_s = 0.0 if ok else min(RETRY_MAX_S, max(RETRY_FIRST_S, retry_s * 2))
+            if self._housekeeping and time.monotonic() - last_housekeeping > self._housekeeping_every_s:
+                last_housekeeping = time.monotonic()
+                self._housekeeping()
+            with self._cond:
+                if not self._stopping:
+                    continue
+                if not self._queued and not self._writing:
+                    return
+                if stop_deadline is not None and time.monotonic() > stop_deadline:
+                    log.error("stopping with %d request records unwritten (%s)", len(self._queued), self.failure)
+                    return
+
+    def _write(self, batch: list[_Entry], usage: dict[str, datetime], cycle: int) -> bool:
+        """One transaction: the batch and the last-use times. False when the storage failed (retry)."""
+        if not batch and not usage:
+            self._written([], cycle)  # nothing to write (a flush, or time to write last-use times)
+            return True
+        try:
+            self._commit(self._rows(batch), usage)
+        except StorageUnavailable as exc:
+            self._failed(batch, usage, exc.reason)
+            return False
+        except Exception:  # not the disk: a record we cannot write; find it, write the others
+            if self._usage is not None:
+                self._usage.restore(usage)
+            return self._write_one_by_one(batch, cycle)
+        self._written(batch, cycle)
+        return True
+
+    def _write_one_by_one(self, batch: list[_Entry], cycle: int) -> bool:
+        for i, entry in enumerate(batch):
+            try:
+                self._commit(self._rows([entry]), {})
+            except StorageUnavailable as exc:
+                self._failed(batch[i:], {}, exc.reason)
+                return False
+            except Exception:
+                log.exception("request record %s cannot be written; it is dropped", entry.record.request_id)
+                self._settle([entry], InternalError("The request's record could not be written (a bug, logged)."))
+                continue
+            self._settle([entry], None)
+        self._written([], cycle)
+        return True
+
+    def _rows(self, batch: list[_Entry]) -> list[dict[str, Any]]:
+        """The records as rows. No lock needed: `withdraw` changes only queued records, these are being written."""
+        rows = []
+        for entry in batch:
+            record = entry.record
+            if record.model_sha256 is None and entry.model_file is not None:
+                record.model_sha256 = self._model_hash(entry.model_file)
+            rows.append(record.model_dump())
+        return rows
+
+    def _commit(self, rows: list[dict[str, Any]], usage: dict[str, datetime]) -> None:
+        with self._db.session() as session:
+            if rows:
+                # Core insert (the ORM's bulk path costs more per row); a record already there (an
+                # attempt whose outcome was unclear) stays as it is.
+                session.execute(insert(_TABLE).on_conflict_do_nothing(), rows)
+            if usage:
+                write_last_used(session, usage)
+            session.commit()
+
+    def _written(self, batch: list[_Entry], cycle: int) -> None:
+        recovered = self.failure is not None
+        self._settle(batch, None)
+        with self._cond:
+            self.failure = None
+            self.failing_since = None
+            self._ok_cycle = cycle
+            self._cond.notify_all()
+        if recovered:
+            log.warning("request records are being written again")
+
+    def _failed(self, batch: list[_Entry], usage: dict[str, datetime], reason: str) -> None:
+        """Back to the front of the queue, in order; a record whose response gave up now says 503."""
+        if self._usage is not None:
+            self._usage.restore(usage)
+        with self._cond:
+            for entry in reversed(batch):
+                entry.state = _QUEUED
+                if entry.withdrawn:
+                    _mark_withdrawn(entry.record)
+                self._queued.appendleft(entry)
+            self._writing = []
+            first = self.failure is None
+            self.failure = reason
+            if first:
+                self.failing_since = utcnow()
+            self._cond.notify_all()
+        if first:
+            log.error("cannot write request records (%s): inference is refused until they can be written", reason)
+
+    def _settle(self, entries: list[_Entry], error: Exception | None) -> None:
+        with self._cond:
+            for entry in entries:
+                entry.state = _DONE
+            self._writing = [e for e in self._writing if e.state != _DONE]
+        for entry in entries:
+            if error is None:
+                entry.future.set_result(None)
+            else:
+                entry.future.set_exception(error)
+
+
+def _mark_withdrawn(record: RequestRecord) -> None:
+    """The record of a request answered 503 because its record could not be written in time."""
+    record.status_code = 503
+    record.finish_reason = None
+    record.output_sha256 = None
+    record.output_content = None
+    record.error = "storage unavailable: the record could not be written in time; the client was answered 503"
