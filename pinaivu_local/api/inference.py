@@ -55,7 +55,7 @@ class Run:
         completion: Completion,
         generation: GenerationStream,
         reservation: Reservation,
-        trace: RequestTrace | None,
+        trace: RequestTrace,
         hooks: _RunHooks,
     ) -> None:
         self.completion = completion
@@ -79,7 +79,7 @@ class Run:
         return "".join(self._parts)
 
     def end(self, status: int, finish: str | None = None, usage: Usage | None = None, error: str | None = None) -> None:
-        """Stop generating, settle or refund the quota, write the record when there is one."""
+        """Stop generating, settle or refund the quota, submit the record."""
         if self._ended:
             return
         self._ended = True
@@ -88,11 +88,10 @@ class Run:
             self._reservation.cancel()  # the engine gave it back unserved (restarting): it costs nothing
         else:
             self._reservation.settle(self._generation.tokens_used)
-        if self._trace is not None:
-            record = self._trace.record(
-                self._generation, self.text, status=status, finish_reason=finish, usage=usage, error=error
-            )
-            self._receipt = self._hooks.recorded(record)
+        record = self._trace.record(
+            self._generation, self.text, status=status, finish_reason=finish, usage=usage, error=error
+        )
+        self._receipt = self._hooks.recorded(record)
 
     async def recorded(self) -> None:
         """Wait until the record end() submitted is durable: a response is complete only then.
@@ -146,10 +145,10 @@ class Inference:
         principal = context.caller()
         self._limiter.check_requests(principal.key_id, principal.limits)
 
-    async def start(self, context: RequestContext, request: InferenceRequest, *, record: bool = True) -> Run:
+    async def start(self, context: RequestContext, request: InferenceRequest, *, replay_of: str | None = None) -> Run:
         """Check, admit and queue `request`; raises the first check that fails. The Run must be ended.
 
-        `record=False` (replays) leaves no record and no request_id of its own.
+        Every run is recorded; a verification replay names the request it runs again (`replay_of`).
         """
         principal = context.caller()
         engine = self._pool.get(request.model)
@@ -162,10 +161,9 @@ class Inference:
         prepared = await asyncio.to_thread(
             functools.partial(engine.prepare, cache_scope=scope), request.source, request.sampling, request.max_tokens
         )
-        if record:
-            # Serve nothing that cannot be recorded: 503 storage_unavailable while records cannot be
-            # written (disk full, locked) or too many wait to be. Before the rate limit: costs no quota.
-            self._request_log.raise_if_unavailable()
+        # Serve nothing that cannot be recorded: 503 storage_unavailable while records cannot be
+        # written (disk full, locked) or too many wait to be. Before the rate limit: costs no quota.
+        self._request_log.raise_if_unavailable()
         reservation = self._limiter.admit(principal.key_id, principal.limits, prepared.reserved_tokens)
         try:
             generation = engine.start(prepared)
@@ -173,15 +171,14 @@ class Inference:
             reservation.cancel()  # never ran: costs no quota
             raise
         completion = Completion(request.kind, engine.id, include_usage=request.include_usage)
-        trace = None
-        if record:
-            context.request_id = completion.request_id
-            trace = RequestTrace(
-                completion=completion,
-                principal=principal,
-                prepared=prepared,
-                committed_input=request.committed_input,
-                log_content=self._log_content,
-            )
+        context.request_id = completion.request_id
+        trace = RequestTrace(
+            completion=completion,
+            principal=principal,
+            prepared=prepared,
+            committed_input=request.committed_input,
+            log_content=self._log_content,
+            replay_of=replay_of,
+        )
         hooks = _RunHooks(self._request_log, self._metrics, context, engine.spec.file)
         return Run(completion, generation, reservation, trace, hooks)

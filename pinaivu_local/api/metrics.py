@@ -76,6 +76,12 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.replays = Counter(
+            "pinaivu_replays",
+            "Verification replays (also counted as requests and tokens)",
+            ["model"],
+            registry=self.registry,
+        )
 
     def watch_models(self, statuses: Callable[[], list[ModelStatus]]) -> None:
         """Report the pool's load at each scrape."""
@@ -90,7 +96,9 @@ class Metrics:
             self.unavailable.labels(model).inc()
 
     def observe_record(self, record: RequestRecord) -> None:
-        """Tokens and timings of a request that ran."""
+        """Tokens and timings of a request that ran (replays are counted apart too)."""
+        if record.replay_of is not None:
+            self.replays.labels(record.model_id).inc()
         self.tokens.labels(record.model_id, "in").inc(record.prompt_tokens)
         self.tokens.labels(record.model_id, "out").inc(record.completion_tokens)
         if record.ttft_ms is not None:

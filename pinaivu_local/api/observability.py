@@ -57,6 +57,7 @@ def _finish(services: Services, scope: Scope, context: RequestContext, status: i
         "key": key,
         "model": context.model_id,
         "tokens": (record.prompt_tokens + record.completion_tokens) if record else None,
+        "replay_of": record.replay_of if record else None,
     }
     if services.settings.log_format == "json":
         access_log.info("%s", json.dumps(fields, separators=(",", ":")))

@@ -28,9 +28,13 @@ class Replayer:
         self._inference = inference
 
     async def replay(
-        self, context: RequestContext, record: RequestRecord, source: PromptSource, output: str
+        self, context: RequestContext, record: RequestRecord, source: PromptSource, held: Any, output: str
     ) -> dict[str, Any]:
-        """Generate again with the logged sampling; say whether the text reproduces and where not."""
+        """Generate again with the logged sampling; say whether the text reproduces and where not.
+
+        The replay is inference like any other: recorded (naming `record`), counted, rate-limited.
+        `held` is the input as the caller sent it, which matched the commitment.
+        """
         logged = record.sampling_params()
         not_kept = SamplingParams.not_kept(logged)  # stop or logit_bias too large for the record
         if not_kept:
@@ -47,17 +51,18 @@ class Replayer:
             source=source,
             sampling=params,
             max_tokens=budget or record.completion_tokens or 1,
-            committed_input=None,
+            committed_input=held,
         )
         try:
-            run = await self._inference.start(context, request, record=False)
+            run = await self._inference.start(context, request, replay_of=record.request_id)
         except _NOT_NOW as exc:
             return {"performed": False, "reason": exc.message}
         try:
             replayed, _, _ = await collect(run)
+            await run.recorded()
         finally:
             run.end(CLIENT_CLOSED, error="the replay was interrupted")
-        return _report(output, replayed)
+        return {**_report(output, replayed), "request_id": run.completion.request_id}
 
     def _model_changed(self, record: RequestRecord) -> str | None:
         """Why the model cannot reproduce the record now, if it cannot."""

@@ -25,6 +25,7 @@ class RequestTrace:
     prepared: PreparedRequest
     committed_input: Any  # the messages as sent (chat) or the prompt (text)
     log_content: bool
+    replay_of: str | None = None  # a verification replay: the request it runs again
     created_at: datetime = field(default_factory=utcnow)
 
     def record(
@@ -65,4 +66,5 @@ class RequestTrace:
             output_sha256=output_digest(text) if status == 200 else None,
             input_content=canonical_json(self.committed_input) if self.log_content else None,
             output_content=text if self.log_content else None,
+            replay_of=self.replay_of,
         )

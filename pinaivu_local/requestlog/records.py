@@ -42,6 +42,7 @@ class RequestRecord(SQLModel, table=True):
     output_sha256: str | None = None
     input_content: str | None = None
     output_content: str | None = None
+    replay_of: str | None = None  # a verification replay: the request_id it ran again
 
     def sampling_params(self) -> dict[str, Any]:
         """The sampling JSON as a dict."""
@@ -57,6 +58,7 @@ class RequestRecord(SQLModel, table=True):
             "request_id": self.request_id,
             "created_at": created.isoformat().replace("+00:00", "Z") if created else None,
             "kind": self.kind,
+            "replay_of": self.replay_of,
             "key_id": self.key_id,
             "key_name": self.key_name,
             "model": self.model_id,

@@ -102,8 +102,13 @@ def m002_request_log(conn: Connection) -> None:
         conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_request_log_{column} ON request_log ({column})")
 
 
+def m003_request_log_replay_of(conn: Connection) -> None:
+    """A verification replay is recorded too, naming the request it replayed."""
+    conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN replay_of VARCHAR")
+
+
 # Append only. A database at version N has had exactly the first N steps.
-MIGRATIONS: list[Migration] = [m001_api_keys, m002_request_log]
+MIGRATIONS: list[Migration] = [m001_api_keys, m002_request_log, m003_request_log_replay_of]
 
 
 def names() -> list[str]:

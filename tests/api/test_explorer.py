@@ -116,7 +116,9 @@ def test_verify_hashes_and_replay(srv: RunningServer) -> None:
 
     good = explorer(srv, key, "POST", f"/{request_id}/verify", {"messages": MESSAGES, "output": text}).json()
     assert good["verified"] is True and good["input_matches"] and good["output_matches"]
-    assert good["replay"] == {"performed": True, "reproduced": True, "first_divergence": None}
+    replay = dict(good["replay"])
+    assert replay.pop("request_id").startswith("req_")
+    assert replay == {"performed": True, "reproduced": True, "first_divergence": None}
 
     tampered = explorer(srv, key, "POST", f"/{request_id}/verify", {"messages": MESSAGES, "output": text + "!"}).json()
     assert tampered["verified"] is False and tampered["output_matches"] is False and tampered["replay"] is None

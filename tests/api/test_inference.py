@@ -99,7 +99,18 @@ def test_replay_reproduces_through_the_same_flow(app_client: TestClient[Litestar
     )
     assert verified.status_code == 200
     assert verified.json()["verified"] is True
-    assert verified.json()["replay"] == {"performed": True, "reproduced": True, "first_divergence": None}
+    replay = dict(verified.json()["replay"])
+    replay_id = replay.pop("request_id")
+    assert replay == {"performed": True, "reproduced": True, "first_divergence": None}
+    # The replay is a request of its own: recorded as a replay, in usage and in /metrics.
+    recorded = record_of(app_client, replay_id)
+    assert recorded["replay_of"] == answer["request_id"] and recorded["status"] == 200
+    assert recorded["commitment"]["input_sha256"] == input_digest(MESSAGES)
+    assert recorded["usage"]["completion_tokens"] == answer["usage"]["completion_tokens"]
+    assert record_of(app_client, answer["request_id"])["replay_of"] is None
+    usage = app_client.get("/admin/usage").json()["keys"]
+    assert sum(row["requests"] for row in usage.values()) >= 2
+    assert 'pinaivu_replays_total{model="llama3.2:1b"} 1.0' in app_client.get("/metrics").text
 
 
 def test_replay_passes_the_same_permission_check(app_client: TestClient[Litestar]) -> None:

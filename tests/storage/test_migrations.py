@@ -24,19 +24,29 @@ MODEL_TABLES: list[Table] = SQLModel.metadata.sorted_tables
 REPO = Path(__file__).resolve().parents[2]
 
 
+def version_2_file(path: Path) -> Path:
+    """A file as pinaivu-local wrote it before the steps were frozen (schema 2): no _migrations table."""
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        migrations.m001_api_keys(conn)
+        migrations.m002_request_log(conn)
+    engine.dispose()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    return path
+
+
 def migrated(path: Path) -> Path:
     Database(path).close()
     return path
 
 
 def created_from_models(path: Path) -> Path:
-    """A file as pinaivu-local wrote it before the steps were frozen: create_all, then user_version."""
+    """The schema today's model classes describe, built by create_all."""
     engine = create_engine(f"sqlite:///{path}")
     SQLModel.metadata.create_all(engine, tables=MODEL_TABLES)
     engine.dispose()
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 2")
-    conn.close()
     return path
 
 
@@ -64,7 +74,7 @@ def rows(path: Path, query: str) -> list[tuple[Any, ...]]:
 
 
 def test_steps_build_what_create_all_built(tmp_path: Path) -> None:
-    """Types, nullability, keys, defaults and indexes identical to the pre-migration files."""
+    """Types, nullability, keys, defaults and indexes identical to what the models describe."""
     ours = sqlite_schema(migrated(tmp_path / "ours.db"))
     before = sqlite_schema(created_from_models(tmp_path / "before.db"))
     assert ours.pop("_migrations")
@@ -101,7 +111,7 @@ def test_a_second_open_changes_nothing(tmp_path: Path) -> None:
 
 def test_a_file_from_before_migrations_is_adopted(tmp_path: Path) -> None:
     """user_version 2 and no _migrations: steps 1 and 2 are recorded as done, not run again."""
-    path = created_from_models(tmp_path / "pinaivu.db")
+    path = version_2_file(tmp_path / "pinaivu.db")
     with sqlite3.connect(path) as conn:
         conn.execute(
             "INSERT INTO api_keys (id, name, prefix, key_hash, admin, models, created_at)"
@@ -111,15 +121,17 @@ def test_a_file_from_before_migrations_is_adopted(tmp_path: Path) -> None:
     schema = sqlite_schema(path)
     migrated(path)
     assert [name for (name,) in rows(path, "SELECT name FROM _migrations ORDER BY name")] == migrations.names()
-    assert rows(path, "PRAGMA user_version") == [(2,)]
+    assert rows(path, "PRAGMA user_version") == [(schema_version(),)]
     assert rows(path, "SELECT name FROM api_keys") == [("kept",)]
     after = sqlite_schema(path)
-    assert after.pop("_migrations") and after == schema
+    assert after.pop("_migrations")
+    added = after["request_log"][0].pop("replay_of")  # the one step after schema 2
+    assert added == ("VARCHAR", 0, None, 0) and after == schema
 
 
 def test_a_half_created_file_still_opens(tmp_path: Path) -> None:
     """Old code created tables outside a transaction: a table may exist while user_version is 0."""
-    path = created_from_models(tmp_path / "pinaivu.db")
+    path = version_2_file(tmp_path / "pinaivu.db")
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA user_version = 0")
     conn.close()
@@ -139,11 +151,11 @@ def test_an_unknown_step_is_refused(tmp_path: Path) -> None:
 def test_a_failing_step_leaves_the_file_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """All steps run in one transaction: a failure rolls back the ones before it too."""
 
-    def m003_broken(conn: Any) -> None:
+    def m999_broken(conn: Any) -> None:
         conn.exec_driver_sql("CREATE TABLE half_done (id INTEGER)")
         conn.exec_driver_sql("SELECT * FROM no_such_table")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, m003_broken])
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, m999_broken])
     path = tmp_path / "pinaivu.db"
     with pytest.raises(ConfigError, match="cannot bring the schema up to date"):
         Database(path)

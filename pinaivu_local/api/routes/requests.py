@@ -138,5 +138,5 @@ async def verify_request(
         "replay": None,
     }
     if body.replay and input_ok and output_ok:
-        result["replay"] = await replayer.replay(context, record, source, body.output)
+        result["replay"] = await replayer.replay(context, record, source, held, body.output)
     return result
