@@ -12,6 +12,7 @@ from litestar.testing import TestClient
 from pinaivu_local.api.services import services_of
 from pinaivu_local.engine.model_pool import ModelPool
 from tests.conftest import NO_EOG
+from tests.faults import fail_next_admission
 
 CHAT: dict[str, Any] = {
     "model": "llama3.2:1b",
@@ -25,16 +26,8 @@ CHAT: dict[str, Any] = {
 def _break_admission_once(client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch) -> None:
     """The next engine step of llama3.2:1b raises outside the decode, as the penalties bug did."""
     pool: ModelPool = services_of(client.app).pool
-    scheduler = pool.get("llama3.2:1b")._scheduler
-    real_admit = scheduler._admit
-    armed = iter([True])
-
-    def admit_failing_once() -> None:
-        if next(armed, False):
-            raise TypeError("this function takes at least 5 arguments (4 given)")
-        real_admit()
-
-    monkeypatch.setattr(scheduler, "_admit", admit_failing_once)
+    error = TypeError("this function takes at least 5 arguments (4 given)")
+    fail_next_admission(pool.get("llama3.2:1b"), monkeypatch, error)
 
 
 def _model(client: TestClient[Litestar], model_id: str) -> dict[str, Any]:

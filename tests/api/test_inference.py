@@ -14,6 +14,7 @@ from pinaivu_local.api.services import services_of
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
 from tests.conftest import NO_EOG
+from tests.faults import fail_next_admission
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello", "name": "ann"}]
 CHAT: dict[str, Any] = {"model": "llama3.2:1b", "messages": MESSAGES, "max_tokens": 6, "temperature": 0}
@@ -74,16 +75,8 @@ def test_a_request_the_engine_gives_back_costs_no_quota(
     app_client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = new_key(app_client, rpm=10, tpm=10_000)
-    scheduler = services_of(app_client.app).pool.get("llama3.2:1b")._scheduler
-    real_admit = scheduler._admit
-    armed = iter([True])
-
-    def admit_failing_once() -> None:
-        if next(armed, False):
-            raise RuntimeError("injected failure")
-        real_admit()
-
-    monkeypatch.setattr(scheduler, "_admit", admit_failing_once)
+    engine = services_of(app_client.app).pool.get("llama3.2:1b")
+    fail_next_admission(engine, monkeypatch, RuntimeError("injected failure"))
     refused = app_client.post("/v1/chat/completions", json=CHAT, headers=key)
     assert refused.status_code == 503
     assert refused.headers["x-ratelimit-remaining-requests"] == "10"

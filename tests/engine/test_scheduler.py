@@ -25,6 +25,7 @@ from pinaivu_local.errors import (
     Unavailable,
 )
 from tests.conftest import TinyModels
+from tests.faults import fail_next_admission
 
 NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
 
@@ -224,16 +225,7 @@ def test_a_failing_engine_thread_answers_its_requests_and_recovers(
 ) -> None:
     """A failure outside the decode (here: admitting) resets the engine: 503 for what it held, then serving again."""
     engine = own_pool.get("tiny")
-    scheduler = engine._scheduler
-    real_admit = scheduler._admit
-    armed = iter([True])
-
-    def admit_failing_once() -> None:
-        if next(armed, False):
-            raise RuntimeError("injected failure")
-        real_admit()
-
-    monkeypatch.setattr(scheduler, "_admit", admit_failing_once)
+    fail_next_admission(engine, monkeypatch, RuntimeError("injected failure"))
 
     async def doomed() -> None:
         stream = start(engine, "doomed", 5, temperature=0)
@@ -257,16 +249,7 @@ def test_recovering_engine_refuses_with_retry_after(own_pool: ModelPool, monkeyp
 
     monkeypatch.setattr(scheduler_module, "RESTART_BACKOFF_S", (2.0, 2.0))
     engine = own_pool.get("tiny")
-    scheduler = engine._scheduler
-    real_admit = scheduler._admit
-    armed = iter([True])
-
-    def admit_failing_once() -> None:
-        if next(armed, False):
-            raise RuntimeError("injected failure")
-        real_admit()
-
-    monkeypatch.setattr(scheduler, "_admit", admit_failing_once)
+    fail_next_admission(engine, monkeypatch, RuntimeError("injected failure"))
     with pytest.raises(Unavailable):
         asyncio.run(generate(engine, "doomed", 5, temperature=0))
     assert engine.status().state == "recovering"

@@ -26,10 +26,7 @@ async def chat_completions(
     request: Request[Any, Any, Any], inference: Inference, context: RequestContext
 ) -> Response[Any]:
     """Answer a conversation, whole or as a stream of chunks."""
-    inference.check_requests(context)  # before parsing what may be megabytes
-    body = await read_body(request, ChatCompletionRequest)
-    run = await inference.start(context, body.inference_request())
-    return await respond(request, run, stream=bool(body.stream))
+    return await _complete(request, inference, context, ChatCompletionRequest)
 
 
 @post(
@@ -41,7 +38,16 @@ async def chat_completions(
 )
 async def completions(request: Request[Any, Any, Any], inference: Inference, context: RequestContext) -> Response[Any]:
     """Continue a prompt, whole or as a stream of chunks."""
+    return await _complete(request, inference, context, CompletionRequest)
+
+
+async def _complete(
+    request: Request[Any, Any, Any],
+    inference: Inference,
+    context: RequestContext,
+    schema: type[ChatCompletionRequest] | type[CompletionRequest],
+) -> Response[Any]:
     inference.check_requests(context)  # before parsing what may be megabytes
-    body = await read_body(request, CompletionRequest)
+    body = await read_body(request, schema)
     run = await inference.start(context, body.inference_request())
     return await respond(request, run, stream=bool(body.stream))
