@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     from pinaivu_local.engine.build_info import llama_build
 
     build = llama_build()
-    if args.backend and args.backend != build.backend:
+    if args.backend and (args.backend == "cpu") != (build.backend == "cpu"):
         sys.exit(
             f"llama.cpp in this environment is a {build.backend} build ({build.library}), not {args.backend}: "
             f"compile it first (make install GPU={args.backend})"

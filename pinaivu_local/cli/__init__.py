@@ -23,7 +23,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         from pinaivu_local.engine.build_info import llama_build
 
         lines = llama_build().describe()
-    except (OSError, RuntimeError) as exc:  # llama_cpp raises these when the library will not load
+    except (OSError, RuntimeError, AttributeError) as exc:  # no library, a broken one, one missing a symbol
         override = os.environ.get("LLAMA_CPP_LIB_PATH")
         where = f" from LLAMA_CPP_LIB_PATH={override}" if override else ""
         raise click.ClickException(f"llama.cpp cannot be loaded{where}: {exc}") from None
