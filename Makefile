@@ -23,7 +23,7 @@ endif
 # The pinned version, read from pyproject.toml so there is one place to change it.
 LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
 
-.PHONY: install install-dev install-bench serve serve-test-models browser test lint bench clean
+.PHONY: install install-dev install-bench serve serve-test-models browser test lint bench dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+$(VENV)/.installed-dist: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dist]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -77,10 +81,15 @@ test: install-dev browser
 bench: install-bench
 	$(BIN)/pinaivu-local bench $(ARGS)
 
+# One executable file carrying Python, this package, llama.cpp and the web pages (PyInstaller, a few minutes):
+# dist/pinaivu-local-<version>-<os>-<arch>-<cpu|cuda|metal>. GPU= as for `make install`.
+dist: $(VENV)/.installed-dist
+	$(BIN)/python packaging/build.py --backend $(GPU)
+
 lint: install-dev
-	$(BIN)/ruff check pinaivu_local tests
-	$(BIN)/ruff format --check pinaivu_local tests
+	$(BIN)/ruff check pinaivu_local tests packaging
+	$(BIN)/ruff format --check pinaivu_local tests packaging
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

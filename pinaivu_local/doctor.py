@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pinaivu_local import __version__
 from pinaivu_local.catalog import Catalog, load_catalog
+from pinaivu_local.children import is_frozen
 from pinaivu_local.errors import ConfigError
 from pinaivu_local.settings import Settings
 from pinaivu_local.sizes import human_bytes
@@ -58,15 +59,25 @@ def diagnose(settings: Settings) -> Report:
     """Look at everything; never raises for what it finds, it reports it."""
     import llama_cpp
 
+    from pinaivu_local.engine.build_info import llama_build
     from pinaivu_local.engine.devices import list_devices, supports_gpu_offload
 
     offload = supports_gpu_offload()
     devices = list_devices()
+    build = llama_build()
     report = Report(
         versions={
             "pinaivu_local": __version__,
+            "one_file_binary": is_frozen(),
             "python": platform.python_version(),
             "llama_cpp_python": llama_cpp.__version__,
+            "llama_cpp_commit": build.commit,
+            "ggml": build.ggml_version,
+            "llama_cpp_library": build.library,
+            "llama_cpp_library_source": build.library_source,
+            "ggml_library": build.ggml_library,
+            "ggml_backends": list(build.backends),
+            "backend": build.backend,
             "platform": platform.platform(),
             "llama_cpp_system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip(),
         },
@@ -251,14 +262,24 @@ def _database_line(db: dict[str, Any]) -> str:
     )
 
 
+def _gpu_hint(versions: dict[str, Any]) -> str:
+    if versions["one_file_binary"]:
+        return "LLAMA_CPP_LIB_PATH=<folder of a CUDA or Metal libllama>, or make dist GPU=cuda|metal"
+    return "make install GPU=cuda|metal"
+
+
 def render_text(report: Report) -> str:
     """The report for people: one line per fact, problems last."""
     v, gpu, cpu, mem, data = report.versions, report.gpu, report.cpu, report.memory, report.data_dir
     lines = [
         f"pinaivu-local    {v['pinaivu_local']}",
-        f"python           {v['python']} ({v['platform']})",
+        f"python           {v['python']} ({v['platform']}{', in the one-file binary' if v['one_file_binary'] else ''})",
         f"llama-cpp-python {v['llama_cpp_python']}",
-        f"gpu offload      {'yes' if gpu['offload_supported'] else 'no: CPU-only build (make install GPU=cuda|metal)'}",
+        f"llama.cpp        {v['llama_cpp_commit'] or 'commit unknown'} (ggml {v['ggml'] or '?'}), "
+        f"backend {v['backend']} (ggml backends: {', '.join(v['ggml_backends']) or 'none'})",
+        f"libllama         {v['llama_cpp_library']} ({v['llama_cpp_library_source']})",
+        f"libggml          {v['ggml_library'] or 'unknown'}",
+        f"gpu offload      {'yes' if gpu['offload_supported'] else 'no: CPU-only build (' + _gpu_hint(v) + ')'}",
     ]
     if gpu["devices"] is None:
         lines.append(f"devices          unknown: {gpu['devices_note']}")

@@ -29,6 +29,9 @@ def test_json_with_a_ready_and_a_missing_model(tmp_path: Path, tiny_models: Tiny
     report = json.loads(result.output)
     assert report["ok"] is True
     assert report["versions"]["llama_cpp_python"] == llama_cpp.__version__
+    assert report["versions"]["llama_cpp_library"] == str(Path(llama_cpp.llama_cpp._lib._name).resolve())
+    assert report["versions"]["llama_cpp_library_source"] == "llama-cpp-python"
+    assert report["versions"]["one_file_binary"] is False
     assert isinstance(report["gpu"]["offload_supported"], bool)
     assert any(d["type"] == "cpu" for d in report["gpu"]["devices"])
     assert {"avx2", "avx512", "amx", "weight_repack"} <= set(report["cpu"])

@@ -6,7 +6,6 @@ import os
 import secrets
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from pinaivu_local.children import module_command
 from pinaivu_local.errors import BenchError
 
 READY_TIMEOUT_S = 600  # a 1B model loads in seconds; the repack probe and a cold disk take longer
@@ -101,7 +101,7 @@ def start_ours(setup: ServerSetup, work_dir: Path) -> ServerProcess:
         PINAIVU_DEFAULT_RPM=str(10**9),
         PINAIVU_DEFAULT_TPM=str(10**12),
     )
-    cmd = [sys.executable, "-m", "pinaivu_local", "serve", "--port", str(port), "--models-file", str(catalog)]
+    cmd = [*module_command("pinaivu_local"), "serve", "--port", str(port), "--models-file", str(catalog)]
     server = _spawn("pinaivu-local", cmd, env, port, work_dir)
     _wait_ready(server, "/health", lambda body: _our_model_ready(body, setup.model_id))
     return server
@@ -111,9 +111,7 @@ def start_llama_cpp_server(setup: ServerSetup, work_dir: Path) -> ServerProcess:
     """llama_cpp.server (`python -m llama_cpp.server` through the repack launcher), ready to answer."""
     port = free_port()
     cmd = [
-        sys.executable,
-        "-m",
-        "pinaivu_local.bench.llama_cpp_launcher",
+        *module_command("pinaivu_local.bench.llama_cpp_launcher"),
         "--weight-repack",
         "on" if setup.weight_repack else "off",
         "--",

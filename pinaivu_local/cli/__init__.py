@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from pinaivu_local import __version__
@@ -12,8 +14,33 @@ from pinaivu_local.cli.models import models
 from pinaivu_local.cli.serve import serve
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """--version: ours, then llama.cpp's build, backend and library (loading it is what tells them)."""
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"pinaivu-local {__version__}")
+    try:
+        from pinaivu_local.engine.build_info import llama_build
+
+        lines = llama_build().describe()
+    except (OSError, RuntimeError, AttributeError) as exc:  # no library, a broken one, one missing a symbol
+        override = os.environ.get("LLAMA_CPP_LIB_PATH")
+        where = f" from LLAMA_CPP_LIB_PATH={override}" if override else ""
+        raise click.ClickException(f"llama.cpp cannot be loaded{where}: {exc}") from None
+    for line in lines:
+        click.echo(line)
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="pinaivu-local")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version, llama.cpp's build, backend and library, and exit.",
+)
 def main() -> None:
     """pinaivu-local: the Pinaivu OpenAI-compatible API, served from this machine."""
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from pinaivu_local.children import is_frozen
 from pinaivu_local.cli.common import build_settings, configure_logging, data_dir_option
 from pinaivu_local.errors import BenchError, ModelFileError
 
@@ -63,9 +64,8 @@ def bench(
     configure_logging("warning", "text")
     missing = [m for m in ("fastapi", "sse_starlette", "starlette_context") if importlib.util.find_spec(m) is None]
     if peer and missing:
-        raise click.ClickException(
-            f"llama_cpp.server needs {', '.join(missing)}: pip install -e '.[bench]', or run with --no-peer"
-        )
+        how = "this binary was built without them" if is_frozen() else "pip install -e '.[bench]'"
+        raise click.ClickException(f"llama_cpp.server needs {', '.join(missing)}: {how}, or run with --no-peer")
     folder = work_dir or settings.data_dir / "bench"
     config = BenchConfig(
         work_dir=folder.resolve(),

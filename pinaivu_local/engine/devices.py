@@ -55,13 +55,30 @@ def list_devices() -> list[Device] | None:
     return devices
 
 
+def backends() -> list[str] | None:
+    """The ggml backends this build registered (CPU, CUDA, Metal, ...); None when the API is absent."""
+    lib = _ggml_library()
+    if lib is None:
+        return None
+    return [
+        (lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)) or b"?").decode()
+        for i in range(lib.ggml_backend_reg_count())
+    ]
+
+
 def _ggml_library() -> ctypes.CDLL | None:
     """libggml as llama-cpp-python loaded it, with the device functions typed; None if they are absent."""
     try:
-        from llama_cpp import _ggml  # internal to llama-cpp-python: the bindings expose no device API
-
-        # A handle of our own, so the argtypes set here never touch the one llama_cpp uses.
-        lib = ctypes.CDLL(_ggml.libggml._name)
+        # A handle of our own on the libllama llama-cpp-python loaded (LLAMA_CPP_LIB_PATH included): ggml's
+        # symbols resolve through its dependencies, and the argtypes set here never touch llama_cpp's handle.
+        # (llama_cpp._ggml would load the package's own libggml, whatever LLAMA_CPP_LIB_PATH says.)
+        lib = ctypes.CDLL(llama._lib._name)
+        lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+        lib.ggml_backend_reg_count.argtypes = []
+        lib.ggml_backend_reg_get.restype = ctypes.c_void_p
+        lib.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
+        lib.ggml_backend_reg_name.restype = ctypes.c_char_p
+        lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
         lib.ggml_backend_dev_count.restype = ctypes.c_size_t
         lib.ggml_backend_dev_count.argtypes = []
         lib.ggml_backend_dev_get.restype = ctypes.c_void_p
@@ -77,6 +94,6 @@ def _ggml_library() -> ctypes.CDLL | None:
             ctypes.POINTER(ctypes.c_size_t),
             ctypes.POINTER(ctypes.c_size_t),
         ]
-    except (ImportError, AttributeError, OSError):
+    except (AttributeError, OSError):
         return None
     return lib
