@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from pinaivu_local.api.inference import InferenceRequest
@@ -19,8 +19,20 @@ _TOKEN_ID = re.compile(r"[0-9]{1,9}")
 class StrictBody(BaseModel):
     """Base of every request body."""
 
-    # strict: "0.5" is not a number and 1 is not true, as in OpenAI's API; unknown fields are ignored.
-    model_config = ConfigDict(strict=True, extra="ignore")
+    # strict: "0.5" is not a number and 1 is not true, as in OpenAI's API. A field we do not know is
+    # refused by name (OpenAI too refuses unrecognized arguments): a typo must not be silently ignored.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def _not_yet(what: str, field: str) -> PydanticCustomError:
+    """The error for an OpenAI field we know but do not honour yet: refused, never ignored."""
+    return PydanticCustomError(
+        "value_error.unsupported", f"{what} is not supported by pinaivu-local yet; send the request without `{field}`"
+    )
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == [] or value == {}
 
 
 class StreamOptions(StrictBody):
@@ -35,6 +47,22 @@ class ChatMessage(StrictBody):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Any = Field(description="a string, or a list of text parts")
     name: str | None = None
+    # What an assistant message returned by the openai SDK carries when it is sent back in a
+    # history; accepted while empty (tool calls and audio are not supported yet).
+    refusal: str | None = None
+    annotations: list[Any] | None = None
+    tool_calls: list[Any] | None = None
+    tool_call_id: str | None = None
+    function_call: Any = None
+    audio: Any = None
+
+    @field_validator("tool_calls", "function_call", "audio", "annotations")
+    @classmethod
+    def _history_without_features(cls, value: Any, info: ValidationInfo) -> Any:
+        if not _empty(value):
+            what = "audio" if info.field_name == "audio" else "a message with tool calls or annotations"
+            raise _not_yet(what, info.field_name or "")
+        return value
 
     @field_validator("content", mode="before")
     @classmethod
@@ -141,6 +169,50 @@ class ChatCompletionRequest(_Generation):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    # OpenAI fields we know and do not honour yet: each is refused by name unless it asks for nothing.
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+    @field_validator("tools", "functions")
+    @classmethod
+    def _no_tools(cls, value: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
+        if value:
+            raise _not_yet("tool (function) calling", info.field_name or "tools")
+        return value
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _no_tool_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        if value not in (None, "none", "auto"):
+            raise _not_yet("forcing a tool call", info.field_name or "tool_choice")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and value != {"type": "text"}:
+            raise _not_yet("JSON mode and structured outputs (only {'type': 'text'})", "response_format")
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | None) -> bool | None:
+        if value:
+            raise _not_yet("logprobs", "logprobs")
+        return value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _no_top_logprobs(cls, value: int | None) -> int | None:
+        if value:
+            raise _not_yet("top_logprobs", "top_logprobs")
+        return value
 
     def token_limit(self) -> int | None:
         """max_completion_tokens, else the older max_tokens."""
@@ -166,6 +238,24 @@ class CompletionRequest(_Generation):
     max_tokens: int | None = Field(default=16, ge=1)
     echo: bool | None = False
     suffix: str | None = None
+    logprobs: int | None = None
+    best_of: int | None = None
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: int | None) -> int | None:
+        if value is not None:
+            raise _not_yet("logprobs", "logprobs")
+        return value
+
+    @field_validator("best_of")
+    @classmethod
+    def _one_of_one(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise PydanticCustomError(
+                "value_error.const", "only best_of=1 is supported; send one request per completion"
+            )
+        return value
 
     @field_validator("prompt", mode="before")
     @classmethod

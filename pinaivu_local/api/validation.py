@@ -27,6 +27,7 @@ _V1: dict[str, tuple[str, str]] = {
     "dict_type": ("value is not a valid dict", "type_error.dict"),
     "model_type": ("value is not a valid dict", "type_error.dict"),
     "model_attributes_type": ("value is not a valid dict", "type_error.dict"),
+    "extra_forbidden": ("extra fields not permitted", "value_error.extra"),
 }
 _BOUNDS = {
     "greater_than_equal": ("greater than or equal to", "ge", "not_ge"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
@@ -60,3 +62,47 @@ def test_unsupported_completion_options(field: str, value: str, type_: str) -> N
 @pytest.mark.parametrize(("raw", "expected"), [(b"[5, 6]", [5, 6]), (b"[[5, 6]]", [5, 6]), (b'["x"]', "x")])
 def test_prompt_forms(raw: bytes, expected: object) -> None:
     assert parse_body(b'{"model": "m", "prompt": ' + raw + b"}", CompletionRequest).prompt == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"temprature": 0.5}, "temprature"),  # a typo is not silently ignored
+        ({"store": True}, "store"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+    ],
+)
+def test_fields_we_do_not_honour_are_refused_by_name(extra: dict[str, object], field: str) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra}
+    with pytest.raises(ValidationFailed) as refused:
+        parse_body(json.dumps(body).encode(), ChatCompletionRequest)
+    assert refused.value.detail[0]["loc"] == ["body", field]
+
+
+def test_fields_that_ask_for_nothing_are_accepted() -> None:
+    """What clients send by default (and an assistant message sent back as the SDK returned it)."""
+    assistant = {"role": "assistant", "content": "hi", "refusal": None, "annotations": [], "tool_calls": None}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}, assistant],
+        "tools": [],
+        "tool_choice": "none",
+        "parallel_tool_calls": True,
+        "response_format": {"type": "text"},
+        "logprobs": False,
+        "top_logprobs": 0,
+    }
+    parsed = parse_body(json.dumps(body).encode(), ChatCompletionRequest)
+    assert parsed.messages[1].text() == "hi"
+
+
+def test_completion_logprobs_and_best_of_are_refused() -> None:
+    for extra, field in (({"logprobs": 2}, "logprobs"), ({"best_of": 3}, "best_of")):
+        body = {"model": "m", "prompt": "x", **extra}
+        with pytest.raises(ValidationFailed) as refused:
+            parse_body(json.dumps(body).encode(), CompletionRequest)
+        assert refused.value.detail[0]["loc"] == ["body", field]
