@@ -38,10 +38,16 @@ def test_generated_requests_get_no_5xx_and_match_the_schema(
             "examples,coverage,fuzzing",
             "--max-examples",
             "40",
+            # One worker: with two, CPython 3.11's compiler fails now and then inside schemathesis's own
+            # threads ("AST constructor recursion depth mismatch"), an error of the tool, not of our API.
             "--workers",
-            "2",
+            "1",
             "--seed",
             SEED,
+            # Hypothesis' own health checks time the generation of test data, not our API: on a
+            # busy 2-core machine they fail a run that found nothing wrong.
+            "--suppress-health-check",
+            "all",
             "--no-color",
         ],
         cwd=tmp_path,
