@@ -23,7 +23,7 @@ endif
 # The pinned version, read from pyproject.toml so there is one place to change it.
 LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
 
-.PHONY: install install-dev install-bench serve serve-test-models browser test lint bench dist clean
+.PHONY: install install-dev install-bench serve serve-test-models browser services test lint bench dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,7 +73,15 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "note: no chromium (apt-get install chromium); the browser tests will be skipped"
 
-test: install-dev browser
+# The shared-state tests start Debian's Postgres and Redis servers themselves; as root with apt-get
+# they are installed, else those tests skip (CI sets PINAIVU_REQUIRE_SERVICES=1: they fail instead).
+services:
+	@{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1; } || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; } || \
+		echo "note: no Postgres or Redis (apt-get install postgresql redis-server); the shared-state tests will be skipped"
+
+test: install-dev browser services
 	$(BIN)/python -m pytest
 
 # Ours against llama_cpp.server on a generated Llama-3.2-1B-shaped Q4_K_M model (generated once,

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pinaivu_local.errors import RateLimited
 
@@ -50,6 +51,29 @@ class Snapshot:
     remaining_tokens: int
     reset_requests_s: float
     reset_tokens_s: float
+
+
+class Admission(Protocol):
+    """An admitted request's hold on its key's window."""
+
+    def settle(self, actual_tokens: int) -> None:
+        """Replace the reserved tokens by what the request really used."""
+
+    def cancel(self) -> None:
+        """The request never ran: it consumes nothing."""
+
+
+class Limiter(Protocol):
+    """Per-key limits: this process's RateLimiter, or the Redis one several gateways share."""
+
+    def check_requests(self, key: str, limits: Limits) -> None:
+        """RateLimited if one more request would pass the requests limit; reserves nothing."""
+
+    def admit(self, key: str, limits: Limits, tokens: int) -> Admission:
+        """Count a request of `tokens` tokens, or raise RateLimited saying which limit and when."""
+
+    def snapshot(self, key: str, limits: Limits) -> Snapshot:
+        """Remaining capacity and time to a full reset, for the headers."""
 
 
 class Reservation:
@@ -96,13 +120,7 @@ class RateLimiter:
         window = self._prune(key, now)
         self._check_requests(window, limits, now)
         if window.tokens + tokens > limits.tpm:
-            wait = self._token_wait(window, limits, tokens, now)
-            raise RateLimited(
-                _tokens_message(limits, tokens, window.tokens, wait),
-                limit_type="tokens",
-                retry_after_ms=_ms(wait),
-                retryable=tokens <= limits.tpm,  # more than the whole limit never fits: retrying is pointless
-            )
+            raise tokens_limited(limits, tokens, window.tokens, self._token_wait(window, limits, tokens, now))
         entry = _Entry(now, tokens)
         window.entries.append(entry)
         window.tokens += tokens
@@ -111,11 +129,7 @@ class RateLimiter:
     def _check_requests(self, window: _Window, limits: Limits, now: float) -> None:
         if len(window.entries) + 1 > limits.rpm:
             wait = window.entries[0].at + self._window_s - now
-            raise RateLimited(
-                f"Rate limit reached for requests: {limits.rpm} per minute for this key. Retry in {_human(wait)}.",
-                limit_type="requests",
-                retry_after_ms=_ms(wait),
-            )
+            raise requests_limited(limits, wait)
 
     def snapshot(self, key: str, limits: Limits) -> Snapshot:
         """Remaining capacity and time to a full reset, for the headers."""
@@ -175,6 +189,25 @@ def format_duration(seconds: float) -> str:
         return f"{round(seconds, 3):g}s"
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes}m{rest}s"
+
+
+def requests_limited(limits: Limits, wait: float) -> RateLimited:
+    """The 429 of a key at its requests limit, free again in `wait` seconds."""
+    return RateLimited(
+        f"Rate limit reached for requests: {limits.rpm} per minute for this key. Retry in {_human(wait)}.",
+        limit_type="requests",
+        retry_after_ms=_ms(wait),
+    )
+
+
+def tokens_limited(limits: Limits, tokens: int, in_use: int, wait: float) -> RateLimited:
+    """The 429 of a request of `tokens` tokens that does not fit beside `in_use` for `wait` seconds."""
+    return RateLimited(
+        _tokens_message(limits, tokens, in_use, wait),
+        limit_type="tokens",
+        retry_after_ms=_ms(wait),
+        retryable=tokens <= limits.tpm,  # more than the whole limit never fits: retrying is pointless
+    )
 
 
 def _tokens_message(limits: Limits, tokens: int, in_use: int, wait: float) -> str:

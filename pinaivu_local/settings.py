@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     # "key": a cached prompt prefix is reused only by the key that sent it (another key could time
     # its first token and learn what was sent); "all": shared by every key, for a one-tenant box.
     prefix_cache_sharing: Literal["key", "all"] = "key"
+    # Shared state for several gateways: keys and the request log on a Postgres server
+    # (postgresql+psycopg://user@host:port/db) instead of the data dir's SQLite file, and the rate
+    # limits' windows in Redis (redis://host:port/0) instead of this process.
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
     log_backlog: int = Field(
         default=1000, ge=1, description="request records waiting to be written before inference is refused (503)"
     )
@@ -72,7 +77,7 @@ class Settings(BaseSettings):
         # huggingface_hub's reading: 1/ON/YES/TRUE in any case is on, anything else off.
         return value.strip().upper() in {"1", "ON", "YES", "TRUE"} if isinstance(value, str) else value
 
-    @field_validator("hf_token", "ollama_models", mode="before")
+    @field_validator("hf_token", "ollama_models", "database_url", "redis_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -85,6 +90,11 @@ class Settings(BaseSettings):
     def database(self) -> Path:
         """The SQLite file: keys (and later the request log)."""
         return self.data_dir / "pinaivu.db"
+
+    @property
+    def database_target(self) -> Path | str:
+        """Where keys and the request log live: the Postgres URL when set, else the SQLite file."""
+        return self.database_url.get_secret_value() if self.database_url else self.database
 
     @property
     def models_dir(self) -> Path:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from pinaivu_local.tiny_gguf import TinyShape, write_tiny_model
+from tests.shared_state import create_database, running_postgres, running_redis
 from tests.weights.hub import Hub, running_hub
 
 START_TIMEOUT_S = 60
@@ -188,3 +189,34 @@ def hub() -> Iterator[Hub]:
     """A fake Hugging Face Hub on 127.0.0.1 (files, Range requests, dropped connections)."""
     with running_hub() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One real Postgres server for the whole run: its URL without a database."""
+    with running_postgres(free_port()) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database for one test."""
+    return create_database(postgres_server, f"t{abs(hash(request.node.nodeid)):x}_{time.monotonic_ns()}")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """One real Redis server for the whole run."""
+    with running_redis(free_port()) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The Redis server, emptied for one test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server

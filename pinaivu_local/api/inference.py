@@ -25,7 +25,7 @@ from pinaivu_local.engine.results import Delta, Usage
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import GenerationStream
 from pinaivu_local.errors import Unavailable
-from pinaivu_local.ratelimit import RateLimiter, Reservation
+from pinaivu_local.ratelimit import Admission, Limiter
 from pinaivu_local.requestlog.log import RequestLog
 from pinaivu_local.requestlog.records import RequestRecord
 from pinaivu_local.requestlog.writer import Receipt
@@ -54,7 +54,7 @@ class Run:
         self,
         completion: Completion,
         generation: GenerationStream,
-        reservation: Reservation,
+        reservation: Admission,
         trace: RequestTrace,
         hooks: _RunHooks,
     ) -> None:
@@ -126,7 +126,7 @@ class Inference:
     def __init__(
         self,
         pool: ModelPool,
-        limiter: RateLimiter,
+        limiter: Limiter,
         request_log: RequestLog,
         metrics: Metrics,
         *,

@@ -9,7 +9,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.context import context_of
 from pinaivu_local.api.services import services_of
-from pinaivu_local.ratelimit import RateLimiter, format_duration
+from pinaivu_local.ratelimit import Limiter, format_duration
 
 
 def ratelimit_headers(app: ASGIApp) -> ASGIApp:
@@ -32,7 +32,7 @@ def ratelimit_headers(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def _headers(limiter: RateLimiter, principal: Principal) -> list[tuple[bytes, bytes]]:
+def _headers(limiter: Limiter, principal: Principal) -> list[tuple[bytes, bytes]]:
     snap = limiter.snapshot(principal.key_id, principal.limits)
     values: dict[str, Any] = {
         "x-ratelimit-limit-requests": snap.limits.rpm,

@@ -18,9 +18,11 @@ from pinaivu_local.catalog import Catalog
 from pinaivu_local.engine.devices import supports_gpu_offload
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
 from pinaivu_local.engine.repack import decide_repack
+from pinaivu_local.errors import ConfigError, StorageUnavailable
 from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.keys.usage import KeyUsage
-from pinaivu_local.ratelimit import Limits, RateLimiter
+from pinaivu_local.ratelimit import Limiter, Limits, RateLimiter
+from pinaivu_local.ratelimit_redis import RedisRateLimiter
 from pinaivu_local.requestlog.log import RequestLog, Retention
 from pinaivu_local.requestlog.model_hashes import ModelHashes
 from pinaivu_local.settings import Settings
@@ -41,7 +43,7 @@ class Services:
     pool: ModelPool
     key_store: KeyStore
     authenticator: KeyAuthenticator
-    limiter: RateLimiter
+    limiter: Limiter
     request_log: RequestLog
     model_hashes: ModelHashes
     metrics: Metrics
@@ -53,7 +55,7 @@ class Services:
 def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
     """Open the database, request log and models; everything is closed in reverse, also on errors."""
     with contextlib.ExitStack() as resources:
-        database = Database(settings.database)
+        database = Database(settings.database_target)
         resources.callback(database.close)
         key_usage = KeyUsage()  # keys' last use: noted by authentication, written by the request log
         key_store = KeyStore(database, key_usage)
@@ -67,7 +69,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
         hashes.start([spec.file for spec in catalog.models if spec.id in pool.ready_ids()])
         metrics = Metrics()
         metrics.watch_models(pool.statuses)
-        limiter = RateLimiter(window_s=settings.ratelimit_window_s)
+        limiter = _open_limiter(settings, resources)
         inference = Inference(
             pool,
             limiter,
@@ -102,6 +104,19 @@ def services_in(state: State) -> Services:
     if not isinstance(services, Services):
         raise RuntimeError("the app's lifespan has not opened its services")
     return services
+
+
+def _open_limiter(settings: Settings, resources: contextlib.ExitStack) -> Limiter:
+    """The rate limiter: in this process, or in Redis (PINAIVU_REDIS_URL) to share limits across gateways."""
+    if settings.redis_url is None:
+        return RateLimiter(window_s=settings.ratelimit_window_s)
+    limiter = RedisRateLimiter(settings.redis_url.get_secret_value(), window_s=settings.ratelimit_window_s)
+    resources.callback(limiter.close)
+    try:
+        limiter.ping()
+    except StorageUnavailable:
+        raise ConfigError("PINAIVU_REDIS_URL: Redis does not answer; start it or fix the URL") from None
+    return limiter
 
 
 def _engine_options(settings: Settings, catalog: Catalog) -> EngineOptions:

@@ -73,11 +73,11 @@ def pull_models(settings: Settings, specs: Iterable[ModelSpec], *, from_ollama: 
 
 @contextlib.contextmanager
 def key_store(settings: Settings) -> Iterator[KeyStore]:
-    """The key store of the data dir, closed afterwards; one-line errors."""
+    """The key store of the data dir (or of PINAIVU_DATABASE_URL), closed afterwards; one-line errors."""
     from pinaivu_local.storage.database import Database
 
     try:
-        database = Database(settings.database)
+        database = Database(settings.database_target)
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
     try:
@@ -85,7 +85,7 @@ def key_store(settings: Settings) -> Iterator[KeyStore]:
     except (ConfigError, KeyNotFound, KeyNotActive) as exc:
         raise click.ClickException(exc.message) from None
     except StorageUnavailable as exc:  # its message names no file (it is written for HTTP clients)
-        raise click.ClickException(f"{settings.database}: {exc.reason}") from None
+        raise click.ClickException(f"{database.where}: {exc.reason}") from None
     finally:
         database.close()
 

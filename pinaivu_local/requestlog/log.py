@@ -148,9 +148,15 @@ class RequestLog:
         with self._db.session() as session:
             return {key: {"requests": n, "tokens": int(t or 0)} for key, n, t in session.exec(query)}
 
+    def _hour_of(self, moment: Any) -> Any:
+        """The hour of a stored moment (UTC) as `2025-01-31T17:00:00Z`, in this database's dialect."""
+        if self._db.dialect == "sqlite":
+            return func.strftime("%Y-%m-%dT%H:00:00Z", moment)
+        return func.to_char(func.timezone("UTC", moment), 'YYYY-MM-DD"T"HH24":00:00Z"')
+
     def usage_by_model_hour(self, since: datetime) -> list[dict[str, Any]]:
         """Requests and tokens per model and hour since a moment, oldest first."""
-        hour = func.strftime("%Y-%m-%dT%H:00:00Z", RequestRecord.created_at)
+        hour = self._hour_of(col(RequestRecord.created_at))
         query = (
             select(
                 hour,

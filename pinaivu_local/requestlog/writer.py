@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.sqlite import insert
 
 from pinaivu_local.clock import utcnow
 from pinaivu_local.errors import InternalError, StorageUnavailable
@@ -278,7 +277,7 @@ class RecordWriter:
             if rows:
                 # Core insert (the ORM's bulk path costs more per row); a record already there (an
                 # attempt whose outcome was unclear) stays as it is.
-                session.execute(insert(_TABLE).on_conflict_do_nothing(), rows)
+                session.execute(self._db.insert(_TABLE).on_conflict_do_nothing(), rows)
             if usage:
                 write_last_used(session, usage)
             session.commit()

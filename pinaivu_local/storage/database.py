@@ -1,4 +1,5 @@
-"""One SQLite file in the data dir: created 0600, WAL journal, schema migrated at open."""
+"""The database: one SQLite file in the data dir (created 0600, WAL journal) or, shared by several
+gateways, a Postgres server named by PINAIVU_DATABASE_URL; the schema is migrated at open."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import (
+    ArgumentError,
     DatabaseError,
     DataError,
     IntegrityError,
     NotSupportedError,
+    OperationalError,
     ProgrammingError,
     SQLAlchemyError,
 )
@@ -44,6 +48,9 @@ _CAUSES = (
     ("SQLITE_NOTADB", "the database file is damaged"),
 )
 
+# Any fixed number: the advisory lock that serialises migrations of gateways starting together.
+_MIGRATION_LOCK = 0x70696E61  # "pina"
+
 
 def schema_version() -> int:
     """The schema version this code writes (the number of migrations)."""
@@ -51,24 +58,42 @@ def schema_version() -> int:
 
 
 class Database:
-    """The engine of the SQLite file; sessions for the stores built on it."""
+    """The engine of the SQLite file or the Postgres server; sessions for the stores built on it."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
-        self.path = path
-        self.engine = _open_engine(path, busy_timeout_s)
+    def __init__(self, target: Path | str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+        if isinstance(target, Path):
+            self.path: Path | None = target
+            self.where = str(target)
+            self.engine = _open_engine(target, busy_timeout_s)
+        else:
+            self.path = None
+            self.engine = _open_server(target)
+            self.where = self.engine.url.render_as_string(hide_password=True)
         try:
             self._migrate()
         except BaseException:
             self.engine.dispose()
             raise
 
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
+
+    def insert(self, table: Table) -> Any:
+        """An INSERT of this dialect, which knows ON CONFLICT DO NOTHING (both dialects have it)."""
+        return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+
     def _migrate(self) -> None:
         try:
-            self._migrate_locked()
+            if self.dialect == "sqlite":
+                self._migrate_sqlite()
+            else:
+                self._migrate_server()
         except SQLAlchemyError as exc:
-            raise ConfigError(f"{self.path}: cannot bring the schema up to date ({exc.args[0]})") from None
+            raise ConfigError(f"{self.where}: cannot bring the schema up to date ({exc.args[0]})") from None
 
-    def _migrate_locked(self) -> None:
+    def _migrate_sqlite(self) -> None:
         with self.engine.connect() as conn:
             # IMMEDIATE takes the write lock now rather than at the first write: of several
             # processes opening a fresh file at once, one migrates while the others wait
@@ -77,18 +102,29 @@ class Database:
             version = _user_version(conn)
             if version > schema_version():
                 raise self._newer(f"schema {version}")
-            done = migrations.applied(conn, legacy_version=version)
-            unknown = sorted(done - set(migrations.names()))
-            if unknown:
-                raise self._newer(f"migrations {', '.join(unknown)}")
-            migrations.apply(conn, done)
+            self._apply(conn, version)
             # user_version mirrors the step count, for older pinaivu-locals and `doctor`.
             if version != schema_version():
                 conn.exec_driver_sql(f"PRAGMA user_version = {schema_version()}")
             conn.commit()
 
+    def _migrate_server(self) -> None:
+        with self.engine.connect() as conn:
+            # DDL is transactional on Postgres: the steps and their bookkeeping commit together, and
+            # of several gateways starting at once one migrates while the others wait on this lock.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            self._apply(conn, 0)
+            conn.commit()
+
+    def _apply(self, conn: Connection, legacy_version: int) -> None:
+        done = migrations.applied(conn, legacy_version=legacy_version)
+        unknown = sorted(done - set(migrations.names()))
+        if unknown:
+            raise self._newer(f"migrations {', '.join(unknown)}")
+        migrations.apply(conn, done)
+
     def _newer(self, what: str) -> ConfigError:
-        return ConfigError(f"{self.path}: written by a newer pinaivu-local ({what}); upgrade to open it")
+        return ConfigError(f"{self.where}: written by a newer pinaivu-local ({what}); upgrade to open it")
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -100,7 +136,7 @@ class Database:
                 yield session
         except SQLAlchemyError as exc:
             cause = describe(exc)
-            log.warning("database %s: %s (%s)", self.path, cause, exc.args[0] if exc.args else exc.__class__.__name__)
+            log.warning("database %s: %s (%s)", self.where, cause, exc.args[0] if exc.args else exc.__class__.__name__)
             if isinstance(exc, DatabaseError) and not isinstance(exc, _OUR_BUGS):
                 raise StorageUnavailable(
                     f"The server's storage is unavailable ({cause}); retry later.", reason=cause
@@ -121,6 +157,8 @@ def describe(exc: BaseException) -> str:
     for prefix, words in _CAUSES:
         if name.startswith(prefix):
             return words
+    if original.__class__.__module__.startswith("psycopg") and isinstance(exc, OperationalError):
+        return "the database server is unreachable"
     return f"database error ({name or original.__class__.__name__})"
 
 
@@ -156,6 +194,34 @@ def _open_engine(path: Path, busy_timeout_s: float) -> Engine:
         side = path.with_name(path.name + suffix)
         if side.exists():
             os.chmod(side, 0o600)
+    return engine
+
+
+def database_url(url: str) -> str:
+    """The SQLAlchemy URL of a Postgres server: `postgresql://` and `postgres://` mean psycopg 3."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def _open_server(url: str) -> Engine:
+    """An engine on a Postgres server (psycopg 3); ConfigError when it cannot be reached at start."""
+    try:
+        parsed = make_url(database_url(url))
+    except ArgumentError:
+        raise ConfigError("PINAIVU_DATABASE_URL is not a database URL (postgresql+psycopg://user@host:port/db)") from None
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigError(f"PINAIVU_DATABASE_URL: {parsed.get_backend_name()!r} is not supported; use postgresql+psycopg://")
+    # pre_ping: a connection the server closed (restart, idle timeout) is replaced, not handed out.
+    engine = create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        where = parsed.render_as_string(hide_password=True)
+        raise ConfigError(f"{where}: cannot connect to the database ({describe(exc)})") from None
     return engine
 
 

@@ -4,7 +4,7 @@ Each step is plain DDL written the day it was added and never edited afterwards:
 classes (keys/records.py, requestlog/records.py) may change, a step may not. A new column is a
 new step appended to MIGRATIONS. The DDL is portable: it runs on SQLite and on Postgres.
 The caller holds one exclusive transaction around `applied` and `apply` (database.py takes
-SQLite's write lock; on Postgres, where DDL is transactional too, an advisory lock would do).
+SQLite's write lock, and on Postgres, where DDL is transactional too, an advisory lock).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The request log on real SQLite: batched writes, reads, usage, retention, failures."""
+"""The request log on real SQLite and Postgres: batched writes, reads, usage, retention, failures."""
 
 from __future__ import annotations
 
@@ -33,9 +33,11 @@ def record(
     )
 
 
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    opened = Database(tmp_path / "pinaivu.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The same log on the default SQLite file and on a real Postgres server."""
+    target = request.getfixturevalue("postgres_url") if request.param == "postgres" else tmp_path / "pinaivu.db"
+    opened = Database(target)
     yield opened
     opened.close()
 
