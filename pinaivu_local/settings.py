@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # limits' windows in Redis (redis://host:port/0) instead of this process.
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
+    # A gateway with nodes (`serve --nodes nodes.toml`): the nodes file, whether the gateway's own
+    # engine serves too, how often nodes are health-checked, how long a node may take to answer.
+    nodes_file: Path | None = None
+    no_local: bool = False
+    node_poll_s: float = Field(default=2.0, gt=0, le=60)
+    node_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     log_backlog: int = Field(
         default=1000, ge=1, description="request records waiting to be written before inference is refused (503)"
     )
@@ -77,7 +83,7 @@ class Settings(BaseSettings):
         # huggingface_hub's reading: 1/ON/YES/TRUE in any case is on, anything else off.
         return value.strip().upper() in {"1", "ON", "YES", "TRUE"} if isinstance(value, str) else value
 
-    @field_validator("hf_token", "ollama_models", "database_url", "redis_url", mode="before")
+    @field_validator("hf_token", "ollama_models", "database_url", "redis_url", "nodes_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

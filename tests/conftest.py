@@ -99,9 +99,11 @@ class RunningServer:
                 self.process.wait()
 
 
-def start_server(workdir: Path, *args: str, env: dict[str, str] | None = None) -> RunningServer:
-    """Start the real server as a child process and wait until /health answers."""
-    port = free_port()
+def start_server(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+) -> RunningServer:
+    """Start the real server as a child process (on `port`, or a free one) and wait until /health answers."""
+    port = port or free_port()
     data_dir = workdir / "data"
     log_path = workdir / f"server-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PINAIVU_")}

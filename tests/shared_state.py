@@ -50,7 +50,9 @@ def running_postgres(port: int) -> Iterator[str]:
         )
         options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
         subprocess.run(
-            _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start"),
+            _as_postgres(
+                str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start"
+            ),
             check=True,
             capture_output=True,
         )

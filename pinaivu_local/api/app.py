@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,9 +38,11 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         with open_services(settings, catalog) as services:
             app.state[STATE_KEY] = services
-            report_models(services.pool)
+            if services.fleet is None:
+                report_models(services.pool)
             try:
-                yield
+                async with services.fleet.running() if services.fleet else contextlib.nullcontext():
+                    yield
             finally:
                 del app.state[STATE_KEY]
 

@@ -19,13 +19,16 @@ from pinaivu_local.api.context import RequestContext
 from pinaivu_local.api.metrics import Metrics
 from pinaivu_local.api.openai_shapes import Completion, Kind
 from pinaivu_local.api.request_trace import RequestTrace
-from pinaivu_local.engine.model_pool import ModelPool
-from pinaivu_local.engine.prepared import PromptSource
+from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
+from pinaivu_local.engine.prepared import PreparedRequest, PromptSource
 from pinaivu_local.engine.results import Delta, Usage
 from pinaivu_local.engine.sampling import SamplingParams
-from pinaivu_local.engine.scheduler import GenerationStream
-from pinaivu_local.errors import Unavailable
+from pinaivu_local.fleet.fleet import Fleet, Generation
+from pinaivu_local.fleet.forward import estimated, remote_request
+from pinaivu_local.fleet.nodes import LOCAL
+from pinaivu_local.fleet.router import prefix_key
 from pinaivu_local.ratelimit import Admission, Limiter
+from pinaivu_local.requestlog.commitment import canonical_json
 from pinaivu_local.requestlog.log import RequestLog
 from pinaivu_local.requestlog.records import RequestRecord
 from pinaivu_local.requestlog.writer import Receipt
@@ -45,6 +48,9 @@ class InferenceRequest:
     max_tokens: int | None  # as asked; None: the rest of the context
     committed_input: Any  # what the commitment hashes: the messages as sent, or the prompt
     include_usage: bool = False  # a stream ends with a usage chunk
+    # Answered as a stream; a whole answer reaches the client only at its end, so a node that fails
+    # midway can still be left for another (fleet/remote.py).
+    streamed: bool = True
 
 
 class Run:
@@ -53,7 +59,7 @@ class Run:
     def __init__(
         self,
         completion: Completion,
-        generation: GenerationStream,
+        generation: Generation,
         reservation: Admission,
         trace: RequestTrace,
         hooks: _RunHooks,
@@ -110,7 +116,7 @@ class _RunHooks:
     request_log: RequestLog
     metrics: Metrics
     context: RequestContext
-    model_file: Path
+    model_file: Path | None  # None: a node ran it (its hash is not this gateway's to compute)
 
     def recorded(self, record: RequestRecord) -> Receipt:
         """Queue the record for writing, count it, and let the access log see it."""
@@ -132,8 +138,10 @@ class Inference:
         *,
         log_content: bool,
         share_prefixes: bool = False,
+        fleet: Fleet | None = None,
     ) -> None:
         self._pool = pool
+        self._fleet = fleet
         self._share_prefixes = share_prefixes
         self._limiter = limiter
         self._request_log = request_log
@@ -151,26 +159,34 @@ class Inference:
         Every run is recorded; a verification replay names the request it runs again (`replay_of`).
         """
         principal = context.caller()
-        engine = self._pool.get(request.model)
-        context.model_id = engine.id
-        principal.check_model(engine.id)
+        engine, model_id = self._resolve(request.model)
+        context.model_id = model_id
+        principal.check_model(model_id)
         # Again (a replay comes here directly): a key over its requests limit must not make us tokenize.
         self._limiter.check_requests(principal.key_id, principal.limits)
         # Rendering and tokenizing take time in proportion to the input: never on the event loop.
         scope = "" if self._share_prefixes else principal.key_id
-        prepared = await asyncio.to_thread(
-            functools.partial(engine.prepare, cache_scope=scope), request.source, request.sampling, request.max_tokens
-        )
+        if engine is not None:
+            prepared = await asyncio.to_thread(
+                functools.partial(engine.prepare, cache_scope=scope),
+                request.source,
+                request.sampling,
+                request.max_tokens,
+            )
+        else:
+            assert self._fleet is not None
+            context_length = self._fleet.context_length(model_id)
+            prepared = estimated(model_id, request.source, request.sampling, request.max_tokens, context_length)
         # Serve nothing that cannot be recorded: 503 storage_unavailable while records cannot be
         # written (disk full, locked) or too many wait to be. Before the rate limit: costs no quota.
         self._request_log.raise_if_unavailable()
         reservation = self._limiter.admit(principal.key_id, principal.limits, prepared.reserved_tokens)
         try:
-            generation = engine.start(prepared)
-        except Unavailable:
+            generation, node = await self._place(request, prepared, engine, scope)
+        except BaseException:
             reservation.cancel()  # never ran: costs no quota
             raise
-        completion = Completion(request.kind, engine.id, include_usage=request.include_usage)
+        completion = Completion(request.kind, model_id, include_usage=request.include_usage)
         context.request_id = completion.request_id
         trace = RequestTrace(
             completion=completion,
@@ -179,6 +195,31 @@ class Inference:
             committed_input=request.committed_input,
             log_content=self._log_content,
             replay_of=replay_of,
+            node=node,
         )
-        hooks = _RunHooks(self._request_log, self._metrics, context, engine.spec.file)
+        model_file = engine.spec.file if engine is not None and node in (None, LOCAL) else None
+        hooks = _RunHooks(self._request_log, self._metrics, context, model_file)
         return Run(completion, generation, reservation, trace, hooks)
+
+    def _resolve(self, model: str) -> tuple[ModelEngine | None, str]:
+        """The local engine of the model (None where only nodes serve it) and its id; ModelNotFound, or
+        with nodes Unavailable (no_nodes_available) when no node that serves it is up."""
+        if self._fleet is None:
+            engine = self._pool.get(model)
+            return engine, engine.id
+        self._fleet.check_model(model)
+        return (self._pool.get(model) if self._fleet.local_serves(model) else None), model
+
+    async def _place(
+        self, request: InferenceRequest, prepared: PreparedRequest, engine: ModelEngine | None, scope: str
+    ) -> tuple[Generation, str | None]:
+        """Start it: on the local engine, or with nodes on the node the router picks (None: no fleet)."""
+        if self._fleet is None:
+            assert engine is not None
+            return engine.start(prepared), None
+        forwarded = remote_request(
+            request.kind, prepared.model_id, request.source, request.sampling, request.max_tokens, len(prepared.prompt)
+        )
+        prefix = prefix_key(prepared.model_id, scope, canonical_json(request.committed_input))
+        local = functools.partial(engine.start, prepared) if engine is not None else None
+        return await self._fleet.start(forwarded, prefix, local, buffered=not request.streamed)

@@ -11,7 +11,7 @@ from pinaivu_local.api.openai_shapes import Completion
 from pinaivu_local.clock import utcnow
 from pinaivu_local.engine.prepared import PreparedRequest
 from pinaivu_local.engine.results import Usage
-from pinaivu_local.engine.scheduler import GenerationStream
+from pinaivu_local.fleet.fleet import Generation
 from pinaivu_local.requestlog.commitment import canonical_json, input_digest, output_digest
 from pinaivu_local.requestlog.records import RequestRecord
 
@@ -26,11 +26,12 @@ class RequestTrace:
     committed_input: Any  # the messages as sent (chat) or the prompt (text)
     log_content: bool
     replay_of: str | None = None  # a verification replay: the request it runs again
+    node: str | None = None  # a gateway with nodes: the node it was placed on
     created_at: datetime = field(default_factory=utcnow)
 
     def record(
         self,
-        generation: GenerationStream,
+        generation: Generation,
         text: str,
         *,
         status: int,
@@ -39,7 +40,8 @@ class RequestTrace:
         error: str | None = None,
     ) -> RequestRecord:
         """The request as a record, with the output `text` it produced."""
-        prompt_tokens = len(self.prepared.prompt)
+        # A node's usage is the count (the gateway may only have estimated it); locally they agree.
+        prompt_tokens = usage.prompt_tokens if usage else len(self.prepared.prompt)
         timings = generation.timings()
         completion_tokens = usage.completion_tokens if usage else generation.tokens_used - prompt_tokens
         decode_s = timings.total_s - (timings.first_token_s or timings.total_s)
@@ -67,4 +69,6 @@ class RequestTrace:
             input_content=canonical_json(self.committed_input) if self.log_content else None,
             output_content=text if self.log_content else None,
             replay_of=self.replay_of,
+            # Failover may have moved it: the node that ran it last.
+            node=getattr(generation, "node", None) or self.node,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,11 +15,15 @@ from pinaivu_local.api.auth import KeyAuthenticator
 from pinaivu_local.api.inference import Inference
 from pinaivu_local.api.metrics import Metrics
 from pinaivu_local.api.replay import Replayer
+from pinaivu_local.api.routes.models import model_object
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.engine.devices import supports_gpu_offload
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
 from pinaivu_local.engine.repack import decide_repack
 from pinaivu_local.errors import ConfigError, StorageUnavailable
+from pinaivu_local.fleet.fleet import Fleet
+from pinaivu_local.fleet.nodes import load_nodes
+from pinaivu_local.fleet.state import ModelLoad
 from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.keys.usage import KeyUsage
 from pinaivu_local.ratelimit import Limiter, Limits, RateLimiter
@@ -49,6 +54,7 @@ class Services:
     metrics: Metrics
     inference: Inference
     replayer: Replayer
+    fleet: Fleet | None = None  # a gateway with nodes (serve --nodes)
 
 
 @contextlib.contextmanager
@@ -63,6 +69,8 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
         retention = Retention(days=settings.log_retention_days, rows=settings.log_retention_rows)
         request_log = RequestLog(database, retention, hashes.get, backlog=settings.log_backlog, key_usage=key_usage)
         resources.callback(request_log.close)
+        if settings.no_local:
+            catalog = Catalog(catalog.file, ())  # a pure gateway: no model of its own
         pool = ModelPool(catalog, _engine_options(settings, catalog))
         resources.callback(pool.close)  # first to run: streams end, their records are still written
         pool.open()
@@ -70,6 +78,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
         metrics = Metrics()
         metrics.watch_models(pool.statuses)
         limiter = _open_limiter(settings, resources)
+        fleet = _fleet(settings, pool)
         inference = Inference(
             pool,
             limiter,
@@ -77,6 +86,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
             metrics,
             log_content=settings.log_content,
             share_prefixes=settings.prefix_cache_sharing == "all",
+            fleet=fleet,
         )
         yield Services(
             settings=settings,
@@ -90,6 +100,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
             metrics=metrics,
             inference=inference,
             replayer=Replayer(pool, hashes, inference),
+            fleet=fleet,
         )
 
 
@@ -104,6 +115,27 @@ def services_in(state: State) -> Services:
     if not isinstance(services, Services):
         raise RuntimeError("the app's lifespan has not opened its services")
     return services
+
+
+def _fleet(settings: Settings, pool: ModelPool) -> Fleet | None:
+    """The nodes of a gateway (serve --nodes), the gateway's own engine among them unless --no-local."""
+    if settings.nodes_file is None:
+        return None
+    return Fleet(
+        load_nodes(settings.nodes_file),
+        local_models=None if settings.no_local else functools.partial(_local_loads, pool),
+        poll_s=settings.node_poll_s,
+        timeout_s=settings.node_timeout_s,
+    )
+
+
+def _local_loads(pool: ModelPool) -> dict[str, ModelLoad]:
+    """The gateway's own ready models as a node's, with their live load."""
+    return {
+        status.id: ModelLoad(model_object(pool.get(status.id)), status.slots, status.running, status.queued)
+        for status in pool.statuses()
+        if status.state == "ready"
+    }
 
 
 def _open_limiter(settings: Settings, resources: contextlib.ExitStack) -> Limiter:

@@ -39,6 +39,18 @@ GRACEFUL_SHUTDOWN_S = 5
 @click.option(
     "--pull", "pull", is_flag=True, help="Pull missing models first (a failure is one line; serving goes on)."
 )
+@click.option(
+    "--nodes",
+    "nodes_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A nodes file: route requests to these nodes too (a gateway) [PINAIVU_NODES_FILE].",
+)
+@click.option(
+    "--no-local",
+    is_flag=True,
+    default=None,
+    help="With --nodes: a pure gateway, no model of its own [PINAIVU_NO_LOCAL].",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[PINAIVU_LOG_LEVEL]")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Access log lines [PINAIVU_LOG_FORMAT].")
 def serve(pull: bool, **options: Any) -> None:
@@ -50,6 +62,8 @@ def serve(pull: bool, **options: Any) -> None:
     from pinaivu_local.offline_models import tiny_catalog
 
     settings = build_settings(**options)
+    if settings.no_local and settings.nodes_file is None:
+        raise click.ClickException("--no-local needs --nodes: a server with neither has nothing to serve")
     configure_logging(settings.log_level, settings.log_format)
     _check_port_free(settings.host, settings.port)
     catalog = open_catalog(settings)

@@ -43,6 +43,7 @@ class RequestRecord(SQLModel, table=True):
     input_content: str | None = None
     output_content: str | None = None
     replay_of: str | None = None  # a verification replay: the request_id it ran again
+    node: str | None = None  # a gateway with nodes: the node that served it ("local": the gateway's own engine)
 
     def sampling_params(self) -> dict[str, Any]:
         """The sampling JSON as a dict."""
@@ -63,6 +64,7 @@ class RequestRecord(SQLModel, table=True):
             "key_name": self.key_name,
             "model": self.model_id,
             "model_sha256": self.model_sha256,
+            "node": self.node,
             "status": self.status_code,
             "finish_reason": self.finish_reason,
             "error": self.error,

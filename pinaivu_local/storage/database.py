@@ -210,9 +210,13 @@ def _open_server(url: str) -> Engine:
     try:
         parsed = make_url(database_url(url))
     except ArgumentError:
-        raise ConfigError("PINAIVU_DATABASE_URL is not a database URL (postgresql+psycopg://user@host:port/db)") from None
+        raise ConfigError(
+            "PINAIVU_DATABASE_URL is not a database URL (postgresql+psycopg://user@host:port/db)"
+        ) from None
     if parsed.get_backend_name() != "postgresql":
-        raise ConfigError(f"PINAIVU_DATABASE_URL: {parsed.get_backend_name()!r} is not supported; use postgresql+psycopg://")
+        raise ConfigError(
+            f"PINAIVU_DATABASE_URL: {parsed.get_backend_name()!r} is not supported; use postgresql+psycopg://"
+        )
     # pre_ping: a connection the server closed (restart, idle timeout) is replaced, not handed out.
     engine = create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     try:

@@ -107,8 +107,13 @@ def m003_request_log_replay_of(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN replay_of VARCHAR")
 
 
+def m004_request_log_node(conn: Connection) -> None:
+    """A gateway with nodes records which node served each request."""
+    conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN node VARCHAR")
+
+
 # Append only. A database at version N has had exactly the first N steps.
-MIGRATIONS: list[Migration] = [m001_api_keys, m002_request_log, m003_request_log_replay_of]
+MIGRATIONS: list[Migration] = [m001_api_keys, m002_request_log, m003_request_log_replay_of, m004_request_log_node]
 
 
 def names() -> list[str]:

@@ -28,11 +28,15 @@ def gateways(
 
 def chat(server: RunningServer, key: str) -> httpx.Response:
     body = {"model": "llama3.2:1b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    return httpx.post(f"{server.v1}/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=60)
+    return httpx.post(
+        f"{server.v1}/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=60
+    )
 
 
 def new_key(server: RunningServer, **settings: object) -> dict[str, str]:
-    response = httpx.post(f"{server.base_url}/admin/keys", json={"name": "shared", **settings}, headers=AUTH, timeout=10)
+    response = httpx.post(
+        f"{server.base_url}/admin/keys", json={"name": "shared", **settings}, headers=AUTH, timeout=10
+    )
     assert response.status_code == 201, response.text
     return dict(response.json())
 

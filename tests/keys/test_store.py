@@ -18,7 +18,9 @@ from pinaivu_local.storage.database import Database
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """The same store on the default SQLite file and on a real Postgres server."""
-    target = request.getfixturevalue("postgres_url") if request.param == "postgres" else tmp_path / "data" / "pinaivu.db"
+    target = (
+        request.getfixturevalue("postgres_url") if request.param == "postgres" else tmp_path / "data" / "pinaivu.db"
+    )
     opened = Database(target)
     yield opened
     opened.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from litestar import Request, Response, post
@@ -49,5 +50,5 @@ async def _complete(
 ) -> Response[Any]:
     inference.check_requests(context)  # before parsing what may be megabytes
     body = await read_body(request, schema)
-    run = await inference.start(context, body.inference_request())
+    run = await inference.start(context, replace(body.inference_request(), streamed=bool(body.stream)))
     return await respond(request, run, stream=bool(body.stream))

@@ -17,18 +17,24 @@ from pinaivu_local.errors import PinaivuError
 @get("/health", summary="Server and model states")
 async def health(request: Request[Any, Any, Any], services: Services) -> Response[dict[str, Any]]:
     """ok when every model is ready, degraded when some are, unavailable (503) when none is, or when
-    requests cannot be recorded (storage failing or its backlog full: `storage` says why).
+    requests cannot be recorded (storage failing or its backlog full: `storage` says why). A gateway
+    with nodes says the same of its nodes, each with its state, models, load and last error.
 
     Anyone may ask; file paths are shown only to an admin key (they say how the box is laid out).
     """
     admin = _is_admin(services, request.headers.get("authorization"))
     models = [_model(status, with_paths=admin) for status in services.pool.statuses()]
-    ready = sum(m["state"] == "ready" for m in models)
-    status = "ok" if ready == len(models) else "degraded" if ready else "unavailable"
-    storage = services.request_log.health()
+    body: dict[str, Any] = {"models": models}
+    if services.fleet is None:
+        ready, of = sum(m["state"] == "ready" for m in models), len(models)
+    else:  # a gateway: it serves while one node (its own engine included) is up
+        body["nodes"] = [node.public() for node in services.fleet.states()]
+        ready, of = sum(n["state"] == "up" for n in body["nodes"]), len(body["nodes"])
+    status = "ok" if ready == of else "degraded" if ready else "unavailable"
+    body["storage"] = storage = services.request_log.health()
     if storage["state"] != "ok":  # nothing can be served without a record
         status, ready = "unavailable", 0
-    return Response({"status": status, "models": models, "storage": storage}, status_code=200 if ready else 503)
+    return Response({"status": status, **body}, status_code=200 if ready else 503)
 
 
 @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")

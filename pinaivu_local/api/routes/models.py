@@ -8,6 +8,7 @@ from litestar import get
 
 from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
+from pinaivu_local.fleet.fleet import Fleet
 
 
 def model_object(engine: ModelEngine) -> dict[str, Any]:
@@ -27,12 +28,17 @@ def model_object(engine: ModelEngine) -> dict[str, Any]:
 
 
 @get("/models", summary="List the active models", responses=error_responses(401))
-async def list_models(pool: ModelPool) -> dict[str, Any]:
-    """The ids to use verbatim as `model`."""
+async def list_models(pool: ModelPool, fleet: Fleet | None) -> dict[str, Any]:
+    """The ids to use verbatim as `model` (a gateway with nodes: those at least one node that is up serves)."""
+    if fleet is not None:
+        return {"object": "list", "data": fleet.model_objects()}
     return {"object": "list", "data": [model_object(pool.get(i)) for i in pool.ready_ids()]}
 
 
-@get("/models/{model_id:str}", summary="Retrieve one active model", responses=error_responses(400, 401, 404))
-async def retrieve_model(pool: ModelPool, model_id: str) -> dict[str, Any]:
+@get("/models/{model_id:str}", summary="Retrieve one active model", responses=error_responses(400, 401, 404, 503))
+async def retrieve_model(pool: ModelPool, fleet: Fleet | None, model_id: str) -> dict[str, Any]:
     """One model, or 404 model_not_found."""
+    if fleet is not None:
+        fleet.check_model(model_id)
+        return next(m for m in fleet.model_objects() if m["id"] == model_id)
     return model_object(pool.get(model_id))

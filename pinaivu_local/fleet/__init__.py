@@ -1,0 +1,1 @@
+"""A fleet of nodes behind one gateway: the nodes file, their health, routing and failover."""

@@ -1,0 +1,207 @@
+"""The fleet: the nodes a gateway routes to, kept up to date by health checks, and how a request is
+placed on one of them (with failover before its first token)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+import httpx
+
+from pinaivu_local.engine.results import Delta
+from pinaivu_local.engine.scheduler import Timings
+from pinaivu_local.errors import EngineFailure, InvalidRequest, ModelNotFound, Unavailable
+from pinaivu_local.fleet.nodes import LOCAL, NodeSpec
+from pinaivu_local.fleet.poller import HealthPoller
+from pinaivu_local.fleet.remote import RemoteGeneration, RemoteRequest
+from pinaivu_local.fleet.router import Router
+from pinaivu_local.fleet.state import ModelLoad, NodeState
+from pinaivu_local.suggest import suggest
+
+log = logging.getLogger(__name__)
+
+
+class Generation(Protocol):
+    """What a Run needs of a generation, local (GenerationStream) or remote (RemoteGeneration)."""
+
+    def __aiter__(self) -> AsyncIterator[Delta]: ...
+
+    def timings(self) -> Timings: ...
+
+    @property
+    def tokens_used(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Fleet:
+    """The nodes of one gateway (its own engine included, as `local`), their health and the router."""
+
+    def __init__(
+        self,
+        specs: list[NodeSpec],
+        *,
+        local_models: Callable[[], dict[str, ModelLoad]] | None,
+        poll_s: float,
+        timeout_s: float,
+    ) -> None:
+        self._local_models = local_models
+        self.nodes = [NodeState(spec) for spec in specs]
+        self._local = NodeState(NodeSpec(name=LOCAL, url="", kind="pinaivu")) if local_models else None
+        self._router = Router(self._all())
+        self._poll_s = poll_s
+        self._timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
+        self._client: httpx.AsyncClient | None = None
+
+    def _all(self) -> list[NodeState]:
+        return [*([self._local] if self._local else []), *self.nodes]
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Health checks run (the first round before this returns) until the block ends."""
+        async with httpx.AsyncClient(timeout=self._timeout) as client:
+            self._client = client
+            poller = HealthPoller(self.nodes, client, interval_s=self._poll_s)
+            await poller.poll_all()
+            task = asyncio.create_task(poller.run())
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                self._client = None
+
+    def _refresh_local(self) -> None:
+        if self._local is not None and self._local_models is not None:
+            models = self._local_models()
+            self._local.up(models) if models else self._local.down("no model is ready")
+
+    def states(self) -> list[NodeState]:
+        """Every node, the gateway's own first."""
+        self._refresh_local()
+        return self._all()
+
+    def model_objects(self) -> list[dict[str, Any]]:
+        """What at least one node that is up serves: each model once, as the first node listing it says."""
+        seen: dict[str, dict[str, Any]] = {}
+        for node in self.states():
+            if node.condition == "up":
+                for model, load in node.models.items():
+                    seen.setdefault(model, load.info)
+        return list(seen.values())
+
+    def context_length(self, model: str) -> int | None:
+        """The model's context as a node serving it says (None where none says)."""
+        for node in self._router.candidates(model):
+            length = node.models[model].info.get("context_length")
+            if isinstance(length, int):
+                return length
+        return None
+
+    def check_model(self, model: str) -> None:
+        """ModelNotFound unless some node (up or down) has listed it; Unavailable when none that lists it is up."""
+        self._refresh_local()
+        if not self._router.known(model):
+            served = [m["id"] for m in self.model_objects()]
+            hint = suggest(model, served)
+            did_you_mean = f" Did you mean `{hint}`?" if hint else ""
+            raise ModelNotFound(
+                f"The model `{model}` is not served by any node.{did_you_mean} Served models: "
+                f"{', '.join(served) or 'none'}. Use an id from GET /v1/models verbatim.",
+                param="model",
+            )
+        if not self._router.candidates(model):
+            raise self._no_nodes(model)
+
+    def local_serves(self, model: str) -> bool:
+        """Whether the gateway's own engine has this model ready."""
+        return self._local is not None and self._local.serves(model)
+
+    async def start(
+        self, request: RemoteRequest, prefix: str, local_start: Callable[[], Generation] | None, *, buffered: bool
+    ) -> tuple[Generation, str]:
+        """Run the request on the best node that takes it; (its generation, the node's name).
+
+        A node that refuses, is unreachable or times out is left for the next (`buffered`: the client
+        gets the answer whole, so a node may fail at any point before its end); Unavailable
+        (no_nodes_available, with Retry-After) when none takes it.
+        """
+        self._refresh_local()
+        for node in self._router.pick(request.model, prefix):
+            if node is self._local:
+                if local_start is None:
+                    continue
+                try:
+                    generation = local_start()
+                except Unavailable:
+                    continue  # queue full or recovering: another node may take it
+                self._router.served(prefix, LOCAL)
+                return generation, LOCAL
+            opened = await self._try(node, request)
+            if opened is not None:
+                self._router.served(prefix, node.name)
+                generation = RemoteGeneration(request, node, opened, self._reopener(request), buffered=buffered)
+                return generation, node.name
+        raise self._no_nodes(request.model)
+
+    def _reopener(self, request: RemoteRequest) -> Callable[[set[str]], Any]:
+        async def reopen(tried: set[str]) -> tuple[NodeState, httpx.Response]:
+            for node in self._router.candidates(request.model, exclude=tried | {LOCAL}):
+                opened = await self._try(node, request)
+                if opened is not None:
+                    return node, opened
+                tried.add(node.name)
+            raise self._no_nodes(request.model)
+
+        return reopen
+
+    async def _try(self, node: NodeState, request: RemoteRequest) -> httpx.Response | None:
+        """The node's streaming response once its status is 200, else None (the node is taken out of
+        rotation unless it was only busy); a node's refusal of the request itself is raised as the client's."""
+        if self._client is None:
+            raise EngineFailure("the fleet is not running (a bug: its lifespan has not started)")
+        headers = {"authorization": f"Bearer {node.spec.api_key}"} if node.spec.api_key else {}
+        sent = self._client.build_request("POST", f"{node.spec.v1}{request.path}", json=request.body, headers=headers)
+        try:
+            response = await self._client.send(sent, stream=True)
+        except httpx.TimeoutException:
+            node.down("timed out")
+            return None
+        except httpx.TransportError as exc:
+            node.down(f"connection failed ({exc.__class__.__name__})")
+            return None
+        if response.status_code == 200:
+            node.in_flight += 1
+            return response
+        body = (await response.aread()).decode(errors="replace")
+        await response.aclose()
+        if response.status_code in (400, 404, 413, 422) and node.spec.kind == "pinaivu":
+            _raise_as_client_error(body)
+        if response.status_code not in (429, 503):  # busy is not broken: it stays in rotation
+            node.down(f"HTTP {response.status_code} to {request.path}")
+        log.warning("node %s refused a request: HTTP %s %s", node.name, response.status_code, body[:200])
+        return None
+
+    def _no_nodes(self, model: str) -> Unavailable:
+        return Unavailable(
+            f"No node can take a request for `{model}` now: all nodes serving it are at capacity or the "
+            "network is recovering. Retry shortly.",
+            retry_after=max(1, math.ceil(self._poll_s)),
+        )
+
+
+def _raise_as_client_error(body: str) -> None:
+    """A pinaivu node refused the request itself (too long for its context, say): the client's error."""
+    import json
+
+    try:
+        error = json.loads(body)["error"]
+        message, code, param = str(error["message"]), error.get("code"), error.get("param")
+    except (ValueError, KeyError, TypeError):
+        return
+    raise InvalidRequest(message, param=param, code=code)

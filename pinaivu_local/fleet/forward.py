@@ -1,0 +1,69 @@
+"""A request as the gateway forwards it to a node, and its size when the gateway cannot tokenize it.
+
+Where the gateway's own engine serves the model, the prompt is tokenized there, exactly. Otherwise
+(a pure gateway, or a model only nodes serve) the tokens limit reserves an upper bound: one token per
+byte of the text plus a few per message (a byte-level BPE token is at least one byte), and the
+completion budget as asked or, without max_tokens, the rest of the node's context; the reservation
+is settled to the usage the node reports when the request ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pinaivu_local.engine.prepared import ChatPrompt, PreparedRequest, PromptSource, TextPrompt, TokenPrompt
+from pinaivu_local.engine.sampling import SamplingParams
+from pinaivu_local.fleet.remote import RemoteRequest
+
+# Chat-template tokens around each message (Llama 3's header and end-of-turn markers, with room to spare).
+TOKENS_PER_MESSAGE = 8
+# The context assumed for a node's model that does not say its own (an OpenAI-compatible server).
+DEFAULT_CONTEXT = 4096
+
+
+def estimated_prompt_tokens(source: PromptSource) -> int:
+    """An upper bound on the prompt's tokens, without a tokenizer."""
+    if isinstance(source, TokenPrompt):
+        return len(source.tokens)
+    if isinstance(source, TextPrompt):
+        return len(source.text.encode()) + 1
+    return sum(len(m.get("content", "").encode()) + TOKENS_PER_MESSAGE for m in source.messages) + TOKENS_PER_MESSAGE
+
+
+def estimated(
+    model: str, source: PromptSource, sampling: SamplingParams, max_tokens: int | None, context: int | None
+) -> PreparedRequest:
+    """What the tokens limit reserves for a request the gateway cannot tokenize (see the module's note)."""
+    prompt = estimated_prompt_tokens(source)
+    budget = max_tokens if max_tokens is not None else max(1, (context or DEFAULT_CONTEXT) - prompt)
+    # The prompt stands in as that many placeholder ids: only its length is used (records, the reservation).
+    return PreparedRequest(model, [0] * prompt, budget, sampling)
+
+
+def remote_request(
+    kind: str, model: str, source: PromptSource, sampling: SamplingParams, max_tokens: int | None, prompt_tokens: int
+) -> RemoteRequest:
+    """The OpenAI request a node gets: the same prompt and sampling, always streamed with usage."""
+    body: dict[str, Any] = {"model": model, "stream": True, "stream_options": {"include_usage": True}}
+    if isinstance(source, ChatPrompt):
+        body["messages"] = source.messages
+    else:
+        body["prompt"] = source.text if isinstance(source, TextPrompt) else source.tokens
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    body.update(
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        presence_penalty=sampling.presence_penalty,
+        frequency_penalty=sampling.frequency_penalty,
+    )
+    if sampling.seed is not None:
+        body["seed"] = sampling.seed
+    if sampling.stop:
+        body["stop"] = list(sampling.stop)
+    if sampling.logit_bias:
+        body["logit_bias"] = {str(token): bias for token, bias in sampling.logit_bias.items()}
+    if sampling.ignore_eos:
+        body["ignore_eos"] = True
+    path = "/chat/completions" if kind == "chat" else "/completions"
+    return RemoteRequest(model=model, path=path, body=body, prompt_tokens=prompt_tokens)

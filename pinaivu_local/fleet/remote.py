@@ -1,0 +1,202 @@
+"""A generation running on a remote node: its SSE stream read back as the engine's Deltas.
+
+The gateway always asks a node for a stream (with usage), whatever the client asked, so text reaches
+the client as the node makes it, and a node that fails before its first token can be left for another
+without the client seeing anything but a normal answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from pinaivu_local.engine.results import Delta, FinishReason, Usage
+from pinaivu_local.engine.scheduler import Timings
+from pinaivu_local.errors import EngineFailure
+from pinaivu_local.fleet.state import NodeState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RemoteRequest:
+    """What the gateway sends a node: the path under /v1 and the body (always a stream with usage)."""
+
+    model: str
+    path: str  # "/chat/completions" or "/completions"
+    body: dict[str, Any]
+    prompt_tokens: int  # counted by the gateway (or estimated): used when a node reports no usage
+
+
+class NodeDropped(Exception):
+    """The node's stream broke: connection lost, timed out, or an error event instead of text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Opens the request on another node, leaving out those tried: (node, response), or raises Unavailable.
+Reopen = Callable[[set[str]], Awaitable[tuple[NodeState, httpx.Response]]]
+
+
+class RemoteGeneration:
+    """The async side of one request on a node: iterate for Deltas; close() cancels it. Moves to another
+    node, invisibly, when its node fails before the first text (`buffered`, for a client that gets the
+    answer whole: before the end); after that, the failure is an error."""
+
+    def __init__(
+        self, request: RemoteRequest, node: NodeState, response: httpx.Response, reopen: Reopen, *, buffered: bool
+    ) -> None:
+        self._request = request
+        self._buffered = buffered
+        self._reopen = reopen
+        self._node = node
+        self._response = response
+        self._tried = {node.name}
+        self._submitted = time.monotonic()
+        self._connected: float | None = time.monotonic()
+        self._first_token: float | None = None
+        self._finished: float | None = None
+        self._generated = 0
+        self._prompt_tokens = request.prompt_tokens
+        self._closed = False
+        self._holding = True  # counted in the node's in_flight (the fleet counted it when it opened)
+
+    @property
+    def node(self) -> str:
+        """The node running it now."""
+        return self._node.name
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Delta]:
+        try:
+            while True:
+                try:
+                    if self._buffered:  # held until the node is done: it may still fail over until then
+                        held = [delta async for delta in self._read()]
+                        text = "".join(delta.text for delta in held)
+                        if text:
+                            yield Delta(text)
+                        yield held[-1]
+                    else:
+                        async for delta in self._read():
+                            yield delta
+                    return
+                except NodeDropped as exc:
+                    log.warning("node %s dropped a request: %s", self._node.name, exc.reason)
+                    self._node.down(exc.reason)
+                    if self._first_token is not None and not self._buffered:
+                        raise EngineFailure(
+                            f"The node {self._node.name} failed while streaming ({exc.reason}); the output is "
+                            "incomplete. Retry the request."
+                        ) from None
+                    self._first_token, self._generated = None, 0
+                    await self._move()
+        finally:
+            self._finished = self._finished or time.monotonic()
+            await self._release()
+
+    async def _read(self) -> AsyncIterator[Delta]:
+        """The current node's deltas, counted."""
+        async for delta in _deltas(self._response, self._request):
+            if self._first_token is None:
+                self._first_token = time.monotonic()
+            if delta.finish_reason is None:
+                self._generated += 1
+            else:
+                self._prompt_tokens = delta.usage.prompt_tokens if delta.usage else self._prompt_tokens
+            yield delta
+
+    async def _move(self) -> None:
+        """The same request on another node (Unavailable when none is left)."""
+        await self._release()
+        self._connected = None
+        self._node, self._response = await self._reopen(self._tried)
+        self._holding = True
+        self._tried.add(self._node.name)
+        self._connected = time.monotonic()
+
+    async def _release(self) -> None:
+        """Give the node's slot back (once) and close its stream."""
+        if self._holding:
+            self._holding = False
+            self._node.in_flight -= 1
+        await self._response.aclose()
+
+    def timings(self) -> Timings:
+        """Time to the node's answer, to the first token, and in all, in seconds."""
+        end = self._finished or time.monotonic()
+        return Timings(
+            queue_s=(self._connected or end) - self._submitted,
+            first_token_s=None if self._first_token is None else self._first_token - self._submitted,
+            total_s=end - self._submitted,
+        )
+
+    @property
+    def tokens_used(self) -> int:
+        """Prompt plus tokens generated so far."""
+        return self._prompt_tokens + self._generated
+
+    def close(self) -> None:
+        """Stop: the node's stream is closed, which cancels the request there."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finished = self._finished or time.monotonic()
+        if self._holding:
+            with contextlib.suppress(RuntimeError):  # no running loop: the client closes it at shutdown
+                asyncio.get_running_loop().create_task(self._release())
+
+
+async def _deltas(response: httpx.Response, request: RemoteRequest) -> AsyncIterator[Delta]:
+    """A node's SSE stream as Deltas; the last one carries the finish reason and the usage."""
+    finish: FinishReason | None = None
+    usage: Usage | None = None
+    chunks = 0
+    try:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            chunk = json.loads(data)
+            if "error" in chunk:
+                raise NodeDropped(f"error event: {str(chunk['error'].get('message', chunk['error']))[:200]}")
+            if chunk.get("usage"):
+                usage = Usage(chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"])
+            for choice in chunk.get("choices") or []:
+                text = _text(choice)
+                if text:
+                    chunks += 1
+                    yield Delta(text)
+                if choice.get("finish_reason"):
+                    finish = "length" if choice["finish_reason"] == "length" else "stop"
+    except httpx.TimeoutException:
+        raise NodeDropped("timed out") from None
+    except httpx.TransportError as exc:
+        raise NodeDropped(f"connection lost ({exc.__class__.__name__})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise NodeDropped(f"not an OpenAI stream ({exc.__class__.__name__})") from None
+    if finish is None:
+        raise NodeDropped("the stream ended without a finish reason")
+    # An OpenAI-compatible server that sends no usage (llama_cpp.server): the prompt as counted here,
+    # one token per chunk (each carries one token's text on the servers we know).
+    yield Delta("", finish, usage or Usage(request.prompt_tokens, chunks))
+
+
+def _text(choice: dict[str, Any]) -> str:
+    if "delta" in choice:
+        return str(choice["delta"].get("content") or "")
+    return str(choice.get("text") or "")

@@ -1,0 +1,76 @@
+"""What a gateway knows about each node: up or down since when, its models and their load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pinaivu_local.clock import utcnow
+from pinaivu_local.fleet.nodes import NodeSpec
+
+NodeCondition = Literal["starting", "up", "down"]
+
+
+@dataclass
+class ModelLoad:
+    """One model on one node: its OpenAI model object and, for pinaivu nodes, its load."""
+
+    info: dict[str, Any]
+    slots: int
+    running: int = 0
+    queued: int = 0
+
+
+@dataclass
+class NodeState:
+    """One node as this gateway sees it; changed by the poller and by failed requests (event loop only)."""
+
+    spec: NodeSpec
+    condition: NodeCondition = "starting"
+    since: datetime = field(default_factory=utcnow)
+    last_error: str | None = None
+    models: dict[str, ModelLoad] = field(default_factory=dict)
+    in_flight: int = 0  # requests this gateway has running there now
+
+    @property
+    def name(self) -> str:
+        """The node's name in the nodes file."""
+        return self.spec.name
+
+    def serves(self, model: str) -> bool:
+        """Up, and lists this model."""
+        return self.condition == "up" and model in self.models
+
+    def free(self, model: str) -> int:
+        """Free slots for `model`: what the node reported, or what this gateway knows it sent, whichever is busier."""
+        load = self.models[model]
+        return load.slots - max(load.running + load.queued, self.in_flight)
+
+    def up(self, models: dict[str, ModelLoad]) -> None:
+        """A health check passed."""
+        self.models = models
+        if self.condition != "up":
+            self.condition, self.since = "up", utcnow()
+
+    def down(self, error: str) -> None:
+        """A health check or a request failed: out of rotation until a check passes again."""
+        self.last_error = error
+        if self.condition != "down":
+            self.condition, self.since = "down", utcnow()
+
+    def public(self) -> dict[str, Any]:
+        """The node for /health and the explorer (no key, no URL credentials)."""
+        return {
+            "name": self.name,
+            "kind": self.spec.kind,
+            "url": self.spec.url,
+            "state": self.condition,
+            "since": self.since.isoformat().replace("+00:00", "Z"),
+            "last_error": self.last_error,
+            "in_flight": self.in_flight,
+            "models": {
+                model: {"slots": load.slots, "running": load.running, "queued": load.queued}
+                for model, load in self.models.items()
+            },
+        }

@@ -1,0 +1,262 @@
+"""A gateway in front of real nodes over loopback: routing, records, health, kill -9 failover, recovery, 503."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, free_port, start_server, write_catalog
+
+# Nodes are polled this often, so the tests see them come and go quickly.
+POLL = {"PINAIVU_NODE_POLL_S": "0.5", "PINAIVU_NODE_TIMEOUT_S": "20", "NODE_KEY": TEST_KEY}
+
+
+@dataclass
+class Fleet:
+    workdir: Path
+    catalog: Path
+    nodes: dict[str, RunningServer]
+    gateway: RunningServer
+
+    def restart(self, name: str) -> None:
+        port = int(self.nodes[name].base_url.rsplit(":", 1)[1])
+        folder = self.workdir / f"{name}-again"
+        folder.mkdir(exist_ok=True)
+        self.nodes[name] = start_server(folder, "--models-file", str(self.catalog), port=port)
+
+
+def nodes_file(path: Path, nodes: dict[str, str], kind: str = "pinaivu") -> Path:
+    lines = []
+    for name, url in nodes.items():
+        lines += [f"[nodes.{name}]", f'url = "{url}"', 'api_key_env = "NODE_KEY"', f'kind = "{kind}"', "slots = 2", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def node_view(gateway: RunningServer, name: str) -> dict[str, Any]:
+    nodes = httpx.get(f"{gateway.base_url}/health", timeout=10).json()["nodes"]
+    return next(n for n in nodes if n["name"] == name)
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) -> Iterator[Fleet]:
+    """Two pinaivu nodes serving llama3.2:1b (the slower tiny model, 2 slots each) behind a pure gateway."""
+    workdir = tmp_path_factory.mktemp("fleet")
+    catalog = write_catalog(
+        workdir / "models.toml", {"llama3.2:1b": {"path": str(tiny_models.slow), "n_ctx": 1024, "parallel": 2}}
+    )
+    nodes: dict[str, RunningServer] = {}
+    gateway = None
+    try:
+        for name in ("a", "b"):
+            folder = workdir / name
+            folder.mkdir()
+            nodes[name] = start_server(folder, "--models-file", str(catalog))
+        listed = nodes_file(workdir / "nodes.toml", {name: node.base_url for name, node in nodes.items()})
+        (workdir / "gw").mkdir()
+        gateway = start_server(workdir / "gw", "--nodes", str(listed), "--no-local", env=POLL)
+        yield Fleet(workdir, catalog, nodes, gateway)  # a restarted node replaces its entry in `nodes`
+    finally:
+        for server in [*nodes.values(), *([gateway] if gateway else [])]:
+            server.stop()
+
+
+def chat_body(content: str = "hi", max_tokens: int = 4, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": "llama3.2:1b",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        **extra,
+    }
+
+
+def test_models_and_health_come_from_the_nodes(fleet: Fleet) -> None:
+    models = httpx.get(f"{fleet.gateway.v1}/models", headers=AUTH, timeout=10).json()
+    assert [m["id"] for m in models["data"]] == ["llama3.2:1b"]
+    health = httpx.get(f"{fleet.gateway.base_url}/health", timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    for name in ("a", "b"):
+        node = node_view(fleet.gateway, name)
+        assert node["state"] == "up" and node["last_error"] is None and node["since"].endswith("Z")
+        assert node["models"]["llama3.2:1b"]["slots"] == 2
+
+
+def test_openai_client_through_the_gateway_and_records_name_the_node(fleet: Fleet) -> None:
+    client = openai.OpenAI(api_key=TEST_KEY, base_url=fleet.gateway.v1, max_retries=0)
+    whole = client.chat.completions.create(**chat_body())
+    assert whole.usage is not None and whole.usage.completion_tokens >= 1
+    chunks = list(client.chat.completions.create(**chat_body(), stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    for request_id in (whole.model_extra["request_id"], chunks[0].model_extra["request_id"]):  # type: ignore[index]
+        record = httpx.get(f"{fleet.gateway.v1}/requests/{request_id}", headers=AUTH, timeout=10).json()
+        assert record["node"] in ("a", "b") and record["status"] == 200
+
+
+def test_load_spreads_over_both_nodes_and_a_shared_prefix_sticks(fleet: Fleet) -> None:
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(headers=AUTH, timeout=60) as http:
+            calls = [http.post(f"{fleet.gateway.v1}/chat/completions", json=chat_body(f"q{i}")) for i in range(4)]
+            return await asyncio.gather(*calls)
+
+    placed = {record_node(fleet, r.json()["request_id"]) for r in asyncio.run(burst())}
+    assert placed == {"a", "b"}  # most free capacity first: four requests, two slots each
+    system = {"role": "system", "content": "You are a terse assistant. " * 20}
+    sticky = set()
+    for question in ("one", "two", "three"):
+        body = {**chat_body(), "messages": [system, {"role": "user", "content": question}]}
+        answered = httpx.post(f"{fleet.gateway.v1}/chat/completions", json=body, headers=AUTH, timeout=60)
+        sticky.add(record_node(fleet, answered.json()["request_id"]))
+    assert len(sticky) == 1  # the node that holds the prefix's KV cache
+
+
+def record_node(fleet: Fleet, request_id: str) -> str:
+    return str(httpx.get(f"{fleet.gateway.v1}/requests/{request_id}", headers=AUTH, timeout=10).json()["node"])
+
+
+async def _stream(http: httpx.AsyncClient, url: str, index: int) -> dict[str, Any]:
+    """One long chat, streamed for even indexes: whether it saw text, how it ended."""
+    body = chat_body(f"story {index}", max_tokens=400, ignore_eos=True, logit_bias=NO_EOG, stream=index % 2 == 0)
+    seen = {"text": False, "done": False, "error": None}
+    if index % 2:  # a whole answer: nothing reaches the client before its end, so it always fails over
+        answered = await http.post(url, json=body)
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["usage"]["completion_tokens"] == 400
+        return {"text": False, "done": True, "error": None}
+    async with http.stream("POST", url, json=body) as response:
+        assert response.status_code == 200, await response.aread()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            if line == "data: [DONE]":
+                seen["done"] = True
+                break
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                seen["error"] = chunk["error"]
+                break
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                seen["text"] = True
+    return seen
+
+
+def test_kill_9_a_node_under_load_then_it_comes_back(fleet: Fleet) -> None:
+    """Requests queued on the killed node finish on the other, invisibly; only those already streaming
+    from it end with an error event; it is back in rotation within 15 s of its restart."""
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(headers=AUTH, timeout=120) as http:
+            streams = [
+                asyncio.ensure_future(_stream(http, f"{fleet.gateway.v1}/chat/completions", i)) for i in range(8)
+            ]
+            # Kill `a` once it has requests both running and queued (two slots, four requests each).
+            await asyncio.to_thread(wait_for, lambda: _busy(fleet.nodes["a"]), 60, "node a running and queueing")
+            fleet.nodes["a"].process.kill()
+            return await asyncio.gather(*streams)
+
+    results = asyncio.run(scenario())
+    failed = [r for r in results if not r["done"]]
+    assert len(failed) <= 2  # at most the two that were streaming from `a` (only streamed ones can fail)
+    assert all(r["text"] and r["error"]["code"] == "engine_error" for r in failed)
+    assert sum(r["done"] for r in results) >= 6
+    down = node_view(fleet.gateway, "a")
+    assert down["state"] == "down" and down["last_error"]
+    records = httpx.get(f"{fleet.gateway.v1}/requests?limit=8", headers=AUTH, timeout=10).json()["data"]
+    assert sum(r["node"] == "b" and r["status"] == 200 for r in records) >= 6
+    assert all("failed while streaming" in r["error"] for r in records if r["status"] != 200)
+
+    fleet.nodes["a"].process.wait()
+    fleet.restart("a")
+    back = wait_for(lambda: node_view(fleet.gateway, "a")["state"] == "up", 15, "node a back in rotation")
+    assert back < 15
+
+
+def _busy(node: RunningServer) -> bool:
+    model = httpx.get(f"{node.base_url}/health", timeout=5).json()["models"][0]
+    return bool(model["running"] >= 1 and model["queued"] >= 1)
+
+
+def test_all_nodes_down_is_503_with_retry_after(fleet: Fleet) -> None:
+    for node in fleet.nodes.values():
+        node.process.kill()
+        node.process.wait()
+    refused = httpx.post(f"{fleet.gateway.v1}/chat/completions", json=chat_body(), headers=AUTH, timeout=30)
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "no_nodes_available"
+    assert int(refused.headers["retry-after"]) >= 1
+    wait_for(lambda: httpx.get(f"{fleet.gateway.base_url}/health", timeout=5).status_code == 503, 10, "health 503")
+    assert httpx.get(f"{fleet.gateway.v1}/models", headers=AUTH, timeout=10).json()["data"] == []
+
+
+@pytest.fixture
+def foreign(tmp_path: Path, tiny_models: TinyModels) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """llama-cpp-python's own llama_cpp.server on the tiny model, as llama3.2:1b."""
+    port = free_port()
+    command = [sys.executable, "-m", "pinaivu_local.bench.llama_cpp_launcher", "--weight-repack", "off", "--"]
+    command += ["--model", str(tiny_models.f16), "--model_alias", "llama3.2:1b", "--n_ctx", "512"]
+    # By default a request that arrives during a stream (a health check included) cuts that stream.
+    command += ["--host", "127.0.0.1", "--port", str(port), "--interrupt_requests", "False"]
+    log = (tmp_path / "llama_cpp_server.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), 60, "llama_cpp.server to start")
+        yield process, url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v1/models", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_an_openai_compatible_server_is_a_node_beside_the_local_engine(
+    foreign: tuple[subprocess.Popen[bytes], str], tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    """llama3.2:1b only on llama_cpp.server (kind "openai"), llama3.2:3b on the gateway's own engine."""
+    catalog = write_catalog(tmp_path / "models.toml", {"llama3.2:3b": {"path": str(tiny_models.q8), "n_ctx": 512}})
+    listed = nodes_file(tmp_path / "nodes.toml", {"foreign": foreign[1]}, kind="openai")
+    (tmp_path / "gw").mkdir()
+    gateway = start_server(tmp_path / "gw", "--models-file", str(catalog), "--nodes", str(listed), env=POLL)
+    try:
+        client = openai.OpenAI(api_key=TEST_KEY, base_url=gateway.v1, max_retries=0)
+        assert sorted(m.id for m in client.models.list()) == ["llama3.2:1b", "llama3.2:3b"]
+        for model, node in (("llama3.2:1b", "foreign"), ("llama3.2:3b", "local")):
+            body = {**chat_body(max_tokens=3), "model": model}
+            chunks = list(client.chat.completions.create(**body, stream=True, stream_options={"include_usage": True}))
+            assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1
+            whole = client.chat.completions.create(**body)
+            assert whole.choices[0].finish_reason in ("stop", "length")
+            assert record_of(gateway, whole.model_extra["request_id"])["node"] == node  # type: ignore[index]
+        assert {n["name"]: n["state"] for n in httpx.get(f"{gateway.base_url}/health", timeout=5).json()["nodes"]} == {
+            "local": "up",
+            "foreign": "up",
+        }
+    finally:
+        gateway.stop()
+
+
+def record_of(server: RunningServer, request_id: str | None) -> dict[str, Any]:
+    return dict(httpx.get(f"{server.v1}/requests/{request_id}", headers=AUTH, timeout=10).json())
