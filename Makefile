@@ -81,13 +81,14 @@ services:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; } || \
 		echo "note: no Postgres or Redis (apt-get install postgresql redis-server); the shared-state tests will be skipped"
 
-test: install-dev browser services
+test: install-dev install-bench browser services
 	$(BIN)/python -m pytest
 
 # Ours against llama_cpp.server on a generated Llama-3.2-1B-shaped Q4_K_M model (generated once,
 # a few minutes); `make bench ARGS="--rounds 3"` passes options through.
 bench: install-bench
 	$(BIN)/pinaivu-local bench $(ARGS)
+	$(BIN)/pinaivu-local bench --gateway 500
 
 # One executable file carrying Python, this package, llama.cpp and the web pages (PyInstaller, a few minutes):
 # dist/pinaivu-local-<version>-<os>-<arch>-<cpu|cuda|metal>. GPU= as for `make install`.

@@ -102,8 +102,8 @@ def start_ours(setup: ServerSetup, work_dir: Path) -> ServerProcess:
         PINAIVU_DEFAULT_TPM=str(10**12),
     )
     cmd = [*module_command("pinaivu_local"), "serve", "--port", str(port), "--models-file", str(catalog)]
-    server = _spawn("pinaivu-local", cmd, env, port, work_dir)
-    _wait_ready(server, "/health", lambda body: _our_model_ready(body, setup.model_id))
+    server = spawn("pinaivu-local", cmd, env, port, work_dir)
+    wait_ready(server, "/health", lambda body: _our_model_ready(body, setup.model_id))
     return server
 
 
@@ -178,12 +178,13 @@ def start_llama_server(binary: Path, setup: ServerSetup, work_dir: Path) -> Serv
 
 def _start_peer(name: str, cmd: list[str], port: int, setup: ServerSetup, work_dir: Path) -> ServerProcess:
     """A peer server, ready once its /v1/models lists the model."""
-    server = _spawn(name, cmd, dict(os.environ), port, work_dir)
-    _wait_ready(server, "/v1/models", lambda body: setup.model_id in str(body))
+    server = spawn(name, cmd, dict(os.environ), port, work_dir)
+    wait_ready(server, "/v1/models", lambda body: setup.model_id in str(body))
     return server
 
 
-def _spawn(name: str, cmd: list[str], env: dict[str, str], port: int, work_dir: Path) -> ServerProcess:
+def spawn(name: str, cmd: list[str], env: dict[str, str], port: int, work_dir: Path) -> ServerProcess:
+    """Start a server child process, its output in a log file of the work dir."""
     log_path = work_dir / f"{name.replace('.', '-')}-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(cmd, env=env, cwd=work_dir, stdout=log_file, stderr=subprocess.STDOUT)
@@ -195,7 +196,7 @@ def _our_model_ready(body: object, model_id: str) -> bool:
     return any(m.get("id") == model_id and m.get("state") == "ready" for m in models)
 
 
-def _wait_ready(server: ServerProcess, path: str, ready: Callable[[Any], bool]) -> None:
+def wait_ready(server: ServerProcess, path: str, ready: Callable[[Any], bool]) -> None:
     """Poll `path` until `ready(json)` holds; on any failure the server is stopped."""
     try:
         _poll_ready(server, path, ready)

@@ -48,12 +48,19 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Also measure llama.cpp's own llama-server: the path of a built binary.",
 )
+@click.option(
+    "--gateway",
+    "gateway_requests",
+    type=click.IntRange(10, 100_000),
+    help="Instead: what a gateway in front of one node adds to each request (p50, p99), over this many requests.",
+)
 def bench(
     work_dir: Path | None,
     data_dir: Path | None,
     concurrency: tuple[int, ...],
     weight_repack: str | None,
     peer: bool,
+    gateway_requests: int | None,
     **options: Any,
 ) -> None:
     """Throughput and first-token latency against llama_cpp.server, on a Llama-3.2-1B-shaped model."""
@@ -62,6 +69,16 @@ def bench(
 
     settings = build_settings(data_dir=data_dir, weight_repack=weight_repack)
     configure_logging("warning", "text")
+    if gateway_requests is not None:
+        from pinaivu_local.bench.gateway import measure_gateway
+
+        folder = (work_dir or settings.data_dir / "bench").resolve() / "gateway"
+        try:
+            latency = measure_gateway(folder, gateway_requests, lambda line: click.echo(line, err=True))
+        except BenchError as exc:
+            raise click.ClickException(exc.message) from None
+        click.echo(latency.render())
+        return
     missing = [m for m in ("fastapi", "sse_starlette", "starlette_context") if importlib.util.find_spec(m) is None]
     if peer and missing:
         how = "this binary was built without them" if is_frozen() else "pip install -e '.[bench]'"

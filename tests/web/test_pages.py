@@ -104,6 +104,9 @@ def test_key_lifecycle_through_the_pages(browser: Any, srv: RunningServer, tmp_p
     page.click("#lookup-button")
     page.locator("#record-fields", has_text="browser-made").wait_for()
     assert "llama3.2:1b" in page.inner_text("#record-fields")
+    # the network view: one box, up, with its models and their load
+    page.locator("#network-summary.ok", has_text="1 of 1 node up").wait_for()
+    assert "llama3.2:1b 0/" in page.inner_text("#nodes tr[data-node='this box']")
     page.fill("#verify-input", json.dumps(messages))
     page.fill("#verify-output", output)
     page.click("#verify-button")

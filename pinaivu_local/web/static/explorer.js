@@ -6,7 +6,7 @@ let current = null;
 function recordView(record) {
   const rows = [
     ["request_id", record.request_id], ["time", record.created_at], ["key", record.key_name + " (" + record.key_id + ")"],
-    ["model", record.model], ["model sha256", record.model_sha256 || "not yet computed"],
+    ["model", record.model], ["model sha256", record.model_sha256 || "not yet computed"], ["node", record.node || "this box"],
     ["status", String(record.status)], ["finish reason", record.finish_reason || "-"],
     ["tokens", record.usage.prompt_tokens + " in, " + record.usage.completion_tokens + " out"],
     ["queue", fmtMs(record.timings.queue_ms)], ["first token", fmtMs(record.timings.time_to_first_token_ms)],
@@ -72,11 +72,35 @@ async function loadRecent() {
     body.replaceChildren(...page.data.map(r => {
       const row = el("tr", { class: "clickable", onclick: () => lookUp(r.request_id) },
         el("td", {}, r.created_at.replace("T", " ").slice(0, 19)), el("td", { class: "mono" }, r.request_id),
-        el("td", {}, r.model), el("td", {}, String(r.status)), el("td", {}, String(r.usage.total_tokens)),
+        el("td", {}, r.model), el("td", {}, r.node || "-"), el("td", {}, String(r.status)), el("td", {}, String(r.usage.total_tokens)),
         el("td", {}, fmtMs(r.timings.total_ms)));
       return row;
     }));
-  } catch (error) { body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "bad" }, error.message))); }
+  } catch (error) { body.replaceChildren(el("tr", {}, el("td", { colspan: "7", class: "bad" }, error.message))); }
+}
+
+// /health needs no key: a gateway lists its nodes; a single box is one node, its models as they are.
+async function loadNetwork() {
+  const summary = document.getElementById("network-summary");
+  const body = document.querySelector("#nodes tbody");
+  let health;
+  try {
+    const response = await fetch("/health");
+    health = await response.json();
+  } catch (error) { showError(summary, error); return; }
+  const nodes = health.nodes || [{
+    name: "this box", state: health.status === "unavailable" ? "down" : "up", since: "", last_error: null,
+    models: Object.fromEntries(health.models.filter(m => m.state === "ready")
+      .map(m => [m.id, { running: m.running, slots: m.slots, queued: m.queued }])),
+  }];
+  summary.textContent = "Network " + health.status + ": " + nodes.filter(n => n.state === "up").length + " of " +
+    nodes.length + " node" + (nodes.length === 1 ? "" : "s") + " up.";
+  summary.className = health.status === "ok" ? "ok" : "bad";
+  body.replaceChildren(...nodes.map(n => el("tr", { "data-node": n.name },
+    el("td", {}, n.name), el("td", { class: n.state === "up" ? "ok" : "bad" }, n.state),
+    el("td", {}, (n.since || "").replace("T", " ").slice(0, 19)),
+    el("td", {}, Object.entries(n.models).map(([id, m]) => id + " " + m.running + "/" + m.slots + ", " + m.queued).join("; ") || "-"),
+    el("td", {}, n.last_error || "-"))));
 }
 
 document.getElementById("lookup").addEventListener("submit", event => {
@@ -84,6 +108,8 @@ document.getElementById("lookup").addEventListener("submit", event => {
   lookUp(document.getElementById("request-id").value);
 });
 document.getElementById("verify-button").addEventListener("click", verify);
+loadNetwork();
+setInterval(loadNetwork, 5000);
 wireSignIn(() => {
   loadRecent();
   const fromUrl = new URLSearchParams(location.search).get("request_id");

@@ -1,0 +1,57 @@
+"""Routing: most free capacity among the nodes up, prefix affinity while that node has room, rotation on ties."""
+
+from __future__ import annotations
+
+from pinaivu_local.fleet.nodes import NodeSpec
+from pinaivu_local.fleet.router import Router, prefix_key
+from pinaivu_local.fleet.state import ModelLoad, NodeState
+
+MODEL = "llama3.2:1b"
+
+
+def node(name: str, slots: int = 2, running: int = 0, queued: int = 0, up: bool = True) -> NodeState:
+    state = NodeState(NodeSpec(name=name, url=f"http://{name}"))
+    state.up({MODEL: ModelLoad({"id": MODEL}, slots, running, queued)})
+    if not up:
+        state.down("connection refused")
+    return state
+
+
+def names(nodes: list[NodeState]) -> list[str]:
+    return [n.name for n in nodes]
+
+
+def test_most_free_capacity_first_and_down_nodes_left_out() -> None:
+    busy, free, gone = node("busy", running=2, queued=1), node("free", running=1), node("gone", up=False)
+    router = Router([busy, free, gone])
+    assert names(router.candidates(MODEL)) == ["free", "busy"]
+    assert router.known(MODEL) and not router.known("other")
+    assert names(router.candidates(MODEL, exclude={"free"})) == ["busy"]
+
+
+def test_requests_sent_but_not_yet_polled_count_as_load() -> None:
+    a, b = node("a"), node("b")
+    a.in_flight = 2
+    assert names(Router([a, b]).candidates(MODEL)) == ["b", "a"]
+
+
+def test_ties_rotate() -> None:
+    router = Router([node("a"), node("b")])
+    assert {names(router.candidates(MODEL))[0] for _ in range(4)} == {"a", "b"}
+
+
+def test_a_prefix_prefers_its_node_while_it_has_room() -> None:
+    a, b = node("a"), node("b", slots=4)
+    router = Router([a, b])
+    prefix = prefix_key(MODEL, "key_1", '[{"content":"system prompt"}]')
+    router.served(prefix, "a")
+    assert names(router.pick(MODEL, prefix)) == ["a", "b"]  # b has more room, a has the prefix
+    a.in_flight = 2  # full: room beats the cache
+    assert names(router.pick(MODEL, prefix)) == ["b", "a"]
+    assert names(router.pick(MODEL, prefix_key(MODEL, "key_2", '[{"content":"system prompt"}]'))) == ["b", "a"]
+
+
+def test_prefix_key_looks_at_the_beginning_only() -> None:
+    head = "x" * 600
+    assert prefix_key(MODEL, "", head + "one") == prefix_key(MODEL, "", head + "two")
+    assert prefix_key(MODEL, "", "a" + head) != prefix_key(MODEL, "", "b" + head)
