@@ -34,7 +34,7 @@ async def respond(request: Request[Any, Any, Any], run: Run, *, stream: bool) ->
         return Response(None, status_code=CLIENT_CLOSED, headers=headers)
     text, finish, usage = collected
     await run.recorded()  # group commit: the body goes out only once its record is durable (else 503)
-    return Response(run.completion.body(text, finish, usage), headers=headers)
+    return Response(run.completion.body(text, finish, usage, run.logprobs), headers=headers)
 
 
 async def collect(run: Run) -> tuple[str, FinishReason, Usage]:
@@ -83,10 +83,10 @@ async def _sse_events(run: Run) -> AsyncIterator[str]:
             yield completion.chunk("", first=True)
         async for delta in run.deltas():
             if delta.finish_reason is None:
-                yield completion.chunk(delta.text)
+                yield completion.chunk(delta.text, logprobs=delta.logprobs)
                 continue
-            if delta.text:
-                yield completion.chunk(delta.text)
+            if delta.text or delta.logprobs:
+                yield completion.chunk(delta.text, logprobs=delta.logprobs)
             yield completion.chunk(None, delta.finish_reason)
             if completion.include_usage and delta.usage:
                 yield completion.usage_chunk(delta.usage)

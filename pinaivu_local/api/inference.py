@@ -19,6 +19,7 @@ from pinaivu_local.api.context import RequestContext
 from pinaivu_local.api.metrics import Metrics
 from pinaivu_local.api.openai_shapes import Completion, Kind
 from pinaivu_local.api.request_trace import RequestTrace
+from pinaivu_local.engine.logprobs import TokenLogprob
 from pinaivu_local.engine.model_pool import ModelPool
 from pinaivu_local.engine.prepared import PromptSource
 from pinaivu_local.engine.results import Delta, Usage
@@ -64,6 +65,7 @@ class Run:
         self._trace = trace
         self._hooks = hooks
         self._parts: list[str] = []
+        self._logprobs: list[TokenLogprob] = []
         self._ended = False
         self._receipt: Receipt | None = None
 
@@ -71,12 +73,18 @@ class Run:
         """The generation's deltas, their text kept for the record."""
         async for delta in self._generation:
             self._parts.append(delta.text)
+            self._logprobs.extend(delta.logprobs or ())
             yield delta
 
     @property
     def text(self) -> str:
         """The output so far."""
         return "".join(self._parts)
+
+    @property
+    def logprobs(self) -> list[TokenLogprob]:
+        """The logprobs of the output so far (empty unless the request asked for them)."""
+        return self._logprobs
 
     def end(self, status: int, finish: str | None = None, usage: Usage | None = None, error: str | None = None) -> None:
         """Stop generating, settle or refund the quota, submit the record."""
@@ -170,7 +178,12 @@ class Inference:
         except Unavailable:
             reservation.cancel()  # never ran: costs no quota
             raise
-        completion = Completion(request.kind, engine.id, include_usage=request.include_usage)
+        completion = Completion(
+            request.kind,
+            engine.id,
+            include_usage=request.include_usage,
+            logprobs=request.sampling.logprobs is not None,
+        )
         context.request_id = completion.request_id
         trace = RequestTrace(
             completion=completion,

@@ -9,6 +9,7 @@ from pathlib import Path
 import llama_cpp.llama_cpp as llama
 
 from pinaivu_local.engine.chat_template import ChatTemplate, PromptPart
+from pinaivu_local.engine.logprobs import TokenShape, token_shape
 from pinaivu_local.errors import ModelFileError
 from pinaivu_local.llama3_template import LLAMA3_TEMPLATE
 from pinaivu_local.weights.gguf_info import check_gguf, kv_cache_bytes
@@ -103,6 +104,11 @@ class LlamaModel:
     def is_eog(self, token: int) -> bool:
         """Whether `token` ends a generation (<|eot_id|>, <|end_of_text|>, ...)."""
         return bool(llama.llama_vocab_is_eog(self.vocab, token))
+
+    def shape(self, token: int) -> TokenShape:
+        """How a token is shown in logprobs: its text and bytes, or a control token's name and no bytes."""
+        control = self.token_text(token) if llama.llama_vocab_is_control(self.vocab, token) else None
+        return token_shape(self.piece(token), control)
 
     def token_text(self, token: int) -> str:
         """The vocabulary's text for a token (special tokens included)."""
