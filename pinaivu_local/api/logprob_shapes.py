@@ -10,7 +10,10 @@ from pinaivu_local.engine.logprobs import TokenLogprob, TopLogprob
 
 def chat_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
     """A chat choice's `logprobs`: one entry per token, each with its most likely alternatives."""
-    return {"content": [{**_candidate(e), "top_logprobs": [_candidate(t) for t in e.top]} for e in entries], "refusal": None}
+    return {
+        "content": [{**_candidate(e), "top_logprobs": [_candidate(t) for t in e.top]} for e in entries],
+        "refusal": None,
+    }
 
 
 def legacy_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:

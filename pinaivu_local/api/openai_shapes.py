@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pinaivu_local.api.logprob_shapes import chat_logprobs, legacy_logprobs

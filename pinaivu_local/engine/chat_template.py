@@ -85,7 +85,6 @@ class PromptTemplate:
             return False
 
 
-
 class ChatTemplate(PromptTemplate):
     """A compiled Jinja chat template (the GGUF's own) plus the special-token strings it refers to."""
 

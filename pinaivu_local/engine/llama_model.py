@@ -145,5 +145,7 @@ class LlamaModel:
                 architecture,
             )
             return NoTemplate(architecture)
-        log.info("%s has no chat template: using llama.cpp's built-in %r (architecture %s)", self.path, name, architecture)
+        log.info(
+            "%s has no chat template: using llama.cpp's built-in %r (architecture %s)", self.path, name, architecture
+        )
         return BuiltinTemplate(name, bos_token=bos if llama.llama_vocab_get_add_bos(self.vocab) else "")

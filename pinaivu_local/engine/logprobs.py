@@ -40,30 +40,44 @@ class TokenLogprob:
     text_offset: int = 0  # characters of completion text before this token's
 
 
-def log_softmax(logits: np.ndarray, bias: Mapping[int, float]) -> np.ndarray:
-    """log softmax(logits + bias) over the whole vocabulary, in float64; the input is not changed."""
-    row = logits.astype(np.float64)
-    if bias:
-        row[np.fromiter(bias.keys(), dtype=np.int64)] += np.fromiter(bias.values(), dtype=np.float64)
-    finite = np.isfinite(row)
-    top = row[finite].max() if finite.any() else 0.0
-    row -= top
-    row -= np.log(np.exp(row).sum())
+def token_logprob(
+    logits: np.ndarray, bias: Mapping[int, float], token: int, n_top: int, shape: Callable[[int], TokenShape]
+) -> TokenLogprob:
+    """`token`'s entry: its log softmax(logits + bias) and the `n_top` most likely tokens', most likely first.
+
+    Only the normalizer is computed over the whole vocabulary (one exp pass, float32, summed in
+    float64); the logits the sampler reads are not changed.
+    """
+    row = _biased(logits, bias)
+    normalizer = _log_sum_exp(row)
+    n_top = min(n_top, len(row))
+    top: tuple[TopLogprob, ...] = ()
+    if n_top > 0:
+        candidates = np.argpartition(row, len(row) - n_top)[len(row) - n_top :]
+        # Most likely first; equal logprobs in token-id order, so the answer does not depend on numpy.
+        ranked = sorted(candidates.tolist(), key=lambda t: (-row[t], t))
+        top = tuple(TopLogprob(*shape(t), _logprob(row[t], normalizer)) for t in ranked)
+    return TokenLogprob(*shape(token), _logprob(row[token], normalizer), top)
+
+
+def _biased(logits: np.ndarray, bias: Mapping[int, float]) -> np.ndarray:
+    if not bias:
+        return logits
+    row = logits.copy()
+    row[np.fromiter(bias.keys(), dtype=np.int64)] += np.fromiter(bias.values(), dtype=np.float32)
     return row
 
 
-def token_logprob(
-    logprobs: np.ndarray, token: int, n_top: int, shape: Callable[[int], TokenShape]
-) -> TokenLogprob:
-    """The entry for `token`: its logprob and the `n_top` most likely tokens, most likely first."""
-    n_top = min(n_top, len(logprobs))
-    top: tuple[TopLogprob, ...] = ()
-    if n_top > 0:
-        candidates = np.argpartition(-logprobs, n_top - 1)[:n_top]
-        # Most likely first; equal logprobs in token-id order, so the answer does not depend on numpy.
-        ranked = sorted(candidates.tolist(), key=lambda t: (-logprobs[t], t))
-        top = tuple(TopLogprob(*shape(t), _finite(logprobs[t])) for t in ranked)
-    return TokenLogprob(*shape(token), _finite(logprobs[token]), top)
+def _log_sum_exp(row: np.ndarray) -> float:
+    peak = float(row.max())
+    if not np.isfinite(peak):  # every token masked: nothing is likely
+        return 0.0
+    return peak + float(np.log(np.exp(row - peak).sum(dtype=np.float64)))
+
+
+def _logprob(logit: float, normalizer: float) -> float:
+    value = float(logit) - normalizer
+    return value if np.isfinite(value) else VERY_UNLIKELY
 
 
 def token_shape(piece: bytes, control_text: str | None) -> TokenShape:
@@ -78,10 +92,6 @@ def token_shape(piece: bytes, control_text: str | None) -> TokenShape:
         return piece.decode("utf-8"), piece
     except UnicodeDecodeError:
         return "bytes:" + "".join(f"\\x{b:02x}" for b in piece), piece
-
-
-def _finite(value: float) -> float:
-    return float(value) if np.isfinite(value) else VERY_UNLIKELY
 
 
 class TokenTrail:

@@ -22,7 +22,7 @@ import numpy as np
 
 from pinaivu_local.engine.detokenize import IncrementalText
 from pinaivu_local.engine.llama_model import LlamaModel
-from pinaivu_local.engine.logprobs import TokenLogprob, TokenTrail, log_softmax, token_logprob
+from pinaivu_local.engine.logprobs import TokenLogprob, TokenTrail, token_logprob
 from pinaivu_local.engine.prefix_cache import WarmSlots
 from pinaivu_local.engine.results import Delta, FinishReason, Usage
 from pinaivu_local.engine.sampling import SamplingParams, build_sampler
@@ -465,7 +465,7 @@ class Scheduler:
         """`token`'s entry, from the logits the sampler saw (with the request's logit_bias)."""
         assert seq.trail is not None
         row = np.ctypeslib.as_array(llama.llama_get_logits_ith(self._ctx, index), shape=(self._model.n_vocab,))
-        return token_logprob(log_softmax(row, seq.params.logit_bias), token, seq.trail.n_top, self._model.shape)
+        return token_logprob(row, seq.params.logit_bias, token, seq.trail.n_top, self._model.shape)
 
     def _complete(self, seq: _Sequence, reason: FinishReason, text: str, out: list[tuple[_Sequence, object]]) -> None:
         usage = Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_generated)

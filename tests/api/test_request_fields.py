@@ -60,7 +60,10 @@ def test_completion_fields_we_cannot_honour_are_refused_by_name(
 @pytest.mark.parametrize(("field", "value"), ACCEPTED_CHAT)
 def test_fields_that_cannot_change_the_output_are_accepted(client: openai.OpenAI, field: str, value: object) -> None:
     out = client.chat.completions.create(
-        model="llama3.2:1b", messages=MESSAGES, max_tokens=2, extra_body={field: value}  # type: ignore[arg-type]
+        model="llama3.2:1b",
+        messages=MESSAGES,
+        max_tokens=2,
+        extra_body={field: value},  # type: ignore[arg-type]
     )
     assert out.choices[0].finish_reason in ("stop", "length")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from pinaivu_local.engine.detokenize import IncrementalText
 from pinaivu_local.engine.logprobs import (
     VERY_UNLIKELY,
     TokenLogprob,
     TokenTrail,
-    log_softmax,
     token_logprob,
     token_shape,
 )
@@ -22,29 +22,32 @@ def _plain(token: int) -> tuple[str, bytes | None]:
     return f"t{token}", f"t{token}".encode()
 
 
-def test_log_softmax_matches_the_definition_with_bias() -> None:
+def test_logprobs_are_a_log_softmax_of_the_logits_plus_bias() -> None:
     logits = np.array([1.0, 2.0, 0.5, -1.0], dtype=np.float32)
-    got = log_softmax(logits, {2: 3.0})
+    entry = token_logprob(logits, {2: 3.0}, 0, 4, _plain)
     biased = [1.0, 2.0, 3.5, -1.0]
     total = math.log(sum(math.exp(x) for x in biased))
-    assert np.allclose(got, [x - total for x in biased])
+    assert entry.logprob == pytest.approx(1.0 - total)
+    assert [t.token for t in entry.top] == ["t2", "t1", "t0", "t3"]
+    assert [t.logprob for t in entry.top] == pytest.approx([3.5 - total, 2.0 - total, 1.0 - total, -1.0 - total])
     assert logits[2] == 0.5  # the logits the sampler reads are left alone
 
 
 def test_masked_tokens_are_very_unlikely_not_minus_infinity() -> None:
     logits = np.array([0.0, -np.inf, 1.0], dtype=np.float32)
-    entry = token_logprob(log_softmax(logits, {}), 1, 3, _plain)
+    entry = token_logprob(logits, {}, 1, 3, _plain)
     assert entry.logprob == VERY_UNLIKELY
     assert [t.token for t in entry.top] == ["t2", "t0", "t1"] and entry.top[2].logprob == VERY_UNLIKELY
+    assert token_logprob(np.full(3, -np.inf, dtype=np.float32), {}, 0, 1, _plain).logprob == VERY_UNLIKELY
 
 
 def test_top_candidates_sorted_most_likely_first_ties_by_id() -> None:
     logits = np.array([0.0, 3.0, 1.0, 3.0, 2.0], dtype=np.float32)
-    entry = token_logprob(log_softmax(logits, {}), 2, 3, _plain)
+    entry = token_logprob(logits, {}, 2, 3, _plain)
     assert [t.token for t in entry.top] == ["t1", "t3", "t4"]
     assert entry.token == "t2" and entry.bytes == b"t2"
-    assert token_logprob(log_softmax(logits, {}), 2, 0, _plain).top == ()
-    assert len(token_logprob(log_softmax(logits, {}), 2, 20, _plain).top) == 5  # no more than the vocabulary
+    assert token_logprob(logits, {}, 2, 0, _plain).top == ()
+    assert len(token_logprob(logits, {}, 2, 20, _plain).top) == 5  # no more than the vocabulary
 
 
 def test_token_shapes() -> None:
