@@ -11,6 +11,9 @@ from typing import Any, Literal
 from pinaivu_local.engine.results import FinishReason, Usage
 
 SYSTEM_FINGERPRINT = "fp_pinaivu_local"
+# A completed answer's signed receipt: this header on a whole body, this field on a stream's last chunk.
+RECEIPT_HEADER = "x-pinaivu-receipt"
+RECEIPT_FIELD = "pinaivu_receipt"
 
 Kind = Literal["chat", "text"]
 
@@ -65,8 +68,15 @@ class Completion:
             head = self._head("text_completion")
         return {**head, "choices": [choice], "usage": usage_body(usage)}
 
-    def chunk(self, text: str | None, finish: FinishReason | None = None, *, first: bool = False) -> str:
-        """One SSE event carrying new text and/or the finish reason."""
+    def chunk(
+        self,
+        text: str | None,
+        finish: FinishReason | None = None,
+        *,
+        first: bool = False,
+        receipt: dict[str, Any] | None = None,
+    ) -> str:
+        """One SSE event carrying new text and/or the finish reason (and, last, the receipt)."""
         if self.kind == "chat":
             delta: dict[str, Any] = {}
             if first:
@@ -81,12 +91,17 @@ class Completion:
         body = {**head, "choices": [choice]}
         if self.include_usage:
             body["usage"] = None
+        if receipt is not None:
+            body[RECEIPT_FIELD] = receipt
         return sse(body)
 
-    def usage_chunk(self, usage: Usage) -> str:
-        """The last chunk of a stream with include_usage: no choices, the usage."""
+    def usage_chunk(self, usage: Usage, *, receipt: dict[str, Any] | None = None) -> str:
+        """The last chunk of a stream with include_usage: no choices, the usage (and the receipt)."""
         obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
-        return sse({**self._head(obj), "choices": [], "usage": usage_body(usage)})
+        body = {**self._head(obj), "choices": [], "usage": usage_body(usage)}
+        if receipt is not None:
+            body[RECEIPT_FIELD] = receipt
+        return sse(body)
 
 
 def sse(payload: dict[str, Any]) -> str:
