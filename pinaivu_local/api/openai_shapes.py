@@ -14,6 +14,9 @@ from pinaivu_local.engine.logprobs import TokenLogprob
 from pinaivu_local.engine.results import FinishReason, Usage
 
 SYSTEM_FINGERPRINT = "fp_pinaivu_local"
+# A completed answer's signed receipt: this header on a whole body, this field on a stream's last chunk.
+RECEIPT_HEADER = "x-pinaivu-receipt"
+RECEIPT_FIELD = "pinaivu_receipt"
 
 Kind = Literal["chat", "text"]
 
@@ -78,8 +81,10 @@ class Completion:
         *,
         first: bool = False,
         logprobs: Sequence[TokenLogprob] | None = None,
+        receipt: dict[str, Any] | None = None,
     ) -> str:
-        """One SSE event carrying new text (with its tokens' logprobs, if asked) and/or the finish reason."""
+        """One SSE event carrying new text (with its tokens' logprobs, if asked) and/or the finish reason,
+        and on the last one the receipt."""
         shown = None if logprobs is None else self._logprobs(logprobs)
         if self.kind == "chat":
             delta: dict[str, Any] = {}
@@ -95,6 +100,8 @@ class Completion:
         body = {**head, "choices": [choice]}
         if self.include_usage:
             body["usage"] = None
+        if receipt is not None:
+            body[RECEIPT_FIELD] = receipt
         return sse(body)
 
     def _logprobs(self, entries: Sequence[TokenLogprob]) -> dict[str, Any] | None:
@@ -103,10 +110,13 @@ class Completion:
             return None
         return chat_logprobs(entries) if self.kind == "chat" else legacy_logprobs(entries)
 
-    def usage_chunk(self, usage: Usage) -> str:
-        """The last chunk of a stream with include_usage: no choices, the usage."""
+    def usage_chunk(self, usage: Usage, *, receipt: dict[str, Any] | None = None) -> str:
+        """The last chunk of a stream with include_usage: no choices, the usage (and the receipt)."""
         obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
-        return sse({**self._head(obj), "choices": [], "usage": usage_body(usage)})
+        body = {**self._head(obj), "choices": [], "usage": usage_body(usage)}
+        if receipt is not None:
+            body[RECEIPT_FIELD] = receipt
+        return sse(body)
 
 
 def sse(payload: dict[str, Any]) -> str:
