@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         return self.database_url.get_secret_value() if self.database_url else self.database
 
     @property
+    def identity_dir(self) -> Path:
+        """The node's Ed25519 signing identity (receipts/identity.py)."""
+        return self.data_dir / "identity"
+
+    @property
     def models_dir(self) -> Path:
         """Where model files without an explicit path are kept."""
         return self.data_dir / "models"

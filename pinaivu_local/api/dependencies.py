@@ -23,6 +23,7 @@ from pinaivu_local.catalog import Catalog
 from pinaivu_local.engine.model_pool import ModelPool
 from pinaivu_local.fleet.fleet import Fleet
 from pinaivu_local.keys.store import KeyStore
+from pinaivu_local.receipts.identity import NodeIdentity
 from pinaivu_local.requestlog.log import RequestLog
 
 
@@ -62,6 +63,10 @@ def _fleet(services: Services) -> Fleet | None:
     return services.fleet
 
 
+def _identity(services: Services) -> NodeIdentity:
+    return services.identity
+
+
 def _context(request: Request[Any, Any, Any]) -> RequestContext:
     return context_of(request.scope)
 
@@ -80,6 +85,7 @@ _PROVIDERS: dict[str, Callable[..., Any]] = {
     "inference": _inference,
     "replayer": _replayer,
     "fleet": _fleet,
+    "identity": _identity,
     "context": _context,
     "principal": _principal,
 }

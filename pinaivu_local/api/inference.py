@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,19 +20,26 @@ from pinaivu_local.api.context import RequestContext
 from pinaivu_local.api.metrics import Metrics
 from pinaivu_local.api.openai_shapes import Completion, Kind
 from pinaivu_local.api.request_trace import RequestTrace
+from pinaivu_local.engine.logprobs import TokenLogprob
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
 from pinaivu_local.engine.prepared import PreparedRequest, PromptSource
 from pinaivu_local.engine.results import Delta, Usage
 from pinaivu_local.engine.sampling import SamplingParams
+from pinaivu_local.errors import InvalidRequest, Unavailable
 from pinaivu_local.fleet.fleet import Fleet, Generation
 from pinaivu_local.fleet.forward import estimated, remote_request
 from pinaivu_local.fleet.nodes import LOCAL
 from pinaivu_local.fleet.router import prefix_key
 from pinaivu_local.ratelimit import Admission, Limiter
+from pinaivu_local.receipts.document import SignedReceipt, canonical, sign
+from pinaivu_local.receipts.identity import NodeIdentity
 from pinaivu_local.requestlog.commitment import canonical_json
 from pinaivu_local.requestlog.log import RequestLog
+from pinaivu_local.requestlog.model_hashes import ModelHashes
 from pinaivu_local.requestlog.records import RequestRecord
 from pinaivu_local.requestlog.writer import Receipt
+
+log = logging.getLogger(__name__)
 
 # Status of a request whose client went away before it finished (nginx's convention).
 CLIENT_CLOSED = 499
@@ -70,19 +78,27 @@ class Run:
         self._trace = trace
         self._hooks = hooks
         self._parts: list[str] = []
+        self._logprobs: list[TokenLogprob] = []
         self._ended = False
         self._receipt: Receipt | None = None
+        self.signed: SignedReceipt | None = None  # a completed run's signed receipt, once ended
 
     async def deltas(self) -> AsyncIterator[Delta]:
         """The generation's deltas, their text kept for the record."""
         async for delta in self._generation:
             self._parts.append(delta.text)
+            self._logprobs.extend(delta.logprobs or ())
             yield delta
 
     @property
     def text(self) -> str:
         """The output so far."""
         return "".join(self._parts)
+
+    @property
+    def logprobs(self) -> list[TokenLogprob]:
+        """The logprobs of the output so far (empty unless the request asked for them)."""
+        return self._logprobs
 
     def end(self, status: int, finish: str | None = None, usage: Usage | None = None, error: str | None = None) -> None:
         """Stop generating, settle or refund the quota, submit the record."""
@@ -97,6 +113,12 @@ class Run:
         record = self._trace.record(
             self._generation, self.text, status=status, finish_reason=finish, usage=usage, error=error
         )
+        # A completed inference is signed before anything of it is recorded or sent (not one that a
+        # node without receipts ran: its model's hash is unknown here).
+        if status == 200 and record.model_sha256 is not None:
+            self.signed = sign(record, self._hooks.identity)
+            record.receipt = canonical(self.signed.document).decode()
+            record.receipt_signature = self.signed.signature
         self._receipt = self._hooks.recorded(record)
 
     async def recorded(self) -> None:
@@ -117,6 +139,7 @@ class _RunHooks:
     metrics: Metrics
     context: RequestContext
     model_file: Path | None  # None: a node ran it (its hash is not this gateway's to compute)
+    identity: NodeIdentity
 
     def recorded(self, record: RequestRecord) -> Receipt:
         """Queue the record for writing, count it, and let the access log see it."""
@@ -135,6 +158,8 @@ class Inference:
         limiter: Limiter,
         request_log: RequestLog,
         metrics: Metrics,
+        hashes: ModelHashes,
+        identity: NodeIdentity,
         *,
         log_content: bool,
         share_prefixes: bool = False,
@@ -142,6 +167,8 @@ class Inference:
     ) -> None:
         self._pool = pool
         self._fleet = fleet
+        self._hashes = hashes
+        self._identity = identity
         self._share_prefixes = share_prefixes
         self._limiter = limiter
         self._request_log = request_log
@@ -173,10 +200,13 @@ class Inference:
                 request.sampling,
                 request.max_tokens,
             )
+            # No receipt without the model file's hash: the first requests after a start may wait for it.
+            model_sha256: str | None = self._hashes.get(engine.spec.file) or await self._hash_model(engine.spec.file)
         else:
             assert self._fleet is not None
             context_length = self._fleet.context_length(model_id)
             prepared = estimated(model_id, request.source, request.sampling, request.max_tokens, context_length)
+            model_sha256 = None  # a node's: its own receipt names it (fleet/remote.py)
         # Serve nothing that cannot be recorded: 503 storage_unavailable while records cannot be
         # written (disk full, locked) or too many wait to be. Before the rate limit: costs no quota.
         self._request_log.raise_if_unavailable()
@@ -186,7 +216,12 @@ class Inference:
         except BaseException:
             reservation.cancel()  # never ran: costs no quota
             raise
-        completion = Completion(request.kind, model_id, include_usage=request.include_usage)
+        completion = Completion(
+            request.kind,
+            model_id,
+            include_usage=request.include_usage,
+            logprobs=request.sampling.logprobs is not None,
+        )
         context.request_id = completion.request_id
         trace = RequestTrace(
             completion=completion,
@@ -194,11 +229,12 @@ class Inference:
             prepared=prepared,
             committed_input=request.committed_input,
             log_content=self._log_content,
+            model_sha256=model_sha256,
             replay_of=replay_of,
             node=node,
         )
         model_file = engine.spec.file if engine is not None and node in (None, LOCAL) else None
-        hooks = _RunHooks(self._request_log, self._metrics, context, model_file)
+        hooks = _RunHooks(self._request_log, self._metrics, context, model_file, self._identity)
         return Run(completion, generation, reservation, trace, hooks)
 
     def _resolve(self, model: str) -> tuple[ModelEngine | None, str]:
@@ -217,9 +253,28 @@ class Inference:
         if self._fleet is None:
             assert engine is not None
             return engine.start(prepared), None
+        if request.sampling.logprobs is not None:  # not forwarded to nodes yet: only the gateway's engine
+            if engine is None:
+                raise InvalidRequest(
+                    f"logprobs are served only where the gateway itself runs `{prepared.model_id}`, not by its "
+                    "nodes yet; ask without logprobs.",
+                    param="logprobs",
+                )
+            return engine.start(prepared), LOCAL
         forwarded = remote_request(
             request.kind, prepared.model_id, request.source, request.sampling, request.max_tokens, len(prepared.prompt)
         )
         prefix = prefix_key(prepared.model_id, scope, canonical_json(request.committed_input))
         local = functools.partial(engine.start, prepared) if engine is not None else None
         return await self._fleet.start(forwarded, prefix, local, buffered=not request.streamed)
+
+    async def _hash_model(self, file: Path) -> str:
+        """The model file's SHA-256, hashed now (off the event loop) if the background pass has not yet."""
+        try:
+            return await asyncio.to_thread(self._hashes.require, file)
+        except OSError:
+            # The file was loaded, so it should read; the path is for the server log, not the client.
+            log.exception("cannot hash the model file %s", file)
+            raise Unavailable(
+                "The model's file cannot be read to compute its SHA-256; retry later.", retry_after=5
+            ) from None

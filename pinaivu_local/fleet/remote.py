@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from pinaivu_local.api.openai_shapes import RECEIPT_FIELD
 from pinaivu_local.engine.results import Delta, FinishReason, Usage
 from pinaivu_local.engine.scheduler import Timings
 from pinaivu_local.errors import EngineFailure
@@ -70,11 +71,17 @@ class RemoteGeneration:
         self._prompt_tokens = request.prompt_tokens
         self._closed = False
         self._holding = True  # counted in the node's in_flight (the fleet counted it when it opened)
+        self._seen: dict[str, str] = {}  # what the node's last chunk said beyond OpenAI's shape
 
     @property
     def node(self) -> str:
         """The node running it now."""
         return self._node.name
+
+    @property
+    def model_sha256(self) -> str | None:
+        """The model file's SHA-256 as the node's signed receipt names it (None: a node without receipts)."""
+        return self._seen.get("model_sha256")
 
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self._iterate()
@@ -109,7 +116,8 @@ class RemoteGeneration:
 
     async def _read(self) -> AsyncIterator[Delta]:
         """The current node's deltas, counted."""
-        async for delta in _deltas(self._response, self._request):
+        self._seen.clear()
+        async for delta in _deltas(self._response, self._request, self._seen):
             if self._first_token is None:
                 self._first_token = time.monotonic()
             if delta.finish_reason is None:
@@ -159,8 +167,9 @@ class RemoteGeneration:
                 asyncio.get_running_loop().create_task(self._release())
 
 
-async def _deltas(response: httpx.Response, request: RemoteRequest) -> AsyncIterator[Delta]:
-    """A node's SSE stream as Deltas; the last one carries the finish reason and the usage."""
+async def _deltas(response: httpx.Response, request: RemoteRequest, seen: dict[str, str]) -> AsyncIterator[Delta]:
+    """A node's SSE stream as Deltas; the last one carries the finish reason and the usage. A pinaivu
+    node's receipt (on its last chunk) gives `seen` the model hash it signed."""
     finish: FinishReason | None = None
     usage: Usage | None = None
     chunks = 0
@@ -174,6 +183,9 @@ async def _deltas(response: httpx.Response, request: RemoteRequest) -> AsyncIter
             chunk = json.loads(data)
             if "error" in chunk:
                 raise NodeDropped(f"error event: {str(chunk['error'].get('message', chunk['error']))[:200]}")
+            receipt = chunk.get(RECEIPT_FIELD)
+            if receipt:
+                seen["model_sha256"] = str(receipt["receipt"]["model_sha256"])
             if chunk.get("usage"):
                 usage = Usage(chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"])
             for choice in chunk.get("choices") or []:
