@@ -110,6 +110,10 @@ def test_openai_client_through_the_gateway_and_records_name_the_node(fleet: Flee
     for request_id in (whole.model_extra["request_id"], chunks[0].model_extra["request_id"]):  # type: ignore[index]
         record = httpx.get(f"{fleet.gateway.v1}/requests/{request_id}", headers=AUTH, timeout=10).json()
         assert record["node"] in ("a", "b") and record["status"] == 200
+        # the gateway's receipt names the model hash the node's own receipt signed
+        assert (
+            len(record["model_sha256"]) == 64 and record["receipt"]["receipt"]["model_sha256"] == record["model_sha256"]
+        )
 
 
 def test_load_spreads_over_both_nodes_and_a_shared_prefix_sticks(fleet: Fleet) -> None:
@@ -249,7 +253,10 @@ def test_an_openai_compatible_server_is_a_node_beside_the_local_engine(
             assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1
             whole = client.chat.completions.create(**body)
             assert whole.choices[0].finish_reason in ("stop", "length")
-            assert record_of(gateway, whole.model_extra["request_id"])["node"] == node  # type: ignore[index]
+            record = record_of(gateway, whole.model_extra["request_id"])  # type: ignore[index]
+            assert record["node"] == node
+            # llama_cpp.server signs nothing: no model hash is known for it, so no receipt
+            assert (record["receipt"] is None) == (node == "foreign")
         assert {n["name"]: n["state"] for n in httpx.get(f"{gateway.base_url}/health", timeout=5).json()["nodes"]} == {
             "local": "up",
             "foreign": "up",
