@@ -59,6 +59,8 @@ class InferenceRequest:
     # Answered as a stream; a whole answer reaches the client only at its end, so a node that fails
     # midway can still be left for another (fleet/remote.py).
     streamed: bool = True
+    # A verification replay at a gateway: only a node known to hold this very model file may run it.
+    model_sha256: str | None = None
 
 
 class Run:
@@ -266,7 +268,9 @@ class Inference:
         )
         prefix = prefix_key(prepared.model_id, scope, canonical_json(request.committed_input))
         local = functools.partial(engine.start, prepared) if engine is not None else None
-        return await self._fleet.start(forwarded, prefix, local, buffered=not request.streamed)
+        return await self._fleet.start(
+            forwarded, prefix, local, buffered=not request.streamed, model_sha256=request.model_sha256
+        )
 
     async def _hash_model(self, file: Path) -> str:
         """The model file's SHA-256, hashed now (off the event loop) if the background pass has not yet."""

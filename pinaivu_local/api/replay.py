@@ -22,8 +22,9 @@ _NOT_NOW = (ModelNotFound, PermissionDenied, RateLimited, Unavailable)
 class Replayer:
     """Replays for POST /v1/requests/{id}/verify; a replay counts against the caller's limits."""
 
-    def __init__(self, pool: ModelPool, hashes: ModelHashes, inference: Inference) -> None:
+    def __init__(self, pool: ModelPool, hashes: ModelHashes, inference: Inference, *, fleet: bool = False) -> None:
         self._pool = pool
+        self._fleet = fleet  # a gateway: the replay runs on a node holding the same model file, if any
         self._hashes = hashes
         self._inference = inference
 
@@ -42,7 +43,7 @@ class Replayer:
         params, budget = SamplingParams.from_json(logged)
         if not params.deterministic:
             return {"performed": False, "reason": "sampled at temperature > 0 without a seed: not reproducible"}
-        changed = self._model_changed(record)
+        changed = self._fleet_cannot(record) if self._fleet else self._model_changed(record)
         if changed:
             return {"performed": False, "reason": changed}
         request = InferenceRequest(
@@ -52,6 +53,7 @@ class Replayer:
             sampling=params,
             max_tokens=budget or record.completion_tokens or 1,
             committed_input=held,
+            model_sha256=record.model_sha256 if self._fleet else None,
         )
         try:
             run = await self._inference.start(context, request, replay_of=record.request_id)
@@ -63,6 +65,16 @@ class Replayer:
         finally:
             run.end(CLIENT_CLOSED, error="the replay was interrupted")
         return {**_report(output, replayed), "request_id": run.completion.request_id}
+
+    @staticmethod
+    def _fleet_cannot(record: RequestRecord) -> str | None:
+        """Why no node can be chosen to replay the record at a gateway, if none can."""
+        if record.model_sha256 is None:
+            return (
+                f"the node that served it ({record.node}) names no model file hash, so no node can be shown "
+                "to hold the same model: none is available to replay it"
+            )
+        return None
 
     def _model_changed(self, record: RequestRecord) -> str | None:
         """Why the model cannot reproduce the record now, if it cannot."""

@@ -81,7 +81,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
         metrics = Metrics()
         metrics.watch_models(pool.statuses)
         limiter = _open_limiter(settings, resources)
-        fleet = _fleet(settings, pool)
+        fleet = _fleet(settings, pool, hashes)
         inference = Inference(
             pool,
             limiter,
@@ -105,7 +105,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
             metrics=metrics,
             identity=identity,
             inference=inference,
-            replayer=Replayer(pool, hashes, inference),
+            replayer=Replayer(pool, hashes, inference, fleet=fleet is not None),
             fleet=fleet,
         )
 
@@ -123,16 +123,22 @@ def services_in(state: State) -> Services:
     return services
 
 
-def _fleet(settings: Settings, pool: ModelPool) -> Fleet | None:
+def _fleet(settings: Settings, pool: ModelPool, hashes: ModelHashes) -> Fleet | None:
     """The nodes of a gateway (serve --nodes), the gateway's own engine among them unless --no-local."""
     if settings.nodes_file is None:
         return None
     return Fleet(
         load_nodes(settings.nodes_file),
         local_models=None if settings.no_local else functools.partial(_local_loads, pool),
+        local_hash=functools.partial(_local_hash, pool, hashes),
         poll_s=settings.node_poll_s,
         timeout_s=settings.node_timeout_s,
     )
+
+
+def _local_hash(pool: ModelPool, hashes: ModelHashes, model: str) -> str | None:
+    """The SHA-256 of the gateway's own file of `model`, once hashed."""
+    return hashes.get(pool.get(model).spec.file)
 
 
 def _local_loads(pool: ModelPool) -> dict[str, ModelLoad]:

@@ -46,10 +46,12 @@ class Fleet:
         specs: list[NodeSpec],
         *,
         local_models: Callable[[], dict[str, ModelLoad]] | None,
+        local_hash: Callable[[str], str | None] = lambda _model: None,
         poll_s: float,
         timeout_s: float,
     ) -> None:
         self._local_models = local_models
+        self._local_hash = local_hash
         self.nodes = [NodeState(spec) for spec in specs]
         self._local = NodeState(NodeSpec(name=LOCAL, url="", kind="pinaivu")) if local_models else None
         self._router = Router(self._all())
@@ -80,6 +82,7 @@ class Fleet:
         if self._local is not None and self._local_models is not None:
             models = self._local_models()
             self._local.up(models) if models else self._local.down("no model is ready")
+            self._local.hashes = {m: h for m in models if (h := self._local_hash(m))}
 
     def states(self) -> list[NodeState]:
         """Every node, the gateway's own first."""
@@ -123,16 +126,29 @@ class Fleet:
         return self._local is not None and self._local.serves(model)
 
     async def start(
-        self, request: RemoteRequest, prefix: str, local_start: Callable[[], Generation] | None, *, buffered: bool
+        self,
+        request: RemoteRequest,
+        prefix: str,
+        local_start: Callable[[], Generation] | None,
+        *,
+        buffered: bool,
+        model_sha256: str | None = None,
     ) -> tuple[Generation, str]:
         """Run the request on the best node that takes it; (its generation, the node's name).
 
         A node that refuses, is unreachable or times out is left for the next (`buffered`: the client
         gets the answer whole, so a node may fail at any point before its end); Unavailable
-        (no_nodes_available, with Retry-After) when none takes it.
+        (no_nodes_available, with Retry-After) when none takes it. `model_sha256` (a verification replay)
+        admits only the nodes known to hold that model file.
         """
         self._refresh_local()
-        for node in self._router.pick(request.model, prefix):
+        if model_sha256 is not None and not self._router.candidates(request.model, model_sha256=model_sha256):
+            raise Unavailable(
+                f"No node that is up is known to hold the model file this request ran on (`{request.model}`, "
+                f"SHA-256 {model_sha256}): none is available to replay it.",
+                retry_after=max(1, math.ceil(self._poll_s)),
+            )
+        for node in self._router.pick(request.model, prefix, model_sha256=model_sha256):
             if node is self._local:
                 if local_start is None:
                     continue
@@ -145,13 +161,16 @@ class Fleet:
             opened = await self._try(node, request)
             if opened is not None:
                 self._router.served(prefix, node.name)
-                generation = RemoteGeneration(request, node, opened, self._reopener(request), buffered=buffered)
+                generation = RemoteGeneration(
+                    request, node, opened, self._reopener(request, model_sha256), buffered=buffered
+                )
                 return generation, node.name
         raise self._no_nodes(request.model)
 
-    def _reopener(self, request: RemoteRequest) -> Callable[[set[str]], Any]:
+    def _reopener(self, request: RemoteRequest, model_sha256: str | None) -> Callable[[set[str]], Any]:
         async def reopen(tried: set[str]) -> tuple[NodeState, httpx.Response]:
-            for node in self._router.candidates(request.model, exclude=tried | {LOCAL}):
+            others = self._router.candidates(request.model, exclude=tried | {LOCAL}, model_sha256=model_sha256)
+            for node in others:
                 opened = await self._try(node, request)
                 if opened is not None:
                     return node, opened

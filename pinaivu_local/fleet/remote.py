@@ -99,6 +99,8 @@ class RemoteGeneration:
                     else:
                         async for delta in self._read():
                             yield delta
+                    if self.model_sha256:
+                        self._node.hashes[self._request.model] = self.model_sha256
                     return
                 except NodeDropped as exc:
                     log.warning("node %s dropped a request: %s", self._node.name, exc.reason)

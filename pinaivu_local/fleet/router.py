@@ -28,16 +28,25 @@ class Router:
         """Whether any node, up or down, has listed this model."""
         return any(model in node.models for node in self._nodes)
 
-    def candidates(self, model: str, exclude: Collection[str] = ()) -> list[NodeState]:
-        """The nodes that could run it now, best first (without looking at the prefix)."""
-        usable = [node for node in self._nodes if node.serves(model) and node.name not in exclude]
+    def candidates(
+        self, model: str, exclude: Collection[str] = (), *, model_sha256: str | None = None
+    ) -> list[NodeState]:
+        """The nodes that could run it now, best first (without looking at the prefix); with `model_sha256`
+        only those known to hold that very model file."""
+        usable = [
+            node
+            for node in self._nodes
+            if node.serves(model)
+            and node.name not in exclude
+            and (model_sha256 is None or node.hashes.get(model) == model_sha256)
+        ]
         self._turn += 1
         rotated = usable[self._turn % len(usable) :] + usable[: self._turn % len(usable)] if usable else []
         return sorted(rotated, key=lambda node: -node.free(model))
 
-    def pick(self, model: str, prefix: str, exclude: Collection[str] = ()) -> list[NodeState]:
+    def pick(self, model: str, prefix: str, *, model_sha256: str | None = None) -> list[NodeState]:
         """The nodes to try, in order: the prefix's node first if it has a free slot, then by free capacity."""
-        ranked = self.candidates(model, exclude)
+        ranked = self.candidates(model, model_sha256=model_sha256)
         preferred = self._served.get(prefix)
         for i, node in enumerate(ranked):
             if node.name == preferred and node.free(model) > 0:

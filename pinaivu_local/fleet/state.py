@@ -32,6 +32,8 @@ class NodeState:
     last_error: str | None = None
     models: dict[str, ModelLoad] = field(default_factory=dict)
     in_flight: int = 0  # requests this gateway has running there now
+    # Each model's file SHA-256 as the node's own signed receipts named it (what a replay must match).
+    hashes: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -56,6 +58,7 @@ class NodeState:
     def down(self, error: str) -> None:
         """A health check or a request failed: out of rotation until a check passes again."""
         self.last_error = error
+        self.hashes.clear()  # it may come back with other files: learned again from its next receipts
         if self.condition != "down":
             self.condition, self.since = "down", utcnow()
 

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, free_port, start_server, write_catalog
 
 # Nodes are polled this often, so the tests see them come and go quickly.
-POLL = {"PINAIVU_NODE_POLL_S": "0.5", "PINAIVU_NODE_TIMEOUT_S": "20", "NODE_KEY": TEST_KEY}
+POLL = {"PINAIVU_NODE_POLL_S": "0.5", "PINAIVU_NODE_TIMEOUT_S": "90", "NODE_KEY": TEST_KEY}
 
 
 @dataclass
@@ -137,14 +137,32 @@ def record_node(fleet: Fleet, request_id: str) -> str:
     return str(httpx.get(f"{fleet.gateway.v1}/requests/{request_id}", headers=AUTH, timeout=10).json()["node"])
 
 
+def verify(gateway: RunningServer, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Ask through the gateway, then verify the answer there: (the request_id, the verification)."""
+    answer = httpx.post(f"{gateway.v1}/chat/completions", json=body, headers=AUTH, timeout=60).json()
+    output = answer["choices"][0]["message"]["content"]
+    claim = {"messages": body["messages"], "output": output}
+    checked = httpx.post(f"{gateway.v1}/requests/{answer['request_id']}/verify", json=claim, headers=AUTH, timeout=60)
+    assert checked.status_code == 200, checked.text
+    return answer["request_id"], checked.json()
+
+
+def test_verify_replays_on_a_node_holding_the_same_model_file(fleet: Fleet) -> None:
+    request_id, checked = verify(fleet.gateway, chat_body("replay me", max_tokens=6, temperature=0, logit_bias=NO_EOG))
+    assert checked["verified"] and checked["replay"]["performed"] and checked["replay"]["reproduced"]
+    original, replay = record_of(fleet.gateway, request_id), record_of(fleet.gateway, checked["replay"]["request_id"])
+    assert replay["replay_of"] == request_id and replay["node"] in ("a", "b")
+    assert replay["model_sha256"] == original["model_sha256"] is not None
+
+
 async def _stream(http: httpx.AsyncClient, url: str, index: int) -> dict[str, Any]:
     """One long chat, streamed for even indexes: whether it saw text, how it ended."""
-    body = chat_body(f"story {index}", max_tokens=400, ignore_eos=True, logit_bias=NO_EOG, stream=index % 2 == 0)
+    body = chat_body(f"story {index}", max_tokens=300, ignore_eos=True, logit_bias=NO_EOG, stream=index % 2 == 0)
     seen = {"text": False, "done": False, "error": None}
     if index % 2:  # a whole answer: nothing reaches the client before its end, so it always fails over
         answered = await http.post(url, json=body)
         assert answered.status_code == 200, answered.text
-        assert answered.json()["usage"]["completion_tokens"] == 400
+        assert answered.json()["usage"]["completion_tokens"] == 300
         return {"text": False, "done": True, "error": None}
     async with http.stream("POST", url, json=body) as response:
         assert response.status_code == 200, await response.aread()
@@ -257,6 +275,9 @@ def test_an_openai_compatible_server_is_a_node_beside_the_local_engine(
             assert record["node"] == node
             # llama_cpp.server signs nothing: no model hash is known for it, so no receipt
             assert (record["receipt"] is None) == (node == "foreign")
+        # a replay needs a node shown to hold the same model file: llama_cpp.server shows none
+        _, checked = verify(gateway, chat_body(max_tokens=3, temperature=0))
+        assert not checked["replay"]["performed"] and "none is available" in checked["replay"]["reason"]
         assert {n["name"]: n["state"] for n in httpx.get(f"{gateway.base_url}/health", timeout=5).json()["nodes"]} == {
             "local": "up",
             "foreign": "up",
