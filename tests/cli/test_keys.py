@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from pinaivu_local.cli import main
+from pinaivu_local.keys.store import KeyStore
+from pinaivu_local.storage.database import Database
+from tests.conftest import free_port
 
 
 def keys(data_dir: Path, *args: str) -> Result:
@@ -51,3 +55,23 @@ def test_a_revoked_key_cannot_be_rotated(tmp_path: Path) -> None:
 def test_limits_have_an_upper_bound(tmp_path: Path) -> None:
     huge = keys(tmp_path, "create", "--name", "x", "--rpm", str(10**20))
     assert huge.exit_code == 2 and "--rpm: must be at most 1000000" in huge.output
+
+
+def test_keys_on_postgres(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With PINAIVU_DATABASE_URL the commands work on the server's keys, not on the data dir's file."""
+    monkeypatch.setenv("PINAIVU_DATABASE_URL", postgres_url)
+    made = keys(tmp_path, "create", "--name", "shared", "--json")
+    assert made.exit_code == 0, made.output
+    database = Database(postgres_url)
+    try:
+        assert [record.name for record in KeyStore(database).list()] == ["shared"]
+    finally:
+        database.close()
+    assert not (tmp_path / "pinaivu.db").exists()
+
+
+def test_an_unreachable_database_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PINAIVU_DATABASE_URL", f"postgresql://u:secret@127.0.0.1:{free_port()}/db")
+    failed = keys(tmp_path, "list")
+    assert failed.exit_code == 1 and "cannot connect to the database" in failed.output
+    assert "secret" not in failed.output and len(failed.output.splitlines()) == 1
