@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
@@ -216,8 +217,6 @@ class Fleet:
 
 def _raise_as_client_error(body: str) -> None:
     """A pinaivu node refused the request itself (too long for its context, say): the client's error."""
-    import json
-
     try:
         error = json.loads(body)["error"]
         message, code, param = str(error["message"]), error.get("code"), error.get("param")

@@ -137,6 +137,14 @@ def record_node(fleet: Fleet, request_id: str) -> str:
     return str(httpx.get(f"{fleet.gateway.v1}/requests/{request_id}", headers=AUTH, timeout=10).json()["node"])
 
 
+def test_a_nodes_refusal_of_the_request_itself_is_the_clients_error(fleet: Fleet) -> None:
+    """Too long for the node's context: the node's 400 reaches the client, and the node stays in rotation."""
+    body = chat_body("word " * 3000, max_tokens=10)
+    refused = httpx.post(f"{fleet.gateway.v1}/chat/completions", json=body, headers=AUTH, timeout=60)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "context_length_exceeded"
+    assert [node_view(fleet.gateway, name)["state"] for name in ("a", "b")] == ["up", "up"]
+
+
 def verify(gateway: RunningServer, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Ask through the gateway, then verify the answer there: (the request_id, the verification)."""
     answer = httpx.post(f"{gateway.v1}/chat/completions", json=body, headers=AUTH, timeout=60).json()
