@@ -187,17 +187,20 @@ class Fleet:
             raise EngineFailure("the fleet is not running (a bug: its lifespan has not started)")
         headers = {"authorization": f"Bearer {node.spec.api_key}"} if node.spec.api_key else {}
         sent = self._client.build_request("POST", f"{node.spec.v1}{request.path}", json=request.body, headers=headers)
+        node.in_flight += 1  # counted from now: requests placed meanwhile see this one
         try:
             response = await self._client.send(sent, stream=True)
         except httpx.TimeoutException:
+            node.in_flight -= 1
             node.down("timed out")
             return None
         except httpx.TransportError as exc:
+            node.in_flight -= 1
             node.down(f"connection failed ({exc.__class__.__name__})")
             return None
         if response.status_code == 200:
-            node.in_flight += 1
             return response
+        node.in_flight -= 1
         body = (await response.aread()).decode(errors="replace")
         await response.aclose()
         if response.status_code in (400, 404, 413, 422) and node.spec.kind == "pinaivu":

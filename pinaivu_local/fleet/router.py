@@ -40,12 +40,12 @@ class Router:
             and node.name not in exclude
             and (model_sha256 is None or node.hashes.get(model) == model_sha256)
         ]
-        self._turn += 1
-        rotated = usable[self._turn % len(usable) :] + usable[: self._turn % len(usable)] if usable else []
-        return sorted(rotated, key=lambda node: -node.free(model))
+        turn = self._turn % len(usable) if usable else 0
+        return sorted(usable[turn:] + usable[:turn], key=lambda node: -node.free(model))
 
     def pick(self, model: str, prefix: str, *, model_sha256: str | None = None) -> list[NodeState]:
         """The nodes to try, in order: the prefix's node first if it has a free slot, then by free capacity."""
+        self._turn += 1  # each placement starts the tie-break one node further: equal nodes share the work
         ranked = self.candidates(model, model_sha256=model_sha256)
         preferred = self._served.get(prefix)
         for i, node in enumerate(ranked):
