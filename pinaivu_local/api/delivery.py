@@ -12,8 +12,9 @@ from litestar.response import Stream
 
 from pinaivu_local.api.error_rendering import error_body, status_of
 from pinaivu_local.api.inference import CLIENT_CLOSED, Run
-from pinaivu_local.api.openai_shapes import SSE_DONE, sse
-from pinaivu_local.engine.results import FinishReason, Usage
+from pinaivu_local.api.openai_shapes import SSE_DONE, FinishReason, sse, tool_call_body
+from pinaivu_local.api.tool_calls import CallStart, ToolCallParser, parse_output
+from pinaivu_local.engine.results import Usage
 from pinaivu_local.errors import PinaivuError
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,12 @@ async def respond(request: Request[Any, Any, Any], run: Run, *, stream: bool) ->
         return Response(None, status_code=CLIENT_CLOSED, headers=headers)
     text, finish, usage = collected
     await run.recorded()  # group commit: the body goes out only once its record is durable (else 503)
-    return Response(run.completion.body(text, finish, usage), headers=headers)
+    if not run.tool_names:
+        return Response(run.completion.body(text, finish, usage), headers=headers)
+    parsed = parse_output(text, run.tool_names)
+    calls = [tool_call_body(parsed.call, parsed.arguments)] if parsed.call else None
+    finish = "tool_calls" if calls and finish == "stop" else finish
+    return Response(run.completion.body(parsed.content, finish, usage, calls), headers=headers)
 
 
 async def collect(run: Run) -> tuple[str, FinishReason, Usage]:
@@ -78,16 +84,23 @@ async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
 async def _sse_events(run: Run) -> AsyncIterator[str]:
     """The SSE stream: role chunk, text chunks, finish chunk, usage chunk if asked, [DONE]."""
     completion = run.completion
+    parser = ToolCallParser(run.tool_names) if run.tool_names else None
+    called = False
     try:
         if completion.kind == "chat":
             yield completion.chunk("", first=True)
         async for delta in run.deltas():
+            if parser is not None:  # content and call fragments, never half-parsed call text as content
+                events = parser.push(delta.text) + (parser.finish() if delta.finish_reason else [])
+                called = called or any(isinstance(e, CallStart) for e in events)
+                for event in events:
+                    yield completion.event_chunk(event)
+            elif delta.text:
+                yield completion.chunk(delta.text)
             if delta.finish_reason is None:
-                yield completion.chunk(delta.text)
                 continue
-            if delta.text:
-                yield completion.chunk(delta.text)
-            yield completion.chunk(None, delta.finish_reason)
+            finish: FinishReason = "tool_calls" if called and delta.finish_reason == "stop" else delta.finish_reason
+            yield completion.chunk(None, finish)
             if completion.include_usage and delta.usage:
                 yield completion.usage_chunk(delta.usage)
             run.end(200, delta.finish_reason, delta.usage)

@@ -20,7 +20,7 @@ from pinaivu_local.api.metrics import Metrics
 from pinaivu_local.api.openai_shapes import Completion, Kind
 from pinaivu_local.api.request_trace import RequestTrace
 from pinaivu_local.engine.model_pool import ModelPool
-from pinaivu_local.engine.prepared import PromptSource
+from pinaivu_local.engine.prepared import Constraint, PromptSource
 from pinaivu_local.engine.results import Delta, Usage
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import GenerationStream
@@ -45,6 +45,9 @@ class InferenceRequest:
     max_tokens: int | None  # as asked; None: the rest of the context
     committed_input: Any  # what the commitment hashes: the messages as sent, or the prompt
     include_usage: bool = False  # a stream ends with a usage chunk
+    constraint: Constraint | None = None  # what tools / response_format hold the output to
+    tool_names: tuple[str, ...] = ()  # the output is parsed for a call to one of these
+    structure_digest: str | None = None  # SHA-256 of tools, tool_choice, ... as sent: kept in the record
 
 
 class Run:
@@ -63,6 +66,7 @@ class Run:
         self._reservation = reservation
         self._trace = trace
         self._hooks = hooks
+        self.tool_names = trace.tool_names
         self._parts: list[str] = []
         self._ended = False
         self._receipt: Receipt | None = None
@@ -159,7 +163,10 @@ class Inference:
         # Rendering and tokenizing take time in proportion to the input: never on the event loop.
         scope = "" if self._share_prefixes else principal.key_id
         prepared = await asyncio.to_thread(
-            functools.partial(engine.prepare, cache_scope=scope), request.source, request.sampling, request.max_tokens
+            functools.partial(engine.prepare, cache_scope=scope, constraint=request.constraint),
+            request.source,
+            request.sampling,
+            request.max_tokens,
         )
         # Serve nothing that cannot be recorded: 503 storage_unavailable while records cannot be
         # written (disk full, locked) or too many wait to be. Before the rate limit: costs no quota.
@@ -179,6 +186,8 @@ class Inference:
             committed_input=request.committed_input,
             log_content=self._log_content,
             replay_of=replay_of,
+            tool_names=request.tool_names,
+            structure_digest=request.structure_digest,
         )
         hooks = _RunHooks(self._request_log, self._metrics, context, engine.spec.file)
         return Run(completion, generation, reservation, trace, hooks)

@@ -8,11 +8,19 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pinaivu_local.engine.results import FinishReason, Usage
+from pinaivu_local.api.tool_calls import ArgumentsPiece, CallStart, ContentPiece, Event
+from pinaivu_local.engine.results import Usage
 
 SYSTEM_FINGERPRINT = "fp_pinaivu_local"
 
 Kind = Literal["chat", "text"]
+# The engine's reasons, plus OpenAI's for an answer that is a tool call.
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+def tool_call_body(call: CallStart, arguments: str) -> dict[str, Any]:
+    """One entry of a message's `tool_calls`."""
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
 def usage_body(usage: Usage) -> dict[str, int]:
@@ -50,12 +58,17 @@ class Completion:
             "request_id": self.request_id,
         }
 
-    def body(self, text: str, finish: FinishReason, usage: Usage) -> dict[str, Any]:
-        """The whole response of a non-streaming request."""
+    def body(
+        self, text: str | None, finish: FinishReason, usage: Usage, tool_calls: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """The whole response of a non-streaming request (content None when it is only a tool call)."""
         if self.kind == "chat":
+            message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+            if tool_calls:
+                message["tool_calls"] = tool_calls
             choice: dict[str, Any] = {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": finish,
             }
@@ -65,14 +78,23 @@ class Completion:
             head = self._head("text_completion")
         return {**head, "choices": [choice], "usage": usage_body(usage)}
 
-    def chunk(self, text: str | None, finish: FinishReason | None = None, *, first: bool = False) -> str:
-        """One SSE event carrying new text and/or the finish reason."""
+    def chunk(
+        self,
+        text: str | None,
+        finish: FinishReason | None = None,
+        *,
+        first: bool = False,
+        tool_calls: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """One SSE event carrying new text, a tool call fragment and/or the finish reason."""
         if self.kind == "chat":
             delta: dict[str, Any] = {}
             if first:
                 delta["role"] = "assistant"
             if text is not None:
                 delta["content"] = text
+            if tool_calls:
+                delta["tool_calls"] = tool_calls
             choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             head = self._head("chat.completion.chunk")
         else:
@@ -82,6 +104,15 @@ class Completion:
         if self.include_usage:
             body["usage"] = None
         return sse(body)
+
+    def event_chunk(self, event: Event) -> str:
+        """The chunk of one parsed piece of output: content, a call's opening, or more of its arguments."""
+        if isinstance(event, ContentPiece):
+            return self.chunk(event.text)
+        if isinstance(event, CallStart):
+            return self.chunk(None, tool_calls=[{"index": 0, **tool_call_body(event, "")}])
+        assert isinstance(event, ArgumentsPiece)
+        return self.chunk(None, tool_calls=[{"index": 0, "function": {"arguments": event.text}}])
 
     def usage_chunk(self, usage: Usage) -> str:
         """The last chunk of a stream with include_usage: no choices, the usage."""
