@@ -71,7 +71,7 @@ class ToolCallParser:
 
     def push(self, text: str) -> list[Event]:
         """New output text; the events it settles."""
-        self._held += text.replace(PYTHON_TAG, "")
+        self._held = (self._held + text).replace(PYTHON_TAG, "")
         if self._mode == "text":
             return self._text()
         if self._mode == "arguments":
@@ -91,8 +91,8 @@ class ToolCallParser:
         events: list[Event] = []
         while self._mode == "text":
             brace = self._held.find("{")
-            if brace < 0:
-                return events + self._content(len(self._held))
+            if brace < 0:  # all text, but a tag may be arriving in pieces
+                return events + self._content(len(self._held) - _tag_start(self._held))
             events += self._content(brace)
             opening = _OPENING.match(self._held)
             if opening and opening.group(1) in self._names:
@@ -171,6 +171,11 @@ _OPENING_PREFIX = re.compile(
     )
     + "$"
 )
+
+
+def _tag_start(text: str) -> int:
+    """Length of the longest end of `text` that begins <|python_tag|>."""
+    return next((n for n in range(min(len(text), len(PYTHON_TAG) - 1), 0, -1) if PYTHON_TAG.startswith(text[-n:])), 0)
 
 
 def _may_open(held: str) -> bool:

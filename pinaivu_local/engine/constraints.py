@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -153,7 +154,9 @@ class Grammars:
         # Built on first use: it reads every token of the vocabulary (about a second for 128k).
         with self._lock:
             if self._tokenizer is None:
-                self._tokenizer = lltokenizer_from_vocab(self._vocab)
+                with warnings.catch_warnings():  # llguidance calls a binding llama-cpp-python marks deprecated
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    self._tokenizer = lltokenizer_from_vocab(self._vocab)
             return self._tokenizer
 
     def _executor_now(self) -> LLExecutor:

@@ -9,6 +9,7 @@ from typing import Literal
 import llama_cpp.llama_cpp as llama
 
 from pinaivu_local.catalog import Catalog, ModelSpec
+from pinaivu_local.engine.constraints import MaskStats
 from pinaivu_local.engine.devices import gpu_layers
 from pinaivu_local.engine.llama_log import LlamaLog
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
@@ -99,6 +100,11 @@ class ModelEngine:
         return self._scheduler.submit(
             prepared.prompt, prepared.sampling, prepared.max_tokens, prepared.cache_scope, prepared.constraint
         )
+
+    @property
+    def mask_stats(self) -> MaskStats:
+        """Time constrained decoding has spent on token masks so far (for the bench)."""
+        return self._scheduler.grammars.stats
 
     def _tokens(self, source: PromptSource) -> list[int]:
         if isinstance(source, ChatPrompt):
