@@ -47,7 +47,8 @@ class Guide:
         self._wake_ids = wake_ids
         self._wake_text = constraint.wake_text.encode() if constraint.wake_text else None
         self.active = not constraint.lazy
-        self._blank_so_far = True  # lazy: nothing but whitespace generated yet
+        # Lazy: the output's opening tokens while they may still grow into the wake text.
+        self._opening: list[int] | None = [] if self._wake_text else None
 
     @property
     def finished(self) -> bool:
@@ -64,20 +65,23 @@ class Guide:
             return
         if token in self._wake_ids:
             self._wake([])
-        elif self._wake_text is not None and self._blank_so_far:
-            text = self._tokenizer.decode_bytes([token]).lstrip()
+        elif self._opening is not None and self._wake_text is not None:
+            piece = self._tokenizer.decode_bytes([token])
+            if piece.strip() or self._opening:  # blank tokens before the opening are not the grammar's
+                self._opening.append(token)
+            text = self._tokenizer.decode_bytes(self._opening).lstrip()
             if text.startswith(self._wake_text):
-                self._wake([token])
-            elif text:
-                self._blank_so_far = False  # free text: only a wake token can start a call now
+                self._wake(self._opening)  # the grammar takes the opening as written, blanks included
+            elif not self._wake_text.startswith(text):
+                self._opening = None  # free text: only a wake token can start a call now
 
     def _wake(self, tokens: list[int]) -> None:
+        self._opening = None
         if self._matcher.consume_tokens(tokens):
             self.active = True
         else:
             log.debug("lazy constraint could not take its opening token; the output stays free")
             self._wake_ids = set()
-            self._wake_text = None
 
     @property
     def matcher(self) -> LLMatcher:

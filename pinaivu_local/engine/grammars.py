@@ -45,9 +45,10 @@ def tool_call_constraint(tools: list[tuple[str, dict[str, Any]]], *, lazy: bool)
     schema = tool_call_schema(tools)
     if not lazy:
         return Constraint(_schema_grammar(schema, "tools"), param="tools")
-    # The opening token may carry blanks before the brace (" {"): let the grammar take them.
-    lark = f"start: /[ \\t\\n]*/ call\ncall: %json {json.dumps(_styled(schema))}\n"
-    return Constraint(LLMatcher.grammar_from_lark(lark), wake_tokens=(PYTHON_TAG,), wake_text="{", param="tools")
+    # The opening's first token may carry a few blanks before the brace (" {"); never more than that,
+    # or a model could spend its budget on whitespace.
+    lark = f"start: /[ \\t\\n]{{0,8}}/ call\ncall: %json {json.dumps(_styled(schema))}\n"
+    return Constraint(LLMatcher.grammar_from_lark(lark), wake_tokens=(PYTHON_TAG,), wake_text='{"name"', param="tools")
 
 
 def _styled(schema: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ class Constraint:
 
     grammar: str  # llguidance grammar text; compiled once per model, cached by this text
     wake_tokens: tuple[str, ...] = ()  # special tokens (their text) that wake it; what follows is fed
-    wake_text: str | None = None  # wakes when the output's first non-blank character(s) are this
+    wake_text: str | None = None  # wakes when the output opens (after blanks) with this text
     param: str = "response_format"  # the request field it comes from, named in errors
 
     @property

@@ -97,7 +97,7 @@ def test_a_cut_json_ends_with_length(engine: ModelEngine) -> None:
     assert deltas[-1].finish_reason == "length"
 
 
-def test_a_lazy_call_wakes_at_its_opening_brace(engine: ModelEngine) -> None:
+def test_a_lazy_call_wakes_at_the_python_tag(engine: ModelEngine) -> None:
     parameters = {
         "type": "object",
         "properties": {"x": {"enum": ["a", "b"]}},
@@ -105,12 +105,27 @@ def test_a_lazy_call_wakes_at_its_opening_brace(engine: ModelEngine) -> None:
         "additionalProperties": False,
     }
     constraint = tool_call_constraint([("pick", parameters)], lazy=True)
-    # Push the model to open with a brace; from there the grammar must hold it to a whole call.
-    bias = {token_of(engine, "{"): 100.0, **NO_EOG}
+    # Push the model to open with <|python_tag|>; from there the grammar must hold it to a whole call.
+    tag = engine._model.tokenize("<|python_tag|>", add_bos=False, special=True)
+    assert len(tag) == 1
+    bias = {tag[0]: 100.0, **NO_EOG}
     deltas = asyncio.run(run(engine, constraint, max_tokens=60, temperature=0, logit_bias=bias))
-    call = json.loads(text_of(deltas))
+    call = json.loads(text_of(deltas))  # the tag is a control token: no text
     assert call["name"] == "pick" and call["parameters"]["x"] in ("a", "b")
     assert deltas[-1].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("opening", "wakes"),
+    [('  {"name"', True), ('{"name": "pick"', True), ('{"x": 1}', False), ("hello {", False), ("{", None)],
+)
+def test_a_lazy_call_wakes_only_at_a_calls_opening(engine: ModelEngine, opening: str, wakes: bool | None) -> None:
+    grammars = engine._scheduler.grammars
+    guide = grammars.guide(tool_call_constraint([("pick", {"type": "object"})], lazy=True))
+    for token in engine._model.tokenize(opening, add_bos=False):
+        guide.accept(token)
+    assert guide.active is bool(wakes)
+    assert (guide._opening is not None) is (wakes is None)  # None: still undecided
 
 
 def test_a_lazy_call_that_never_opens_leaves_text_free(engine: ModelEngine) -> None:
