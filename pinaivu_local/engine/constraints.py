@@ -9,6 +9,7 @@ into llama.cpp's logits in place (forbidden tokens become -inf), so no sampler c
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 # Compiled grammars kept per model; a request with an evicted one compiles it again.
 CACHE_SIZE = 64
+# For each byte of a mask (8 tokens, lowest bit first): what those tokens' logits get, 0 or -inf.
+_BYTE_PENALTIES = np.where(
+    np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little") == 1, 0.0, -np.inf
+).astype(np.float32)
 
 
 @dataclass
@@ -101,6 +106,7 @@ class Grammars:
         self._executor: LLExecutor | None = None
         self._compiled: OrderedDict[str, LLMatcher] = OrderedDict()
         self._bitmask = np.zeros((0, (n_vocab + 31) // 32), dtype=np.int32)
+        self._row_type = ctypes.c_float * n_vocab  # one row of logits, viewed in place
         self.stats = MaskStats()
 
     def check(self, constraint: Constraint) -> None:
@@ -125,9 +131,12 @@ class Grammars:
         rows = [(g.matcher, row) for row, (g, _) in enumerate(active)]
         executor.unsafe_compute_mask_ptr(rows, self._bitmask.ctypes.data, self._bitmask.shape[1] * 4, len(rows))
         for row, (_, index) in enumerate(active):
-            logits = np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
-            allowed = np.unpackbits(self._bitmask[row].view(np.uint8), bitorder="little")[: self.n_vocab]
-            logits[allowed == 0] = -np.inf
+            address = ctypes.cast(llama.llama_get_logits_ith(ctx, index), ctypes.c_void_p).value
+            logits = np.frombuffer(self._row_type.from_address(address), dtype=np.float32)
+            # Each mask byte picks its 8 penalties (0 allowed, -inf forbidden) from a table, then one add:
+            # several times faster than unpacking bits and storing through a boolean index.
+            penalties = np.take(_BYTE_PENALTIES, self._bitmask[row].view(np.uint8), axis=0).reshape(-1)
+            np.add(logits, penalties[: self.n_vocab], out=logits)
         self.stats.masks += len(active)
         self.stats.seconds += time.perf_counter() - started
 
