@@ -9,7 +9,6 @@ into llama.cpp's logits in place (forbidden tokens become -inf), so no sampler c
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
@@ -106,7 +105,6 @@ class Grammars:
         self._executor: LLExecutor | None = None
         self._compiled: OrderedDict[str, LLMatcher] = OrderedDict()
         self._bitmask = np.zeros((0, (n_vocab + 31) // 32), dtype=np.int32)
-        self._row_type = ctypes.c_float * n_vocab  # one row of logits, viewed in place
         self.stats = MaskStats()
 
     def check(self, constraint: Constraint) -> None:
@@ -131,8 +129,7 @@ class Grammars:
         rows = [(g.matcher, row) for row, (g, _) in enumerate(active)]
         executor.unsafe_compute_mask_ptr(rows, self._bitmask.ctypes.data, self._bitmask.shape[1] * 4, len(rows))
         for row, (_, index) in enumerate(active):
-            address = ctypes.cast(llama.llama_get_logits_ith(ctx, index), ctypes.c_void_p).value
-            logits = np.frombuffer(self._row_type.from_address(address), dtype=np.float32)
+            logits = np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
             # Each mask byte picks its 8 penalties (0 allowed, -inf forbidden) from a table, then one add:
             # several times faster than unpacking bits and storing through a boolean index.
             penalties = np.take(_BYTE_PENALTIES, self._bitmask[row].view(np.uint8), axis=0).reshape(-1)
