@@ -1,4 +1,4 @@
-"""Llama 3.2's instruct chat template: the engine's fallback for GGUFs that carry none, and the tiny models' own.
+"""Llama 3.2's instruct chat template, tools included: the tiny models' own (tiny_gguf writes it into them).
 
 It lives outside the engine so that tiny_gguf (which only writes files) need not import the engine.
 Tools go into the first user message, as in Meta's template: the model answers a call with

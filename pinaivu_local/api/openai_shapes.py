@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pinaivu_local.api.logprob_shapes import chat_logprobs, legacy_logprobs
 from pinaivu_local.api.tool_calls import ArgumentsPiece, CallStart, ContentPiece, Event
+from pinaivu_local.engine.logprobs import TokenLogprob
 from pinaivu_local.engine.results import Usage
 
 SYSTEM_FINGERPRINT = "fp_pinaivu_local"
+# A completed answer's signed receipt: this header on a whole body, this field on a stream's last chunk.
+RECEIPT_HEADER = "x-pinaivu-receipt"
+RECEIPT_FIELD = "pinaivu_receipt"
 
 Kind = Literal["chat", "text"]
 # The engine's reasons, plus OpenAI's for an answer that is a tool call.
@@ -39,6 +45,7 @@ class Completion:
     kind: Kind
     model: str
     include_usage: bool = False
+    logprobs: bool = False  # the request asked for them: choices carry an object, not null
     hex_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -59,7 +66,12 @@ class Completion:
         }
 
     def body(
-        self, text: str | None, finish: FinishReason, usage: Usage, tool_calls: list[dict[str, Any]] | None = None
+        self,
+        text: str | None,
+        finish: FinishReason,
+        usage: Usage,
+        logprobs: Sequence[TokenLogprob] = (),
+        tool_calls: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """The whole response of a non-streaming request (content None when it is only a tool call)."""
         if self.kind == "chat":
@@ -69,12 +81,12 @@ class Completion:
             choice: dict[str, Any] = {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                "logprobs": self._logprobs(logprobs),
                 "finish_reason": finish,
             }
             head = self._head("chat.completion")
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            choice = {"index": 0, "text": text, "logprobs": self._logprobs(logprobs), "finish_reason": finish}
             head = self._head("text_completion")
         return {**head, "choices": [choice], "usage": usage_body(usage)}
 
@@ -84,9 +96,13 @@ class Completion:
         finish: FinishReason | None = None,
         *,
         first: bool = False,
+        logprobs: Sequence[TokenLogprob] | None = None,
+        receipt: dict[str, Any] | None = None,
         tool_calls: list[dict[str, Any]] | None = None,
     ) -> str:
-        """One SSE event carrying new text, a tool call fragment and/or the finish reason."""
+        """One SSE event carrying new text (with its tokens' logprobs, if asked), a tool call fragment
+        and/or the finish reason, and on the last one the receipt."""
+        shown = None if logprobs is None else self._logprobs(logprobs)
         if self.kind == "chat":
             delta: dict[str, Any] = {}
             if first:
@@ -95,14 +111,16 @@ class Completion:
                 delta["content"] = text
             if tool_calls:
                 delta["tool_calls"] = tool_calls
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": shown, "finish_reason": finish}
             head = self._head("chat.completion.chunk")
         else:
-            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            choice = {"index": 0, "text": text or "", "logprobs": shown, "finish_reason": finish}
             head = self._head("text_completion")
         body = {**head, "choices": [choice]}
         if self.include_usage:
             body["usage"] = None
+        if receipt is not None:
+            body[RECEIPT_FIELD] = receipt
         return sse(body)
 
     def event_chunk(self, event: Event) -> str:
@@ -114,10 +132,19 @@ class Completion:
         assert isinstance(event, ArgumentsPiece)
         return self.chunk(None, tool_calls=[{"index": 0, "function": {"arguments": event.text}}])
 
-    def usage_chunk(self, usage: Usage) -> str:
-        """The last chunk of a stream with include_usage: no choices, the usage."""
+    def _logprobs(self, entries: Sequence[TokenLogprob]) -> dict[str, Any] | None:
+        """A choice's `logprobs`: null unless the request asked for them."""
+        if not self.logprobs:
+            return None
+        return chat_logprobs(entries) if self.kind == "chat" else legacy_logprobs(entries)
+
+    def usage_chunk(self, usage: Usage, *, receipt: dict[str, Any] | None = None) -> str:
+        """The last chunk of a stream with include_usage: no choices, the usage (and the receipt)."""
         obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
-        return sse({**self._head(obj), "choices": [], "usage": usage_body(usage)})
+        body = {**self._head(obj), "choices": [], "usage": usage_body(usage)}
+        if receipt is not None:
+            body[RECEIPT_FIELD] = receipt
+        return sse(body)
 
 
 def sse(payload: dict[str, Any]) -> str:
