@@ -184,7 +184,7 @@ def served(binary: Path, tmp_path: Path) -> Iterator[Served]:
 
 
 def test_serve_test_models(served: Served, tmp_path: Path) -> None:
-    """The whole round: models, a chat, a streamed chat, the pages, then SIGTERM and a clean exit."""
+    """The whole round: models, a chat, a streamed chat, a tool call, the pages, then SIGTERM and a clean exit."""
     models = httpx.get(f"{served.base_url}/v1/models", headers=AUTH).json()["data"]
     assert {m["id"] for m in models} == {"llama3.2:1b", "llama3.2:3b"}
     assert all(m["test_model"] for m in models)
@@ -205,6 +205,13 @@ def test_serve_test_models(served: Served, tmp_path: Path) -> None:
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].usage and chunks[-1].usage.completion_tokens > 0
+    parameters = {"type": "object", "properties": {}, "additionalProperties": False}
+    tool = {"type": "function", "function": {"name": "pick", "parameters": parameters}}
+    forced = client.chat.completions.create(  # constrained decoding (llguidance) works in the file too
+        model="llama3.2:1b", messages=[{"role": "user", "content": "Pick"}], tools=[tool], tool_choice="required"
+    )
+    calls = forced.choices[0].message.tool_calls
+    assert calls and calls[0].function.name == "pick" and forced.choices[0].finish_reason == "tool_calls"
 
     for page in ("/explorer", "/dashboard", "/static/app.css", "/static/explorer.js"):
         assert httpx.get(served.base_url + page).status_code == 200, page

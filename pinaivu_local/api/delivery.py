@@ -12,8 +12,9 @@ from litestar.response import Stream
 
 from pinaivu_local.api.error_rendering import error_body, status_of
 from pinaivu_local.api.inference import CLIENT_CLOSED, Run
-from pinaivu_local.api.openai_shapes import RECEIPT_HEADER, SSE_DONE, sse
-from pinaivu_local.engine.results import FinishReason, Usage
+from pinaivu_local.api.openai_shapes import RECEIPT_HEADER, SSE_DONE, FinishReason, sse, tool_call_body
+from pinaivu_local.api.tool_calls import CallStart, ToolCallParser, parse_output
+from pinaivu_local.engine.results import Usage
 from pinaivu_local.errors import PinaivuError
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,11 @@ async def respond(request: Request[Any, Any, Any], run: Run, *, stream: bool) ->
     await run.recorded()  # group commit: the body goes out only once its record is durable (else 503)
     if run.signed is not None:
         headers[RECEIPT_HEADER] = run.signed.header_value()
-    return Response(run.completion.body(text, finish, usage, run.logprobs), headers=headers)
+    if not run.tool_names:
+        return Response(run.completion.body(text, finish, usage, run.logprobs), headers=headers)
+    parsed = parse_output(text, run.tool_names)
+    calls = [tool_call_body(parsed.call, parsed.arguments)] if parsed.call else None
+    return Response(run.completion.body(parsed.content, finish, usage, run.logprobs, calls), headers=headers)
 
 
 async def collect(run: Run) -> tuple[str, FinishReason, Usage]:
@@ -44,8 +49,9 @@ async def collect(run: Run) -> tuple[str, FinishReason, Usage]:
     try:
         async for delta in run.deltas():
             if delta.finish_reason and delta.usage:
-                run.end(200, delta.finish_reason, delta.usage)
-                return run.text, delta.finish_reason, delta.usage
+                finish = run.answer_finish(delta.finish_reason)
+                run.end(200, finish, delta.usage)
+                return run.text, finish, delta.usage
     except PinaivuError as exc:
         run.end(status_of(exc)[0], error=exc.message)
         raise
@@ -80,19 +86,28 @@ async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
 async def _sse_events(run: Run) -> AsyncIterator[str]:
     """The SSE stream: role chunk, text chunks, finish chunk, usage chunk if asked, [DONE]."""
     completion = run.completion
+    parser = ToolCallParser(run.tool_names) if run.tool_names else None
+    called = False
     try:
         if completion.kind == "chat":
             yield completion.chunk("", first=True)
         async for delta in run.deltas():
+            if parser is not None:  # content and call fragments, never half-parsed call text as content
+                events = parser.push(delta.text) + (parser.finish() if delta.finish_reason else [])
+                called = called or any(isinstance(e, CallStart) for e in events)
+                for event in events:
+                    yield completion.event_chunk(event)
+                if delta.logprobs:
+                    yield completion.chunk(None, logprobs=delta.logprobs)
+            elif delta.finish_reason is None or delta.text or delta.logprobs:
+                yield completion.chunk(delta.text, logprobs=delta.logprobs)
             if delta.finish_reason is None:
-                yield completion.chunk(delta.text, logprobs=delta.logprobs)
                 continue
-            if delta.text or delta.logprobs:
-                yield completion.chunk(delta.text, logprobs=delta.logprobs)
-            run.end(200, delta.finish_reason, delta.usage)  # signs the receipt the last chunk carries
+            finish: FinishReason = "tool_calls" if called and delta.finish_reason == "stop" else delta.finish_reason
+            run.end(200, finish, delta.usage)  # signs the receipt the last chunk carries
             receipt = run.signed.envelope() if run.signed else None
             with_usage = completion.include_usage and delta.usage is not None
-            yield completion.chunk(None, delta.finish_reason, receipt=None if with_usage else receipt)
+            yield completion.chunk(None, finish, receipt=None if with_usage else receipt)
             if with_usage and delta.usage:
                 yield completion.usage_chunk(delta.usage, receipt=receipt)
             await run.recorded()  # [DONE] only once the record is durable; else an in-band 503 error below

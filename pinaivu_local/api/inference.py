@@ -18,12 +18,14 @@ from typing import Any
 
 from pinaivu_local.api.context import RequestContext
 from pinaivu_local.api.metrics import Metrics
-from pinaivu_local.api.openai_shapes import Completion, Kind
+from pinaivu_local.api.openai_shapes import Completion, FinishReason, Kind
 from pinaivu_local.api.request_trace import RequestTrace
+from pinaivu_local.api.tool_calls import parse_output
 from pinaivu_local.engine.logprobs import TokenLogprob
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
-from pinaivu_local.engine.prepared import PreparedRequest, PromptSource
+from pinaivu_local.engine.prepared import Constraint, PreparedRequest, PromptSource
 from pinaivu_local.engine.results import Delta, Usage
+from pinaivu_local.engine.results import FinishReason as EngineFinish
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.errors import InvalidRequest, Unavailable
 from pinaivu_local.fleet.fleet import Fleet, Generation
@@ -61,6 +63,9 @@ class InferenceRequest:
     streamed: bool = True
     # A verification replay at a gateway: only a node known to hold this very model file may run it.
     model_sha256: str | None = None
+    constraint: Constraint | None = None  # what tools / response_format hold the output to
+    tool_names: tuple[str, ...] = ()  # the output is parsed for a call to one of these
+    structure_digest: str | None = None  # SHA-256 of tools, tool_choice, ... as sent: kept in the record
 
 
 class Run:
@@ -79,6 +84,7 @@ class Run:
         self._reservation = reservation
         self._trace = trace
         self._hooks = hooks
+        self.tool_names = trace.tool_names
         self._parts: list[str] = []
         self._logprobs: list[TokenLogprob] = []
         self._ended = False
@@ -101,6 +107,12 @@ class Run:
     def logprobs(self) -> list[TokenLogprob]:
         """The logprobs of the output so far (empty unless the request asked for them)."""
         return self._logprobs
+
+    def answer_finish(self, finish: EngineFinish) -> FinishReason:
+        """OpenAI's finish reason: `tool_calls` when the answer stopped on a whole call to one of its tools."""
+        if finish == "stop" and self.tool_names and parse_output(self.text, self.tool_names).call:
+            return "tool_calls"
+        return finish
 
     def end(self, status: int, finish: str | None = None, usage: Usage | None = None, error: str | None = None) -> None:
         """Stop generating, settle or refund the quota, submit the record."""
@@ -197,7 +209,7 @@ class Inference:
         scope = "" if self._share_prefixes else principal.key_id
         if engine is not None:
             prepared = await asyncio.to_thread(
-                functools.partial(engine.prepare, cache_scope=scope),
+                functools.partial(engine.prepare, cache_scope=scope, constraint=request.constraint),
                 request.source,
                 request.sampling,
                 request.max_tokens,
@@ -234,6 +246,8 @@ class Inference:
             model_sha256=model_sha256,
             replay_of=replay_of,
             node=node,
+            tool_names=request.tool_names,
+            structure_digest=request.structure_digest,
         )
         model_file = engine.spec.file if engine is not None and node in (None, LOCAL) else None
         hooks = _RunHooks(self._request_log, self._metrics, context, model_file, self._identity)
@@ -255,12 +269,14 @@ class Inference:
         if self._fleet is None:
             assert engine is not None
             return engine.start(prepared), None
-        if request.sampling.logprobs is not None:  # not forwarded to nodes yet: only the gateway's engine
+        local_only = _local_only(request)
+        if local_only is not None:  # not forwarded to nodes yet: only the gateway's own engine serves it
             if engine is None:
+                field, what = local_only
                 raise InvalidRequest(
-                    f"logprobs are served only where the gateway itself runs `{prepared.model_id}`, not by its "
-                    "nodes yet; ask without logprobs.",
-                    param="logprobs",
+                    f"{what} are served only where the gateway itself runs `{prepared.model_id}`, not by its "
+                    f"nodes yet; ask without {field}.",
+                    param=field,
                 )
             return engine.start(prepared), LOCAL
         forwarded = remote_request(
@@ -282,3 +298,12 @@ class Inference:
             raise Unavailable(
                 "The model's file cannot be read to compute its SHA-256; retry later.", retry_after=5
             ) from None
+
+
+def _local_only(request: InferenceRequest) -> tuple[str, str] | None:
+    """(the field, in words) of what a gateway does not forward to its nodes yet, if the request asks for it."""
+    if request.sampling.logprobs is not None:
+        return "logprobs", "logprobs"
+    if request.constraint is not None:
+        return "response_format" if not request.tool_names else "tools", "tools and structured outputs"
+    return None

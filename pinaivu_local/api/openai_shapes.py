@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pinaivu_local.api.logprob_shapes import chat_logprobs, legacy_logprobs
+from pinaivu_local.api.tool_calls import ArgumentsPiece, CallStart, ContentPiece, Event
 from pinaivu_local.engine.logprobs import TokenLogprob
-from pinaivu_local.engine.results import FinishReason, Usage
+from pinaivu_local.engine.results import Usage
 
 SYSTEM_FINGERPRINT = "fp_pinaivu_local"
 # A completed answer's signed receipt: this header on a whole body, this field on a stream's last chunk.
@@ -19,6 +20,13 @@ RECEIPT_HEADER = "x-pinaivu-receipt"
 RECEIPT_FIELD = "pinaivu_receipt"
 
 Kind = Literal["chat", "text"]
+# The engine's reasons, plus OpenAI's for an answer that is a tool call.
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+def tool_call_body(call: CallStart, arguments: str) -> dict[str, Any]:
+    """One entry of a message's `tool_calls`."""
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
 def usage_body(usage: Usage) -> dict[str, int]:
@@ -58,13 +66,21 @@ class Completion:
         }
 
     def body(
-        self, text: str, finish: FinishReason, usage: Usage, logprobs: Sequence[TokenLogprob] = ()
+        self,
+        text: str | None,
+        finish: FinishReason,
+        usage: Usage,
+        logprobs: Sequence[TokenLogprob] = (),
+        tool_calls: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """The whole response of a non-streaming request."""
+        """The whole response of a non-streaming request (content None when it is only a tool call)."""
         if self.kind == "chat":
+            message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+            if tool_calls:
+                message["tool_calls"] = tool_calls
             choice: dict[str, Any] = {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
                 "logprobs": self._logprobs(logprobs),
                 "finish_reason": finish,
             }
@@ -82,9 +98,10 @@ class Completion:
         first: bool = False,
         logprobs: Sequence[TokenLogprob] | None = None,
         receipt: dict[str, Any] | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
     ) -> str:
-        """One SSE event carrying new text (with its tokens' logprobs, if asked) and/or the finish reason,
-        and on the last one the receipt."""
+        """One SSE event carrying new text (with its tokens' logprobs, if asked), a tool call fragment
+        and/or the finish reason, and on the last one the receipt."""
         shown = None if logprobs is None else self._logprobs(logprobs)
         if self.kind == "chat":
             delta: dict[str, Any] = {}
@@ -92,6 +109,8 @@ class Completion:
                 delta["role"] = "assistant"
             if text is not None:
                 delta["content"] = text
+            if tool_calls:
+                delta["tool_calls"] = tool_calls
             choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": shown, "finish_reason": finish}
             head = self._head("chat.completion.chunk")
         else:
@@ -103,6 +122,15 @@ class Completion:
         if receipt is not None:
             body[RECEIPT_FIELD] = receipt
         return sse(body)
+
+    def event_chunk(self, event: Event) -> str:
+        """The chunk of one parsed piece of output: content, a call's opening, or more of its arguments."""
+        if isinstance(event, ContentPiece):
+            return self.chunk(event.text)
+        if isinstance(event, CallStart):
+            return self.chunk(None, tool_calls=[{"index": 0, **tool_call_body(event, "")}])
+        assert isinstance(event, ArgumentsPiece)
+        return self.chunk(None, tool_calls=[{"index": 0, "function": {"arguments": event.text}}])
 
     def _logprobs(self, entries: Sequence[TokenLogprob]) -> dict[str, Any] | None:
         """A choice's `logprobs`: null unless the request asked for them."""

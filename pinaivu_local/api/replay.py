@@ -7,6 +7,7 @@ from typing import Any
 from pinaivu_local.api.context import RequestContext
 from pinaivu_local.api.delivery import collect
 from pinaivu_local.api.inference import CLIENT_CLOSED, Inference, InferenceRequest
+from pinaivu_local.api.structured import OutputStructure
 from pinaivu_local.engine.model_pool import ModelPool
 from pinaivu_local.engine.prepared import PromptSource
 from pinaivu_local.engine.sampling import SamplingParams
@@ -29,12 +30,19 @@ class Replayer:
         self._inference = inference
 
     async def replay(
-        self, context: RequestContext, record: RequestRecord, source: PromptSource, held: Any, output: str
+        self,
+        context: RequestContext,
+        record: RequestRecord,
+        source: PromptSource,
+        held: Any,
+        output: str,
+        structure: tuple[OutputStructure, str | None] = (OutputStructure(), None),
     ) -> dict[str, Any]:
         """Generate again with the logged sampling; say whether the text reproduces and where not.
 
         The replay is inference like any other: recorded (naming `record`), counted, rate-limited.
-        `held` is the input as the caller sent it, which matched the commitment.
+        `held` is the input as the caller sent it, which matched the commitment; `structure` its tools /
+        response_format (as the engine takes them, and their digest), which must match the record's.
         """
         logged = record.sampling_params()
         not_kept = SamplingParams.not_kept(logged)  # stop or logit_bias too large for the record
@@ -43,6 +51,13 @@ class Replayer:
         params, budget = SamplingParams.from_json(logged)
         if not params.deterministic:
             return {"performed": False, "reason": "sampled at temperature > 0 without a seed: not reproducible"}
+        fields, digest = structure
+        if logged.get("structure_sha256") != digest:
+            return {
+                "performed": False,
+                "reason": "the request's tools, tool_choice, parallel_tool_calls and response_format (the record keeps "
+                "their SHA-256) differ from those sent now: send them as they were sent to replay it",
+            }
         changed = self._fleet_cannot(record) if self._fleet else self._model_changed(record)
         if changed:
             return {"performed": False, "reason": changed}
@@ -54,6 +69,9 @@ class Replayer:
             max_tokens=budget or record.completion_tokens or 1,
             committed_input=held,
             model_sha256=record.model_sha256 if self._fleet else None,
+            constraint=fields.constraint,
+            tool_names=fields.tool_names,
+            structure_digest=digest,
         )
         try:
             run = await self._inference.start(context, request, replay_of=record.request_id)

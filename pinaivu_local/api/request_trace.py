@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,8 @@ class RequestTrace:
     model_sha256: str | None = None  # the SHA-256 of the model file that computes it
     replay_of: str | None = None  # a verification replay: the request it runs again
     node: str | None = None  # a gateway with nodes: the node it was placed on
+    tool_names: tuple[str, ...] = ()  # tools the output may call (shapes the response, not the record)
+    structure_digest: str | None = None  # SHA-256 of tools / tool_choice / response_format as sent
     created_at: datetime = field(default_factory=utcnow)
 
     def record(
@@ -68,7 +71,7 @@ class RequestTrace:
             ttft_ms=None if timings.first_token_s is None else round(timings.first_token_s * 1000, 3),
             total_ms=round(timings.total_s * 1000, 3),
             tokens_per_s=None if speed is None else round(speed, 3),
-            sampling=self.prepared.sampling.to_json(self.prepared.max_tokens),
+            sampling=self._sampling_json(),
             input_sha256=input_digest(self.committed_input),
             output_sha256=output_digest(text) if status == 200 else None,
             input_content=canonical_json(self.committed_input) if self.log_content else None,
@@ -76,3 +79,10 @@ class RequestTrace:
             replay_of=self.replay_of,
             node=remote.node if remote else self.node,
         )
+
+    def _sampling_json(self) -> str:
+        """The sampling JSON, with the digest of the structure fields: a replay must be given them again."""
+        text = self.prepared.sampling.to_json(self.prepared.max_tokens)
+        if self.structure_digest is None:
+            return text
+        return json.dumps({**json.loads(text), "structure_sha256": self.structure_digest}, sort_keys=True)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from pinaivu_local.api.inference import InferenceRequest
+from pinaivu_local.api.structured import ResponseFormat, Tool, ToolChoice, output_structure, structure_digest
 from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.errors import InvalidRequest
@@ -57,6 +59,35 @@ class StreamOptions(StrictBody):
     include_obfuscation: bool | None = None
 
 
+class FunctionCall(StrictBody):
+    """The function an assistant message called: its name and arguments (a JSON object, as a string)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    arguments: str
+
+    def argument_values(self) -> dict[str, Any]:
+        """The arguments as the chat template writes them (a JSON object)."""
+        try:
+            values = json.loads(self.arguments)
+        except json.JSONDecodeError:
+            values = None
+        if not isinstance(values, dict):
+            raise InvalidRequest(
+                f"The arguments of the call to {self.name} in the history are not a JSON object; "
+                "send them back as the response carried them.",
+                param="messages",
+            )
+        return values
+
+
+class ToolCall(StrictBody):
+    """One call in an assistant message of a history."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(StrictBody):
     """One message of a conversation."""
 
@@ -64,19 +95,29 @@ class ChatMessage(StrictBody):
     content: Any = Field(description="a string, or a list of text parts")
     name: str | None = None
     # What an assistant message returned by the openai SDK carries when it is sent back in a
-    # history; accepted while empty (tool calls and audio are not supported yet).
+    # history; refusal, annotations and audio are accepted while empty.
     refusal: str | None = None
     annotations: list[Any] | None = None
-    tool_calls: list[Any] | None = None
+    tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     function_call: Any = None
     audio: Any = None
 
-    @field_validator("tool_calls", "function_call", "audio", "annotations")
+    @model_validator(mode="before")
+    @classmethod
+    def _call_without_content(cls, value: Any) -> Any:
+        # An assistant turn that is only a tool call may leave content out, as the SDK sends it back.
+        if isinstance(value, dict) and value.get("role") == "assistant" and value.get("tool_calls"):
+            return {"content": None, **value}
+        return value
+
+    @field_validator("function_call", "audio", "annotations")
     @classmethod
     def _history_without_features(cls, value: Any, info: ValidationInfo) -> Any:
         if not _empty(value):
-            what = "audio" if info.field_name == "audio" else "a message with tool calls or annotations"
+            what = {"audio": "audio", "annotations": "a message with annotations"}.get(
+                info.field_name or "", "function_call (the deprecated form of tool_calls)"
+            )
             raise _not_yet(what, info.field_name or "")
         return value
 
@@ -175,9 +216,24 @@ class _Generation(StrictBody):
         )
 
 
-def template_messages(messages: list[ChatMessage]) -> list[dict[str, str]]:
-    """Messages as the chat template takes them: role and text content."""
-    return [{"role": m.role, "content": m.text()} for m in messages]
+def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Messages as the chat template takes them: role, text content, and calls with their arguments as objects."""
+    rendered: list[dict[str, Any]] = []
+    for m in messages:
+        message: dict[str, Any] = {"role": m.role, "content": m.text()}
+        if m.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.function.name, "arguments": c.function.argument_values()},
+                }
+                for c in m.tool_calls
+            ]
+        if m.tool_call_id is not None:
+            message["tool_call_id"] = m.tool_call_id
+        rendered.append(message)
+    return rendered
 
 
 class ChatCompletionRequest(_Generation):
@@ -186,13 +242,13 @@ class ChatCompletionRequest(_Generation):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    # OpenAI fields we know and do not honour yet: each is refused by name unless it asks for nothing.
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    # OpenAI fields we know and do not honour yet: each is refused by name unless it asks for nothing.
     functions: list[Any] | None = None
     function_call: Any = None
-    response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     # Accepted because they cannot change the output (README: "Request fields").
@@ -232,25 +288,13 @@ class ChatCompletionRequest(_Generation):
             )
         return value
 
-    @field_validator("tools", "functions")
+    @field_validator("functions", "function_call")
     @classmethod
-    def _no_tools(cls, value: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
-        if value:
-            raise _not_yet("tool (function) calling", info.field_name or "tools")
-        return value
-
-    @field_validator("tool_choice", "function_call")
-    @classmethod
-    def _no_tool_choice(cls, value: Any, info: ValidationInfo) -> Any:
-        if value not in (None, "none", "auto"):
-            raise _not_yet("forcing a tool call", info.field_name or "tool_choice")
-        return value
-
-    @field_validator("response_format")
-    @classmethod
-    def _text_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value != {"type": "text"}:
-            raise _not_yet("JSON mode and structured outputs (only {'type': 'text'})", "response_format")
+    def _no_functions(cls, value: Any, info: ValidationInfo) -> Any:
+        if not _empty(value) and value not in ("none", "auto"):
+            raise _not_yet(
+                f"`{info.field_name}` (deprecated by OpenAI; use `tools` / `tool_choice`)", info.field_name or ""
+            )
         return value
 
     def logprobs_asked(self) -> int | None:
@@ -270,14 +314,24 @@ class ChatCompletionRequest(_Generation):
 
     def inference_request(self) -> InferenceRequest:
         """The conversation as the inference flow takes it; the messages as sent are committed to."""
+        structure = output_structure(self.tools, self.tool_choice, self.response_format)
         return InferenceRequest(
             kind="chat",
             model=self.model,
-            source=ChatPrompt(template_messages(self.messages)),
+            source=ChatPrompt(template_messages(self.messages), structure.template_tools),
             sampling=self.sampling(self.logprobs_asked()),
             max_tokens=self.token_limit(),
             committed_input=[m.model_dump(exclude_none=True) for m in self.messages],
             include_usage=self.include_usage(),
+            constraint=structure.constraint,
+            tool_names=structure.tool_names,
+            structure_digest=structure_digest(self.structure_fields()),
+        )
+
+    def structure_fields(self) -> dict[str, Any]:
+        """tools, tool_choice, parallel_tool_calls and response_format as sent (what a replay needs)."""
+        return self.model_dump(
+            include={"tools", "tool_choice", "parallel_tool_calls", "response_format"}, exclude_none=True, by_alias=True
         )
 
 

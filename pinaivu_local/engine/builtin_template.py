@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
+from typing import Any
 
 import llama_cpp.llama_cpp as llama
 
@@ -76,7 +77,15 @@ class BuiltinTemplate(PromptTemplate):
         self._bos = bos_token  # "" when the vocabulary adds none
         super().__init__()
 
-    def _render(self, messages: list[dict[str, str]]) -> str:
+    def _render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, marks: object = None
+    ) -> str:
+        if tools:
+            raise InvalidRequest(
+                f"This model's GGUF has no chat template, and llama.cpp's built-in {self.name} template cannot "
+                "show tools to the model: send the request without tools, or use a GGUF whose template has them.",
+                param="tools",
+            )
         chat = (llama.llama_chat_message * len(messages))(
             *(llama.llama_chat_message(role=m["role"].encode(), content=m["content"].encode()) for m in messages)
         )
@@ -99,7 +108,9 @@ class NoTemplate(PromptTemplate):
         self._architecture = architecture
         super().__init__()
 
-    def _render(self, messages: list[dict[str, str]]) -> str:
+    def _render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, marks: object = None
+    ) -> str:
         raise InvalidRequest(
             f"This model's GGUF has no chat template and none of llama.cpp's built-in templates fits its "
             f"architecture ({self._architecture}); send your own prompt format to /v1/completions, or use a "

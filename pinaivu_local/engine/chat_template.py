@@ -30,9 +30,44 @@ def _raise_exception(message: str) -> None:
     raise _TemplateRaised(message)
 
 
-def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
+class _Marks:
+    """Markers made for one rendering (private-use characters around a random nonce no client can guess).
+
+    Each message's content and each JSON the template writes (tools, call arguments: client data
+    too) is rendered between a pair of them, so the rendered text can be cut back into the template's
+    own markup and the client's text, which is never parsed for control tokens.
+    """
+
+    def __init__(self) -> None:
+        nonce = secrets.token_hex(8)
+        self.text = (f"\ue000{nonce}\ue001", f"\ue002{nonce}\ue003")
+        self.json = (f"\ue004{nonce}\ue001", f"\ue005{nonce}\ue003")
+
+    def wrap_text(self, text: str) -> str:
+        return f"{self.text[0]}{text}{self.text[1]}"
+
+    def unmark(self, value: Any) -> Any:
+        """`value` with marked message contents inside it back to their plain text."""
+        if isinstance(value, str):
+            return value.replace(self.text[0], "").replace(self.text[1], "")
+        if isinstance(value, dict):
+            return {k: self.unmark(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.unmark(v) for v in value]
+        return value
+
+
+@jinja2.pass_context
+def _tojson(context: Any, value: Any, indent: int | None = None, **_: Any) -> str:
     # Jinja's own tojson HTML-escapes; chat templates expect plain JSON.
-    return json.dumps(value, ensure_ascii=False, indent=indent)
+    marks = context.get(_MARKS)
+    if not isinstance(marks, _Marks):
+        return json.dumps(value, ensure_ascii=False, indent=indent)
+    data = json.dumps(marks.unmark(value), ensure_ascii=False, indent=indent)
+    return f"{marks.json[0]}{data}{marks.json[1]}"
+
+
+_MARKS = "pinaivu_marks"  # the render variable holding _Marks while render_parts runs
 
 
 class PromptTemplate:
@@ -44,31 +79,41 @@ class PromptTemplate:
     def __init__(self) -> None:
         self._trims_content = self._trims()
 
-    def _render(self, messages: list[dict[str, str]]) -> str:
+    def _render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, marks: _Marks | None = None
+    ) -> str:
         raise NotImplementedError
 
-    def render(self, messages: list[dict[str, str]]) -> str:
+    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
         """Render messages (role, content) with the assistant's generation prompt appended."""
-        return self._render(messages)
+        return self._render(messages, tools)
 
-    def render_parts(self, messages: list[dict[str, str]]) -> list[PromptPart]:
-        """The rendered prompt in order, the template's own markup apart from the messages' text.
+    def render_parts(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[PromptPart]:
+        """The rendered prompt in order, the template's own markup apart from client text.
 
-        Each content is rendered between two markers made for this call (private-use characters
-        around a random nonce, which no client can guess), then the rendered text is cut at them.
+        Client text is each message's content and every JSON the template writes (tools, tool-call
+        arguments); each is rendered between markers (see _Marks), then the rendered text is cut at them.
         """
-        nonce = secrets.token_hex(8)
-        opening, closing = f"\ue000{nonce}\ue001", f"\ue002{nonce}\ue003"
-        marked = [{**m, "content": f"{opening}{m['content']}{closing}"} for m in messages]
-        rendered = self._render(marked)
+        marks = _Marks()
+        marked = [{**m, "content": marks.wrap_text(m.get("content") or "")} for m in messages]
+        rendered = self._render(marked, tools, marks)
         parts: list[PromptPart] = []
         position = 0
-        while (start := rendered.find(opening, position)) >= 0:
+        while True:
+            found = [(rendered.find(pair[0], position), pair) for pair in (marks.text, marks.json)]
+            found = [(start, pair) for start, pair in found if start >= 0]
+            if not found:
+                break
+            start, (opening, closing) = min(found, key=lambda item: item[0])
             end = rendered.find(closing, start)
             if end < 0:
                 raise InvalidRequest("The model's chat template cut a message short; send shorter messages.")
             text = rendered[start + len(opening) : end]
-            parts += [PromptPart(rendered[position:start], markup=True), PromptPart(self._as_template_would(text))]
+            if opening == marks.text[0]:
+                text = self._as_template_would(text)
+            parts += [PromptPart(rendered[position:start], markup=True), PromptPart(text)]
             position = end + len(closing)
         parts.append(PromptPart(rendered[position:], markup=True))
         return parts
@@ -101,12 +146,15 @@ class ChatTemplate(PromptTemplate):
         self._eos = eos_token
         super().__init__()
 
-    def _render(self, messages: list[dict[str, str]]) -> str:
+    def _render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, marks: _Marks | None = None
+    ) -> str:
         try:
             return self._template.render(
                 messages=messages,
-                tools=None,  # Meta's templates branch on it; we do not offer tool calling
+                tools=tools,  # Meta's templates branch on it: None renders no tool section
                 add_generation_prompt=True,
+                **({_MARKS: marks} if marks else {}),
                 bos_token=self._bos,
                 eos_token=self._eos,
                 date_string=datetime.now().strftime("%d %b %Y"),

@@ -9,10 +9,11 @@ from typing import Literal
 import llama_cpp.llama_cpp as llama
 
 from pinaivu_local.catalog import Catalog, ModelSpec
+from pinaivu_local.engine.constraints import MaskStats
 from pinaivu_local.engine.devices import gpu_layers
 from pinaivu_local.engine.llama_log import LlamaLog
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
-from pinaivu_local.engine.prepared import ChatPrompt, PreparedRequest, PromptSource, TextPrompt
+from pinaivu_local.engine.prepared import ChatPrompt, Constraint, PreparedRequest, PromptSource, TextPrompt
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
 from pinaivu_local.errors import ContextLengthExceeded, InvalidRequest, ModelFileError, ModelNotFound, PinaivuError
@@ -68,12 +69,21 @@ class ModelEngine:
         self.n_ctx = scheduler.n_ctx
 
     def prepare(
-        self, source: PromptSource, sampling: SamplingParams, requested: int | None, *, cache_scope: str = ""
+        self,
+        source: PromptSource,
+        sampling: SamplingParams,
+        requested: int | None,
+        *,
+        cache_scope: str = "",
+        constraint: Constraint | None = None,
     ) -> PreparedRequest:
-        """Tokens, budget and sampling checked against this model: the one place a request is sized.
+        """Tokens, budget, sampling and constraint checked against this model: the one place a request is sized.
 
-        InvalidRequest for token ids outside the vocabulary, ContextLengthExceeded when it cannot fit.
+        InvalidRequest for token ids outside the vocabulary or a grammar that cannot be compiled,
+        ContextLengthExceeded when it cannot fit.
         """
+        if constraint is not None:
+            self._scheduler.grammars.check(constraint)  # compiled here, off the event loop, and cached
         self._check_tokens(list(sampling.logit_bias), "logit_bias")
         param = "messages" if isinstance(source, ChatPrompt) else "prompt"
         # No token is longer than max_token_bytes: a text that cannot fit even so is refused
@@ -81,18 +91,25 @@ class ModelEngine:
         self._budget(-(-_text_bytes(source) // self._model.max_token_bytes), requested, param, at_least=True)
         prompt = self._tokens(source)
         budget = self._budget(len(prompt), requested, param)
-        return PreparedRequest(self.id, prompt, budget, sampling, cache_scope)
+        return PreparedRequest(self.id, prompt, budget, sampling, cache_scope, constraint)
 
     def start(self, prepared: PreparedRequest) -> GenerationStream:
         """Queue a prepared request; raises Unavailable when the model cannot take it now."""
         if prepared.model_id != self.id:
             raise ValueError(f"a request prepared for {prepared.model_id} cannot run on {self.id}")
-        return self._scheduler.submit(prepared.prompt, prepared.sampling, prepared.max_tokens, prepared.cache_scope)
+        return self._scheduler.submit(
+            prepared.prompt, prepared.sampling, prepared.max_tokens, prepared.cache_scope, prepared.constraint
+        )
+
+    @property
+    def mask_stats(self) -> MaskStats:
+        """Time constrained decoding has spent on token masks so far (for the bench)."""
+        return self._scheduler.grammars.stats
 
     def _tokens(self, source: PromptSource) -> list[int]:
         if isinstance(source, ChatPrompt):
             # The template writes <|begin_of_text|> itself, so no BOS is added here.
-            return self._model.tokenize_prompt(self._model.chat_template.render_parts(source.messages))
+            return self._model.tokenize_prompt(self._model.chat_template.render_parts(source.messages, source.tools))
         if isinstance(source, TextPrompt):
             return self._model.tokenize(source.text, add_bos=True)
         self._check_tokens(source.tokens, "prompt")
@@ -262,7 +279,7 @@ class ModelPool:
 def _text_bytes(source: PromptSource) -> int:
     """Bytes of client text in a prompt (0 for token ids, which are counted as they are)."""
     if isinstance(source, ChatPrompt):
-        return sum(len(m.get("content", "").encode()) for m in source.messages)
+        return sum(len((m.get("content") or "").encode()) for m in source.messages)
     if isinstance(source, TextPrompt):
         return len(source.text.encode())
     return 0

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pinaivu_local.engine.sampling import SamplingParams
 
 
 @dataclass(frozen=True)
 class ChatPrompt:
-    """A conversation, rendered with the model's own chat template."""
+    """A conversation, rendered with the model's own chat template (which also lists `tools`)."""
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None  # OpenAI function tools, as the template takes them
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,25 @@ PromptSource = ChatPrompt | TextPrompt | TokenPrompt
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """Output the sampler must keep to: an llguidance grammar, from the first token or once woken.
+
+    A lazy constraint (a wake token or wake text) lets the model write freely until it opens a
+    tool call; the tokens from the opening on are then held to the grammar.
+    """
+
+    grammar: str  # llguidance grammar text; compiled once per model, cached by this text
+    wake_tokens: tuple[str, ...] = ()  # special tokens (their text) that wake it; what follows is fed
+    wake_text: str | None = None  # wakes when the output opens (after blanks) with this text
+    param: str = "response_format"  # the request field it comes from, named in errors
+
+    @property
+    def lazy(self) -> bool:
+        """Whether generation starts unconstrained."""
+        return bool(self.wake_tokens or self.wake_text)
+
+
+@dataclass(frozen=True)
 class PreparedRequest:
     """A request a model can run: made once, by ModelEngine.prepare, which checked that it fits."""
 
@@ -40,6 +61,7 @@ class PreparedRequest:
     max_tokens: int  # the completion budget: what was asked for, or the rest of the context
     sampling: SamplingParams
     cache_scope: str = ""  # cached prompt prefixes are shared only within one scope (an API key)
+    constraint: Constraint | None = None
 
     @property
     def reserved_tokens(self) -> int:

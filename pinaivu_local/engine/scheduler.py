@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 import llama_cpp.llama_cpp as llama
 import numpy as np
 
+from pinaivu_local.engine.constraints import Grammars, Guide
 from pinaivu_local.engine.detokenize import IncrementalText
 from pinaivu_local.engine.llama_model import LlamaModel
 from pinaivu_local.engine.logprobs import TokenLogprob, TokenTrail, token_logprob
 from pinaivu_local.engine.prefix_cache import WarmSlots
+from pinaivu_local.engine.prepared import Constraint
 from pinaivu_local.engine.results import Delta, FinishReason, Usage
 from pinaivu_local.engine.sampling import SamplingParams, build_sampler
 from pinaivu_local.engine.stops import StopMatcher
@@ -70,6 +72,7 @@ class _Sequence:
     queue: asyncio.Queue[object]
     sampler: object  # built before queueing, so a sampler that cannot be built never reaches the thread
     cache_scope: str = ""  # only sequences of the same scope share cached prompt prefixes
+    guide: Guide | None = None  # constrained decoding: follows generated tokens only, so re-prefill keeps it
     cancelled: bool = False
     slot: int = -1
     # prompt + generated tokens; the last one is decoded in the next step for the next logits
@@ -180,18 +183,25 @@ class Scheduler:
         self._health = EngineHealth()
         self._failures_in_a_row = 0
         self._name = name
+        self.grammars = Grammars(model.vocab, model.n_vocab, config.n_threads)
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
     # ---- called from the event loop -------------------------------------------------
 
     def submit(
-        self, prompt: list[int], params: SamplingParams, max_tokens: int, cache_scope: str = ""
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        max_tokens: int,
+        cache_scope: str = "",
+        constraint: Constraint | None = None,
     ) -> GenerationStream:
         """Queue a request; raise Unavailable when the queue is full or the engine is down."""
         loop = asyncio.get_running_loop()
+        guide = self.grammars.guide(constraint) if constraint else None
         sampler = build_sampler(params, self._model.n_vocab, max_tokens)
-        seq = _Sequence(prompt, params, max_tokens, loop, asyncio.Queue(), sampler, cache_scope)
+        seq = _Sequence(prompt, params, max_tokens, loop, asyncio.Queue(), sampler, cache_scope, guide)
         try:
             with self._lock:
                 self._check_capacity()
@@ -408,10 +418,15 @@ class Scheduler:
                 seq.n_cached = 0  # its cells are in an unknown state: do not let anyone reuse them
                 self._finish(seq, error, out)
             return
+        sampled = []
         for seq, logits_index, chunk in plan:
             seq.n_cached += chunk
             if logits_index >= 0:
-                self._sample(seq, logits_index, out)
+                sampled.append((seq, logits_index))
+        # Masks of the whole step at once (in parallel), written into the logits before any sampler runs.
+        self.grammars.mask(self._ctx, [(seq.guide, index) for seq, index in sampled if seq.guide])
+        for seq, logits_index in sampled:
+            self._sample(seq, logits_index, out)
 
     def _fill_batch(self, budget: int) -> list[tuple[_Sequence, int, int]]:
         """Write this step's tokens into the batch; return (sequence, logits index, tokens fed).
@@ -443,6 +458,8 @@ class Scheduler:
 
     def _sample(self, seq: _Sequence, index: int, out: list[tuple[_Sequence, object]]) -> None:
         token = llama.llama_sampler_sample(seq.sampler, self._ctx, index)
+        if seq.guide:
+            seq.guide.accept(token)
         if seq.first_token_at is None:
             seq.first_token_at = time.monotonic()
         if self._model.is_eog(token) and not seq.params.ignore_eos:
@@ -456,6 +473,8 @@ class Scheduler:
         text, hit_stop = seq.stops.push(decoded)
         if hit_stop:
             self._complete(seq, "stop", text, out)
+        elif seq.guide and seq.guide.finished:  # the grammar is complete and allows nothing more
+            self._complete(seq, "stop", text + _drain(seq), out)
         elif seq.n_generated >= seq.max_tokens:
             self._complete(seq, "length", text + _drain(seq), out)
         elif text:

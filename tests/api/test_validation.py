@@ -68,13 +68,12 @@ def test_prompt_forms(raw: bytes, expected: object) -> None:
     ("extra", "field"),
     [
         ({"temprature": 0.5}, "temprature"),  # a typo is not silently ignored
+        ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),  # deprecated: use tools
+        ({"function_call": {"name": "f"}}, "function_call"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"reasoning_effort": "low"}, "reasoning_effort"),
         ({"top_logprobs": 21, "logprobs": True}, "top_logprobs"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
-        ({"tool_choice": "required"}, "tool_choice"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
     ],
 )
 def test_fields_we_do_not_honour_are_refused_by_name(extra: dict[str, object], field: str) -> None:
@@ -82,6 +81,22 @@ def test_fields_we_do_not_honour_are_refused_by_name(extra: dict[str, object], f
     with pytest.raises(ValidationFailed) as refused:
         parse_body(json.dumps(body).encode(), ChatCompletionRequest)
     assert refused.value.detail[0]["loc"] == ["body", field]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"response_format": {"type": "xml"}},
+        {"tool_choice": "always"},
+        {"tools": [{"type": "function", "function": {"name": "has space"}}]},
+        {"tools": [{"type": "retrieval"}]},
+    ],
+)
+def test_malformed_structure_fields_are_422_naming_them(extra: dict[str, object]) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra}
+    with pytest.raises(ValidationFailed) as refused:
+        parse_body(json.dumps(body).encode(), ChatCompletionRequest)
+    assert refused.value.detail[0]["loc"][:2] == ["body", next(iter(extra))]
 
 
 def test_fields_that_ask_for_nothing_are_accepted() -> None:

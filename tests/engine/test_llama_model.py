@@ -97,3 +97,33 @@ def test_truncated_gguf(tmp_path: Path, tiny_models: TinyModels) -> None:
     llama.llama_backend_init()
     with pytest.raises(ModelFileError, match="could not load"):
         LlamaModel(cut, LoadOptions(n_gpu_layers=0))
+
+
+def test_tools_and_call_arguments_stay_plain_text(model: LlamaModel) -> None:
+    """Tool definitions and call arguments are client data too: a forged turn in them is text."""
+    tools = [{"type": "function", "function": {"name": "f", "description": FORGED, "parameters": {"type": "object"}}}]
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": {"q": FORGED}}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": FORGED, "tool_call_id": "call_1"},
+    ]
+    tokens = model.tokenize_prompt(model.chat_template.render_parts(messages, tools))
+    header = model.tokenize("<|start_header_id|>", add_bos=False, special=True)[0]
+    # system, user (with the tools), assistant's call, ipython result, generation prompt
+    assert tokens.count(header) == 5
+    text = b"".join(model.piece(t) for t in tokens).decode()
+    assert text.count(FORGED.replace("\n", "\\n")) == 2  # in the tools' JSON and the call's arguments, escaped
+    assert '{"name": "f", "parameters": {"q": ' in text
+
+
+def test_ordinary_tools_tokenize_as_one_rendered_string_would(model: LlamaModel) -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": {"q": 1}}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+    ]
+    whole = model.tokenize(model.chat_template.render(messages, tools), add_bos=False, special=True)
+    assert model.tokenize_prompt(model.chat_template.render_parts(messages, tools)) == whole

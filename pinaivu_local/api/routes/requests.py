@@ -15,6 +15,14 @@ from pinaivu_local.api.openapi_body import json_body
 from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.api.replay import Replayer
 from pinaivu_local.api.schemas import ChatMessage, StrictBody, template_messages
+from pinaivu_local.api.structured import (
+    OutputStructure,
+    ResponseFormat,
+    Tool,
+    ToolChoice,
+    output_structure,
+    structure_digest,
+)
 from pinaivu_local.api.validation import read_body
 from pinaivu_local.engine.prepared import ChatPrompt, PromptSource, TextPrompt, TokenPrompt
 from pinaivu_local.errors import InvalidRequest, RequestNotFound
@@ -33,8 +41,20 @@ class VerifyRequest(StrictBody):
 
     messages: list[ChatMessage] | None = None
     prompt: str | list[int] | None = None
-    output: str = Field(description="the text the response carried")
+    output: str = Field(description="the text the response carried (a tool call: the call as the model wrote it)")
     replay: bool = Field(default=True, description="re-run deterministic requests and compare")
+    # A chat request's structure fields, as sent: the record keeps only their SHA-256, a replay needs them.
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+
+    def structure(self) -> tuple[OutputStructure, str | None]:
+        """The structure fields as the engine takes them, and their digest."""
+        fields = self.model_dump(
+            include={"tools", "tool_choice", "parallel_tool_calls", "response_format"}, exclude_none=True, by_alias=True
+        )
+        return output_structure(self.tools, self.tool_choice, self.response_format), structure_digest(fields)
 
 
 def _visible(request_log: RequestLog, principal: Principal, request_id: str) -> RequestRecord:
@@ -117,11 +137,12 @@ async def verify_request(
     record = _visible(request_log, context.caller(), request_id)
     body = await read_body(request, VerifyRequest)
     source: PromptSource
+    structure, digest = body.structure()
     if record.kind == "chat":
         if body.messages is None:
             raise InvalidRequest("This was a chat request: send the `messages` you sent.", param="messages")
         held: Any = [m.model_dump(exclude_none=True) for m in body.messages]
-        source = ChatPrompt(template_messages(body.messages))
+        source = ChatPrompt(template_messages(body.messages), structure.template_tools)
     else:
         if body.prompt is None:
             raise InvalidRequest("This was a text completion: send the `prompt` you sent.", param="prompt")
@@ -138,5 +159,5 @@ async def verify_request(
         "replay": None,
     }
     if body.replay and input_ok and output_ok:
-        result["replay"] = await replayer.replay(context, record, source, held, body.output)
+        result["replay"] = await replayer.replay(context, record, source, held, body.output, (structure, digest))
     return result

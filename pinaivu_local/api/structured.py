@@ -1,0 +1,147 @@
+"""`tools`, `tool_choice` and `response_format`: validated, then turned into what the engine takes.
+
+The engine gets plain data: the tools for the chat template and a grammar `Constraint`. `required`
+and a named function force a call from the first token; `auto` lets the model write text or open
+a call, whose arguments are then held to the tool's schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pinaivu_local.engine.grammars import json_constraint, tool_call_constraint
+from pinaivu_local.engine.prepared import Constraint
+from pinaivu_local.errors import InvalidRequest
+from pinaivu_local.requestlog.commitment import canonical_json
+
+_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+
+
+class FunctionDefinition(_Strict):
+    """A function the model may call; `parameters` is a JSON schema of its arguments object."""
+
+    name: str = Field(pattern=_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None  # enforced either way: arguments always follow the schema
+
+
+class Tool(_Strict):
+    """One entry of `tools`."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class _NamedFunction(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    """`{"type": "function", "function": {"name": ...}}`: this function must be called."""
+
+    type: Literal["function"]
+    function: _NamedFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class TextFormat(_Strict):
+    """`{"type": "text"}`: free text (the default)."""
+
+    type: Literal["text"]
+
+
+class JsonObjectFormat(_Strict):
+    """`{"type": "json_object"}`: one JSON object."""
+
+    type: Literal["json_object"]
+
+
+class JsonSchemaSpec(_Strict):
+    """The `json_schema` of a structured-output request."""
+
+    name: str = Field(pattern=_NAME)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None  # enforced either way
+
+
+class JsonSchemaFormat(_Strict):
+    """`{"type": "json_schema", "json_schema": {...}}`: JSON valid against the schema."""
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = TextFormat | JsonObjectFormat | JsonSchemaFormat
+
+
+@dataclass(frozen=True)
+class OutputStructure:
+    """What a request's structure fields become: template tools, a constraint, callable tool names."""
+
+    template_tools: list[dict[str, Any]] | None = None
+    constraint: Constraint | None = None
+    tool_names: tuple[str, ...] = ()  # non-empty: the output is parsed for a call to one of these
+
+
+def output_structure(
+    tools: list[Tool] | None, choice: ToolChoice | None, response_format: ResponseFormat | None
+) -> OutputStructure:
+    """The template tools and constraint for these fields; InvalidRequest naming what cannot be served."""
+    tools = tools or []
+    names = [t.function.name for t in tools]
+    if len(set(names)) != len(names):
+        raise InvalidRequest("tools: each function needs its own name.", param="tools")
+    if not tools:
+        if choice not in (None, "none", "auto"):
+            raise InvalidRequest("tool_choice asks for a tool call, but the request has no tools.", param="tool_choice")
+        return OutputStructure(constraint=_format_constraint(response_format))
+    if choice == "none":
+        # The model may not call: the tools are not shown to it at all (Llama would answer with a call).
+        return OutputStructure(constraint=_format_constraint(response_format))
+    if response_format is not None and not isinstance(response_format, TextFormat):
+        raise InvalidRequest(
+            "response_format cannot be combined with tools here: send one or the other "
+            '(or tool_choice "none" to answer in the format without calling).',
+            param="response_format",
+        )
+    callable_tools = tools
+    if isinstance(choice, NamedToolChoice):
+        callable_tools = [t for t in tools if t.function.name == choice.function.name]
+        if not callable_tools:
+            raise InvalidRequest(
+                f"tool_choice names the function {choice.function.name!r}, which is not in tools ({', '.join(names)}).",
+                param="tool_choice",
+            )
+    schemas = [(t.function.name, t.function.parameters or {"type": "object", "properties": {}}) for t in callable_tools]
+    return OutputStructure(
+        template_tools=[t.model_dump(exclude_none=True) for t in tools],
+        constraint=tool_call_constraint(schemas, lazy=choice in (None, "auto")),
+        tool_names=tuple(name for name, _ in schemas),
+    )
+
+
+def _format_constraint(response_format: ResponseFormat | None) -> Constraint | None:
+    if isinstance(response_format, JsonObjectFormat):
+        return json_constraint({"type": "object"}, param="response_format")
+    if isinstance(response_format, JsonSchemaFormat):
+        return json_constraint(response_format.json_schema.schema_, param="response_format")
+    return None
+
+
+def structure_digest(fields: dict[str, Any]) -> str | None:
+    """SHA-256 of the structure fields' canonical JSON (None without any): what a record keeps of them."""
+    if not fields:
+        return None
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
