@@ -143,6 +143,13 @@ def test_a_nodes_refusal_of_the_request_itself_is_the_clients_error(fleet: Fleet
     refused = httpx.post(f"{fleet.gateway.v1}/chat/completions", json=body, headers=AUTH, timeout=60)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "context_length_exceeded"
     assert [node_view(fleet.gateway, name)["state"] for name in ("a", "b")] == ["up", "up"]
+    # what is not forwarded to nodes yet is refused by name, never silently dropped
+    for extra, param in (
+        ({"logprobs": True}, "logprobs"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+    ):
+        refused = httpx.post(f"{fleet.gateway.v1}/chat/completions", json=chat_body(**extra), headers=AUTH, timeout=60)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == param, refused.text
 
 
 def verify(gateway: RunningServer, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
