@@ -14,6 +14,7 @@ class Usage:
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose KV cells came from the prefix cache, not a decode
 
     @property
     def total_tokens(self) -> int:

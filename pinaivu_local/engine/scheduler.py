@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import llama_cpp.llama_cpp as llama
 
+from pinaivu_local.engine.batch import TokenBatch
 from pinaivu_local.engine.detokenize import IncrementalText
 from pinaivu_local.engine.llama_model import LlamaModel
-from pinaivu_local.engine.prefix_cache import WarmSlots
+from pinaivu_local.engine.prefix_cache import WarmSlots, waits_for_prefill
 from pinaivu_local.engine.results import Delta, FinishReason, Usage
 from pinaivu_local.engine.sampling import SamplingParams, build_sampler
 from pinaivu_local.engine.stops import StopMatcher
@@ -73,6 +74,7 @@ class _Sequence:
     # prompt + generated tokens; the last one is decoded in the next step for the next logits
     tokens: list[int] = field(init=False)
     n_cached: int = 0  # leading tokens whose KV cells are in the cache
+    n_reused: int = 0  # prompt tokens taken from the prefix cache when first admitted (usage's cached_tokens)
     n_generated: int = 0
     # monotonic times: queued, given a slot (first time), first token, finished
     submitted_at: float = field(default_factory=time.monotonic)
@@ -166,7 +168,7 @@ class Scheduler:
         self.n_ctx = llama.llama_n_ctx(self._ctx)
         self._n_batch = llama.llama_n_batch(self._ctx)
         self._memory = llama.llama_get_memory(self._ctx)
-        self._batch = llama.llama_batch_init(self._n_batch, 0, 1)
+        self._batch = TokenBatch(self._n_batch)
         self._lock = threading.Condition()
         self._pending: deque[_Sequence] = deque()
         self._running: list[_Sequence] = []
@@ -239,7 +241,6 @@ class Scheduler:
             self._finish(seq, shutdown, out)
             _free_sampler(seq)
         self._deliver(out)
-        llama.llama_batch_free(self._batch)
         llama.llama_free(self._ctx)
         self._ctx = None
 
@@ -310,13 +311,21 @@ class Scheduler:
         return True
 
     def _admit(self) -> None:
-        """Move waiting requests into free slots while their tokens so far fit the cache."""
+        """Move waiting requests into free slots while their tokens so far fit the cache.
+
+        A request whose prompt begins with what a running sequence of its scope is prefilling right
+        now waits for that prefill and then copies its cells, rather than computing them again.
+        """
         if any(s.cancelled for s in self._pending):  # clients gone while queued: not worth a place
             for seq in [s for s in self._pending if s.cancelled]:
                 _free_sampler(seq)
             self._pending = deque(s for s in self._pending if not s.cancelled)
+        deferred: list[_Sequence] = []
         while self._pending and self._free_slots:
             seq = self._pending[0]
+            if self._waits_for_prefill(seq):
+                deferred.append(self._pending.popleft())
+                continue
             # Room for its tokens and one more. Later growth is met by pre-empting the youngest.
             if self._cells_in_use() + len(seq.tokens) + 1 > self.n_ctx:
                 self._evict_warm()
@@ -326,7 +335,18 @@ class Scheduler:
             self._place(seq)
             if seq.admitted_at is None:
                 seq.admitted_at = time.monotonic()
+                seq.n_reused = min(seq.n_cached, len(seq.prompt))
             self._running.append(seq)
+        self._pending.extendleft(reversed(deferred))
+
+    def _waits_for_prefill(self, seq: _Sequence) -> bool:
+        """Whether `seq` should wait for a running sequence's prefill of its prompt's prefix."""
+        prefilling = [(s.cache_scope, s.tokens, s.n_cached) for s in self._running if s.n_cached < len(s.tokens) - 1]
+        if not prefilling:
+            return False
+        running = [(s.slot, s.cache_scope, s.tokens[: s.n_cached]) for s in self._running]
+        reuse = self._warm.best(seq.tokens, seq.cache_scope, self._free_slots, running)
+        return waits_for_prefill(seq.tokens, seq.cache_scope, reuse.length if reuse else 0, prefilling)
 
     def _place(self, seq: _Sequence) -> None:
         """Give `seq` a free slot, starting from the longest cached prefix of its tokens."""
@@ -386,8 +406,8 @@ class Scheduler:
         self._make_room()
         budget = self._n_batch
         while True:
-            plan = self._fill_batch(budget)
-            rc = llama.llama_decode(self._ctx, self._batch)
+            batch, plan = self._fill_batch(budget)
+            rc = llama.llama_decode(self._ctx, batch)
             if rc == 0:
                 break
             if rc == 1 and self._warm.cells():
@@ -409,33 +429,25 @@ class Scheduler:
             if logits_index >= 0:
                 self._sample(seq, logits_index, out)
 
-    def _fill_batch(self, budget: int) -> list[tuple[_Sequence, int, int]]:
-        """Write this step's tokens into the batch; return (sequence, logits index, tokens fed).
+    def _fill_batch(self, budget: int) -> tuple[llama.llama_batch, list[tuple[_Sequence, int, int]]]:
+        """This step's batch, and (sequence, logits index, tokens fed) for each sequence in it.
 
         Generating sequences come first (one token each), then prompt chunks of the others.
         """
         batch = self._batch
-        n = 0
+        batch.clear()
         plan: list[tuple[_Sequence, int, int]] = []
         generating = [s for s in self._running if len(s.tokens) - s.n_cached == 1]
         prefilling = [s for s in self._running if len(s.tokens) - s.n_cached > 1]
         for seq in generating + prefilling:
-            chunk = min(len(seq.tokens) - seq.n_cached, budget - n)
+            start = seq.n_cached
+            chunk = min(len(seq.tokens) - start, budget - len(batch))
             if chunk <= 0:
                 break
-            for pos in range(seq.n_cached, seq.n_cached + chunk):
-                batch.token[n] = seq.tokens[pos]
-                batch.pos[n] = pos
-                batch.n_seq_id[n] = 1
-                batch.seq_id[n][0] = seq.slot
-                batch.logits[n] = False
-                n += 1
-            reaches_end = seq.n_cached + chunk == len(seq.tokens)
-            if reaches_end:
-                batch.logits[n - 1] = True
-            plan.append((seq, n - 1 if reaches_end else -1, chunk))
-        batch.n_tokens = n
-        return plan
+            reaches_end = start + chunk == len(seq.tokens)
+            index = batch.add(seq.tokens[start : start + chunk], start, seq.slot, logits=reaches_end)
+            plan.append((seq, index, chunk))
+        return batch.seal(), plan
 
     def _sample(self, seq: _Sequence, index: int, out: list[tuple[_Sequence, object]]) -> None:
         token = llama.llama_sampler_sample(seq.sampler, self._ctx, index)
@@ -455,7 +467,7 @@ class Scheduler:
             out.append((seq, Delta(text)))
 
     def _complete(self, seq: _Sequence, reason: FinishReason, text: str, out: list[tuple[_Sequence, object]]) -> None:
-        usage = Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_generated)
+        usage = Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_generated, cached_tokens=seq.n_reused)
         out.append((seq, Delta(text, finish_reason=reason, usage=usage)))
         self._finish(seq, _DONE, out)
 
