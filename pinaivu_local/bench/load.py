@@ -51,6 +51,12 @@ class LevelResult:
     streams: tuple[StreamResult, ...]
     background_cpu: float = 0.0  # share of the machine other processes used meanwhile
     round_walls: tuple[float, ...] = ()  # each round's wall time; its streams are `streams` in order
+    server_cpu_s: float = 0.0  # CPU seconds the server process used over the rounds
+
+    @property
+    def cpu_ms_per_token(self) -> float:
+        """The server's CPU time per generated token: its cost, much less sensitive to other load than tok/s."""
+        return 1000 * self.server_cpu_s / self.tokens if self.tokens else 0.0
 
     @property
     def tokens(self) -> int:

@@ -25,6 +25,9 @@ def render(report: BenchReport) -> str:
     lines += ["", f"### summary: the best of {report.config.rounds} round(s) for each server", "", *_summary(report)]
     lines += ["", RATIO_NOTE]
     lines.append("other CPU: share of the machine used by other processes meanwhile (noise; 0% is a quiet machine)")
+    lines.append(
+        "CPU ms/token: the server process's CPU time per generated token (llama.cpp's spinning threads included)"
+    )
     return "\n".join(lines)
 
 
@@ -47,7 +50,7 @@ def _scenario(run: ScenarioRun) -> list[str]:
     ]
     header = ["streams"]
     for server in run.servers:
-        header += [f"{server.name} tok/s", "TTFT p50 s", "TTFT p95 s", "other CPU"]
+        header += [f"{server.name} tok/s", "TTFT p50 s", "TTFT p95 s", "CPU ms/token", "other CPU"]
     for peer in peers:
         header += [f"vs {peer.name}: tok/s", "TTFT p50"]
     lines += [_row(header), _row(["---"] * len(header))]
@@ -59,6 +62,7 @@ def _scenario(run: ScenarioRun) -> list[str]:
                 f"{level.tokens_per_s:.1f}",
                 f"{level.ttft(50):.2f}",
                 f"{level.ttft(95):.2f}",
+                f"{level.cpu_ms_per_token:.2f}",
                 f"{100 * level.background_cpu:.0f}%",
             ]
         for peer in peers:
@@ -147,6 +151,7 @@ def _level_json(level: LevelResult) -> dict[str, Any]:
         "best_round_tokens_per_s": round(level.best_tokens_per_s(), 2),
         "best_round_ttft_p50_s": round(level.best_ttft(50), 3),
         "background_cpu": round(level.background_cpu, 3),
+        "server_cpu_ms_per_token": round(level.cpu_ms_per_token, 3),
         "finish_reasons": sorted({str(s.finish_reason) for s in level.streams}),
     }
 

@@ -176,16 +176,25 @@ async def _level(
     pids = [s.process.pid for s in servers]
     walls: list[list[float]] = [[] for _ in servers]
     busy_elsewhere = [0.0] * len(servers)
+    server_cpu = [0.0] * len(servers)
     streams: list[list[StreamResult]] = [[] for _ in servers]
     for round_no in range(rounds):
         order = range(len(servers)) if round_no % 2 == 0 else reversed(range(len(servers)))
         for i in order:
-            before = cpu.sample(pids)
+            before, own_before = cpu.sample(pids), cpu.process_seconds(pids[i])
             wall, results = await run_round(client, servers[i].base_url, workload, concurrency, prompts)
             busy_elsewhere[i] += cpu.background_share(before, cpu.sample(pids), wall) * wall
+            server_cpu[i] += cpu.process_seconds(pids[i]) - own_before
             walls[i].append(wall)
             streams[i] += results
     return [
-        LevelResult(concurrency, sum(walls[i]), tuple(streams[i]), busy_elsewhere[i] / sum(walls[i]), tuple(walls[i]))
+        LevelResult(
+            concurrency,
+            sum(walls[i]),
+            tuple(streams[i]),
+            busy_elsewhere[i] / sum(walls[i]),
+            tuple(walls[i]),
+            server_cpu[i],
+        )
         for i in range(len(servers))
     ]

@@ -22,8 +22,9 @@ import llama_cpp.llama_cpp as llama
 from pinaivu_local.engine.batch import TokenBatch
 from pinaivu_local.engine.detokenize import IncrementalText
 from pinaivu_local.engine.llama_model import LlamaModel
+from pinaivu_local.engine.outbox import Outbox
 from pinaivu_local.engine.prefix_cache import WarmSlots, waits_for_prefill
-from pinaivu_local.engine.results import Delta, FinishReason, Usage
+from pinaivu_local.engine.results import Delta, FinishReason, Usage, coalesce
 from pinaivu_local.engine.sampling import SamplingParams, build_sampler
 from pinaivu_local.engine.stops import StopMatcher
 from pinaivu_local.errors import EngineFailure, Unavailable
@@ -66,7 +67,7 @@ class _Sequence:
     params: SamplingParams
     max_tokens: int
     loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[object]
+    queue: Outbox
     sampler: object  # built before queueing, so a sampler that cannot be built never reaches the thread
     cache_scope: str = ""  # only sequences of the same scope share cached prompt prefixes
     cancelled: bool = False
@@ -112,15 +113,15 @@ class GenerationStream:
     async def _iterate(self) -> AsyncIterator[Delta]:
         try:
             while True:
-                item = await self._seq.queue.get()
-                if item is _DONE:
-                    self._finished = True
-                    return
-                if isinstance(item, BaseException):
-                    self._finished = True
-                    raise item
-                assert isinstance(item, Delta)
-                yield item
+                for item in _coalesced(await self._seq.queue.take()):
+                    if item is _DONE:
+                        self._finished = True
+                        return
+                    if isinstance(item, BaseException):
+                        self._finished = True
+                        raise item
+                    assert isinstance(item, Delta)
+                    yield item
         finally:
             self.close()
 
@@ -189,7 +190,7 @@ class Scheduler:
         """Queue a request; raise Unavailable when the queue is full or the engine is down."""
         loop = asyncio.get_running_loop()
         sampler = build_sampler(params, self._model.n_vocab, max_tokens)
-        seq = _Sequence(prompt, params, max_tokens, loop, asyncio.Queue(), sampler, cache_scope)
+        seq = _Sequence(prompt, params, max_tokens, loop, Outbox(), sampler, cache_scope)
         try:
             with self._lock:
                 self._check_capacity()
@@ -514,6 +515,22 @@ def _drain(seq: _Sequence) -> str:
     return tail if hit else tail + seq.stops.flush()
 
 
+def _coalesced(items: list[object]) -> list[object]:
+    """`items` with each run of text-only deltas joined into one: a reader that fell behind catches up in one chunk."""
+    out: list[object] = []
+    run: list[Delta] = []
+    for item in [*items, None]:
+        if isinstance(item, Delta) and item.text_only:
+            run.append(item)
+            continue
+        if run:
+            out.append(coalesce(run[0], run[1:]))
+            run = []
+        if item is not None:
+            out.append(item)
+    return out
+
+
 def _put_all(items: list[tuple[_Sequence, object]]) -> None:
     for seq, item in items:
-        seq.queue.put_nowait(item)
+        seq.queue.put(item)
