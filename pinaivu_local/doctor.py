@@ -41,6 +41,7 @@ class Report:
     memory: dict[str, Any]
     data_dir: dict[str, Any]
     database: dict[str, Any]
+    node: dict[str, Any]
     catalog: str | None
     models: list[dict[str, Any]]
     problems: list[Problem] = field(default_factory=list)
@@ -91,6 +92,7 @@ def diagnose(settings: Settings) -> Report:
         memory=_memory(),
         data_dir=_data_dir(settings.data_dir),
         database=_database(settings.database),
+        node=_node(settings.identity_dir),
         catalog=None,
         models=[],
     )
@@ -98,6 +100,8 @@ def diagnose(settings: Settings) -> Report:
         report.problems.append(
             Problem("error", f"data directory {settings.data_dir} is not writable: {report.data_dir['problem']}")
         )
+    if report.node["problem"]:
+        report.problems.append(Problem("error", f"node identity: {report.node['problem']}"))
     if report.database["problem"]:
         report.problems.append(Problem("error", f"database {settings.database}: {report.database['problem']}"))
     try:
@@ -251,6 +255,32 @@ def _database(path: Path) -> dict[str, Any]:
     return row
 
 
+def _node(folder: Path) -> dict[str, Any]:
+    """The receipt-signing identity: node id and current public key, read without creating it."""
+    from pinaivu_local.errors import IdentityError
+    from pinaivu_local.receipts.identity import published
+
+    try:
+        public = published(folder)
+    except IdentityError as exc:
+        return {"node_id": None, "current_key": None, "problem": exc.message}
+    if public is None:
+        return {"node_id": None, "current_key": None, "problem": None, "note": "created at the first start"}
+    current = next((k for k in public["keys"] if k["retired_at"] is None), None)
+    retired = len(public["keys"]) - (current is not None)
+    return {"node_id": public["node_id"], "current_key": current, "retired_keys": retired, "problem": None}
+
+
+def _node_line(node: dict[str, Any]) -> str:
+    if node["problem"]:
+        return f"PROBLEM: {node['problem']}"
+    if node["node_id"] is None:
+        return str(node["note"])
+    key = node["current_key"]
+    current = f"key {key['key_id']} ed25519 {key['public_key']}" if key else "no current key"
+    return f"{node['node_id']}, {current} ({node['retired_keys']} retired)"
+
+
 def _database_line(db: dict[str, Any]) -> str:
     if db["problem"]:
         return f"{db['path']} (PROBLEM: {db['problem']})"
@@ -301,6 +331,7 @@ def render_text(report: Report) -> str:
             else f"(NOT writable: {data['problem']})"
         ),
         f"database         {_database_line(report.database)}",
+        f"node identity    {_node_line(report.node)}",
         f"catalog          {report.catalog or 'unreadable'}",
     ]
     for m in report.models:

@@ -27,6 +27,12 @@ class ConfigError(PinaivuError):
     code = "config_error"
 
 
+class IdentityError(ConfigError):
+    """The node's signing identity cannot be read or written (permissions, a damaged file)."""
+
+    code = "identity_error"
+
+
 class ModelFileError(PinaivuError):
     """A model file that is absent, not a GGUF, or that llama.cpp refuses."""
 

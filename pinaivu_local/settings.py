@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         return self.data_dir / "pinaivu.db"
 
     @property
+    def identity_dir(self) -> Path:
+        """The node's Ed25519 signing identity (receipts/identity.py)."""
+        return self.data_dir / "identity"
+
+    @property
     def models_dir(self) -> Path:
         """Where model files without an explicit path are kept."""
         return self.data_dir / "models"

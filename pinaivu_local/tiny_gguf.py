@@ -134,8 +134,17 @@ def _merge_pair(word: list[str], left: str, right: str) -> list[str]:
     return out
 
 
-def write_tiny_model(path: Path, *, quant: str = "F16", shape: TinyShape | None = None, seed: int = 0) -> Path:
+def write_tiny_model(
+    path: Path,
+    *,
+    quant: str = "F16",
+    shape: TinyShape | None = None,
+    seed: int = 0,
+    chat_template: str | None = LLAMA3_TEMPLATE,
+) -> Path:
     """Write a tiny Llama 3.2 model to `path` (atomically) and return the path.
+
+    `chat_template=None` leaves `tokenizer.chat_template` out (a GGUF that carries none).
 
     `quant` is F16, Q8_0 or Q4_0 (the types `gguf.quants` writes). Tensors are generated and
     written one at a time, so a 1B-shaped model needs memory for its largest tensor only.
@@ -154,6 +163,8 @@ def write_tiny_model(path: Path, *, quant: str = "F16", shape: TinyShape | None 
     writer = gguf.GGUFWriter(tmp_name, "llama")
     try:
         _write_metadata(writer, shape, tokens, merges, types, quant)
+        if chat_template is not None:
+            writer.add_chat_template(chat_template)
         for tensor in plan:
             _add_tensor_info(writer, tensor, qtype[quant])
         writer.write_header_to_file()
@@ -198,7 +209,6 @@ def _write_metadata(
     writer.add_eos_token_id(special["<|eot_id|>"])
     writer.add_eot_token_id(special["<|eot_id|>"])
     writer.add_add_bos_token(True)
-    writer.add_chat_template(LLAMA3_TEMPLATE)
 
 
 def _tensor_plan(shape: TinyShape, n_vocab: int) -> list[_Tensor]:

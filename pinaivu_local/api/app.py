@@ -20,6 +20,7 @@ from pinaivu_local.api.routes.admin_usage import usage
 from pinaivu_local.api.routes.completions import chat_completions, completions
 from pinaivu_local.api.routes.health import health, prometheus_metrics
 from pinaivu_local.api.routes.models import list_models, retrieve_model
+from pinaivu_local.api.routes.node import node_identity, verify_receipt
 from pinaivu_local.api.routes.requests import get_request, list_requests, verify_request
 from pinaivu_local.api.services import STATE_KEY, open_services
 from pinaivu_local.catalog import Catalog
@@ -53,6 +54,7 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
             get_request,
             list_requests,
             verify_request,
+            verify_receipt,
         ],
         guards=[require_key],
     )
@@ -62,7 +64,16 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
         guards=[require_key, require_admin],
     )
     return Litestar(
-        route_handlers=[v1, admin, health, prometheus_metrics, explorer_page, dashboard_page, static_files()],
+        route_handlers=[
+            v1,
+            admin,
+            node_identity,
+            health,
+            prometheus_metrics,
+            explorer_page,
+            dashboard_page,
+            static_files(),
+        ],
         dependencies=DEPENDENCIES,
         middleware=[observability, ratelimit_headers],
         lifespan=[lifespan],

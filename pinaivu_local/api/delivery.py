@@ -12,7 +12,7 @@ from litestar.response import Stream
 
 from pinaivu_local.api.error_rendering import error_body, status_of
 from pinaivu_local.api.inference import CLIENT_CLOSED, Run
-from pinaivu_local.api.openai_shapes import SSE_DONE, sse
+from pinaivu_local.api.openai_shapes import RECEIPT_HEADER, SSE_DONE, sse
 from pinaivu_local.engine.results import FinishReason, Usage
 from pinaivu_local.errors import PinaivuError
 
@@ -34,7 +34,9 @@ async def respond(request: Request[Any, Any, Any], run: Run, *, stream: bool) ->
         return Response(None, status_code=CLIENT_CLOSED, headers=headers)
     text, finish, usage = collected
     await run.recorded()  # group commit: the body goes out only once its record is durable (else 503)
-    return Response(run.completion.body(text, finish, usage), headers=headers)
+    if run.signed is not None:
+        headers[RECEIPT_HEADER] = run.signed.header_value()
+    return Response(run.completion.body(text, finish, usage, run.logprobs), headers=headers)
 
 
 async def collect(run: Run) -> tuple[str, FinishReason, Usage]:
@@ -83,14 +85,16 @@ async def _sse_events(run: Run) -> AsyncIterator[bytes]:
             yield completion.chunk("", first=True)
         async for delta in run.deltas():
             if delta.finish_reason is None:
-                yield completion.chunk(delta.text)
+                yield completion.chunk(delta.text, logprobs=delta.logprobs)
                 continue
-            if delta.text:
-                yield completion.chunk(delta.text)
-            yield completion.chunk(None, delta.finish_reason)
-            if completion.include_usage and delta.usage:
-                yield completion.usage_chunk(delta.usage)
-            run.end(200, delta.finish_reason, delta.usage)
+            if delta.text or delta.logprobs:
+                yield completion.chunk(delta.text, logprobs=delta.logprobs)
+            run.end(200, delta.finish_reason, delta.usage)  # signs the receipt the last chunk carries
+            receipt = run.signed.envelope() if run.signed else None
+            with_usage = completion.include_usage and delta.usage is not None
+            yield completion.chunk(None, delta.finish_reason, receipt=None if with_usage else receipt)
+            if with_usage and delta.usage:
+                yield completion.usage_chunk(delta.usage, receipt=receipt)
             await run.recorded()  # [DONE] only once the record is durable; else an in-band 503 error below
         yield SSE_DONE
     except PinaivuError as exc:  # the status line is gone: report in-band, as OpenAI does

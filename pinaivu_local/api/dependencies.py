@@ -22,6 +22,7 @@ from pinaivu_local.api.services import Services, services_in
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.engine.model_pool import ModelPool
 from pinaivu_local.keys.store import KeyStore
+from pinaivu_local.receipts.identity import NodeIdentity
 from pinaivu_local.requestlog.log import RequestLog
 
 
@@ -57,6 +58,10 @@ def _replayer(services: Services) -> Replayer:
     return services.replayer
 
 
+def _identity(services: Services) -> NodeIdentity:
+    return services.identity
+
+
 def _context(request: Request[Any, Any, Any]) -> RequestContext:
     return context_of(request.scope)
 
@@ -74,6 +79,7 @@ _PROVIDERS: dict[str, Callable[..., Any]] = {
     "metrics": _metrics,
     "inference": _inference,
     "replayer": _replayer,
+    "identity": _identity,
     "context": _context,
     "principal": _principal,
 }

@@ -5,14 +5,20 @@ from __future__ import annotations
 import functools
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
 
+from pinaivu_local.api.logprob_shapes import chat_logprobs, legacy_logprobs
+from pinaivu_local.engine.logprobs import TokenLogprob
 from pinaivu_local.engine.results import FinishReason, Usage
 
 SYSTEM_FINGERPRINT = "fp_pinaivu_local"
+# A completed answer's signed receipt: this header on a whole body, this field on a stream's last chunk.
+RECEIPT_HEADER = "x-pinaivu-receipt"
+RECEIPT_FIELD = "pinaivu_receipt"
 
 Kind = Literal["chat", "text"]
 
@@ -34,6 +40,7 @@ class Completion:
     kind: Kind
     model: str
     include_usage: bool = False
+    logprobs: bool = False  # the request asked for them: choices carry an object, not null
     hex_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -59,43 +66,66 @@ class Completion:
             "request_id": self.request_id,
         }
 
-    def body(self, text: str, finish: FinishReason, usage: Usage) -> dict[str, Any]:
+    def body(
+        self, text: str, finish: FinishReason, usage: Usage, logprobs: Sequence[TokenLogprob] = ()
+    ) -> dict[str, Any]:
         """The whole response of a non-streaming request."""
         if self.kind == "chat":
             choice: dict[str, Any] = {
                 "index": 0,
                 "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
+                "logprobs": self._logprobs(logprobs),
                 "finish_reason": finish,
             }
             head = self._head("chat.completion")
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            choice = {"index": 0, "text": text, "logprobs": self._logprobs(logprobs), "finish_reason": finish}
             head = self._head("text_completion")
         return {**head, "choices": [choice], "usage": usage_body(usage)}
 
-    def chunk(self, text: str | None, finish: FinishReason | None = None, *, first: bool = False) -> bytes:
-        """One SSE event carrying new text and/or the finish reason."""
+    def chunk(
+        self,
+        text: str | None,
+        finish: FinishReason | None = None,
+        *,
+        first: bool = False,
+        logprobs: Sequence[TokenLogprob] | None = None,
+        receipt: dict[str, Any] | None = None,
+    ) -> bytes:
+        """One SSE event carrying new text (with its tokens' logprobs, if asked) and/or the finish reason,
+        and on the last one the receipt."""
+        shown = None if logprobs is None else self._logprobs(logprobs)
         if self.kind == "chat":
             delta: dict[str, Any] = {}
             if first:
                 delta["role"] = "assistant"
             if text is not None:
                 delta["content"] = text
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": shown, "finish_reason": finish}
             head = self._head("chat.completion.chunk")
         else:
-            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            choice = {"index": 0, "text": text or "", "logprobs": shown, "finish_reason": finish}
             head = self._head("text_completion")
         body = {**head, "choices": [choice]}
         if self.include_usage:
             body["usage"] = None
+        if receipt is not None:
+            body[RECEIPT_FIELD] = receipt
         return sse(body)
 
-    def usage_chunk(self, usage: Usage) -> bytes:
-        """The last chunk of a stream with include_usage: no choices, the usage."""
+    def _logprobs(self, entries: Sequence[TokenLogprob]) -> dict[str, Any] | None:
+        """A choice's `logprobs`: null unless the request asked for them."""
+        if not self.logprobs:
+            return None
+        return chat_logprobs(entries) if self.kind == "chat" else legacy_logprobs(entries)
+
+    def usage_chunk(self, usage: Usage, *, receipt: dict[str, Any] | None = None) -> bytes:
+        """The last chunk of a stream with include_usage: no choices, the usage (and the receipt)."""
         obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
-        return sse({**self._head(obj), "choices": [], "usage": usage_body(usage)})
+        body = {**self._head(obj), "choices": [], "usage": usage_body(usage)}
+        if receipt is not None:
+            body[RECEIPT_FIELD] = receipt
+        return sse(body)
 
 
 _encode = msgspec.json.Encoder().encode  # compact UTF-8, several times faster than json.dumps on a chunk

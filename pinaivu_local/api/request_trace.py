@@ -25,6 +25,7 @@ class RequestTrace:
     prepared: PreparedRequest
     committed_input: Any  # the messages as sent (chat) or the prompt (text)
     log_content: bool
+    model_sha256: str | None = None  # the SHA-256 of the model file that computes it
     replay_of: str | None = None  # a verification replay: the request it runs again
     created_at: datetime = field(default_factory=utcnow)
 
@@ -52,6 +53,7 @@ class RequestTrace:
             key_id=self.principal.key_id,
             key_name=self.principal.name,
             model_id=self.prepared.model_id,
+            model_sha256=self.model_sha256,
             status_code=status,
             finish_reason=finish_reason,
             error=error,

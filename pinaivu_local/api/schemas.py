@@ -11,8 +11,11 @@ from pydantic_core import PydanticCustomError
 from pinaivu_local.api.inference import InferenceRequest
 from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt
 from pinaivu_local.engine.sampling import SamplingParams
+from pinaivu_local.errors import InvalidRequest
 
 MAX_STOPS = 4
+MAX_TOP_LOGPROBS = 20  # chat's top_logprobs, as OpenAI
+MAX_LEGACY_LOGPROBS = 5  # /v1/completions' logprobs, OpenAI's legacy limit
 _TOKEN_ID = re.compile(r"[0-9]{1,9}")
 
 
@@ -31,6 +34,17 @@ def _not_yet(what: str, field: str) -> PydanticCustomError:
     )
 
 
+# What each refused chat field asks for, for its error message.
+_FEATURES = {
+    "audio": "audio output",
+    "prediction": "predicted outputs",
+    "web_search_options": "web search",
+    "reasoning_effort": "reasoning (these models do not reason before answering)",
+    "verbosity": "verbosity control",
+    "moderation": "moderation",
+}
+
+
 def _empty(value: Any) -> bool:
     return value is None or value == [] or value == {}
 
@@ -39,6 +53,8 @@ class StreamOptions(StrictBody):
     """`stream_options` of a streaming request."""
 
     include_usage: bool = False
+    # OpenAI pads stream events against size side channels; it changes no text: accepted, no padding sent.
+    include_obfuscation: bool | None = None
 
 
 class ChatMessage(StrictBody):
@@ -144,8 +160,8 @@ class _Generation(StrictBody):
         """Whether a streaming response ends with a usage chunk."""
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
-    def sampling(self) -> SamplingParams:
-        """The sampling fields, OpenAI's defaults where absent."""
+    def sampling(self, logprobs: int | None = None) -> SamplingParams:
+        """The sampling fields, OpenAI's defaults where absent; `logprobs`: how many alternatives to report."""
         return SamplingParams(
             temperature=1.0 if self.temperature is None else self.temperature,
             top_p=1.0 if self.top_p is None else self.top_p,
@@ -155,6 +171,7 @@ class _Generation(StrictBody):
             frequency_penalty=self.frequency_penalty or 0.0,
             logit_bias={int(token): value for token, value in (self.logit_bias or {}).items()},
             ignore_eos=self.ignore_eos,
+            logprobs=logprobs,
         )
 
 
@@ -177,7 +194,43 @@ class ChatCompletionRequest(_Generation):
     function_call: Any = None
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    # Accepted because they cannot change the output (README: "Request fields").
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast"] | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    safety_identifier: str | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    # OpenAI features these models do not have: refused by name unless absent (null).
+    audio: Any = None
+    prediction: Any = None
+    web_search_options: Any = None
+    reasoning_effort: Any = None
+    verbosity: Any = None
+    moderation: Any = None
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_out(cls, value: list[str] | None) -> list[str] | None:
+        if value and "audio" in value:
+            raise PydanticCustomError(
+                "value_error.unsupported", "these models write text only; send modalities ['text'] or omit it"
+            )
+        return value
+
+    @field_validator("audio", "prediction", "web_search_options", "reasoning_effort", "verbosity", "moderation")
+    @classmethod
+    def _absent(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            raise PydanticCustomError(
+                "value_error.unsupported",
+                f"{_FEATURES[info.field_name or '']} is not available on these models; "
+                f"send the request without `{info.field_name}`",
+            )
+        return value
 
     @field_validator("tools", "functions")
     @classmethod
@@ -200,19 +253,16 @@ class ChatCompletionRequest(_Generation):
             raise _not_yet("JSON mode and structured outputs (only {'type': 'text'})", "response_format")
         return value
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: bool | None) -> bool | None:
-        if value:
-            raise _not_yet("logprobs", "logprobs")
-        return value
+    def logprobs_asked(self) -> int | None:
+        """How many alternatives to report per token when `logprobs` is true, else None.
 
-    @field_validator("top_logprobs")
-    @classmethod
-    def _no_top_logprobs(cls, value: int | None) -> int | None:
-        if value:
-            raise _not_yet("top_logprobs", "top_logprobs")
-        return value
+        400 for top_logprobs without logprobs, as OpenAI answers (0 asks for nothing and is accepted).
+        """
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequest(
+                "top_logprobs needs logprobs: send logprobs: true with it, or omit top_logprobs.", param="top_logprobs"
+            )
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def token_limit(self) -> int | None:
         """max_completion_tokens, else the older max_tokens."""
@@ -224,7 +274,7 @@ class ChatCompletionRequest(_Generation):
             kind="chat",
             model=self.model,
             source=ChatPrompt(template_messages(self.messages)),
-            sampling=self.sampling(),
+            sampling=self.sampling(self.logprobs_asked()),
             max_tokens=self.token_limit(),
             committed_input=[m.model_dump(exclude_none=True) for m in self.messages],
             include_usage=self.include_usage(),
@@ -238,15 +288,9 @@ class CompletionRequest(_Generation):
     max_tokens: int | None = Field(default=16, ge=1)
     echo: bool | None = False
     suffix: str | None = None
-    logprobs: int | None = None
+    # Legacy shape: the sampled token's logprob and this many most likely tokens at each position.
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_LEGACY_LOGPROBS)
     best_of: int | None = None
-
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: int | None) -> int | None:
-        if value is not None:
-            raise _not_yet("logprobs", "logprobs")
-        return value
 
     @field_validator("best_of")
     @classmethod
@@ -277,7 +321,7 @@ class CompletionRequest(_Generation):
             kind="text",
             model=self.model,
             source=source,
-            sampling=self.sampling(),
+            sampling=self.sampling(self.logprobs),
             max_tokens=self.max_tokens,
             committed_input=self.prompt,
             include_usage=self.include_usage(),

@@ -21,6 +21,7 @@ from pinaivu_local.engine.repack import decide_repack
 from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.keys.usage import KeyUsage
 from pinaivu_local.ratelimit import Limits, RateLimiter
+from pinaivu_local.receipts.identity import NodeIdentity, load_or_create
 from pinaivu_local.requestlog.log import RequestLog, Retention
 from pinaivu_local.requestlog.model_hashes import ModelHashes
 from pinaivu_local.settings import Settings
@@ -45,6 +46,7 @@ class Services:
     request_log: RequestLog
     model_hashes: ModelHashes
     metrics: Metrics
+    identity: NodeIdentity
     inference: Inference
     replayer: Replayer
 
@@ -53,6 +55,7 @@ class Services:
 def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
     """Open the database, request log and models; everything is closed in reverse, also on errors."""
     with contextlib.ExitStack() as resources:
+        identity = load_or_create(settings.identity_dir)
         database = Database(settings.database)
         resources.callback(database.close)
         key_usage = KeyUsage()  # keys' last use: noted by authentication, written by the request log
@@ -73,6 +76,8 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
             limiter,
             request_log,
             metrics,
+            hashes,
+            identity,
             log_content=settings.log_content,
             share_prefixes=settings.prefix_cache_sharing == "all",
         )
@@ -86,6 +91,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
             request_log=request_log,
             model_hashes=hashes,
             metrics=metrics,
+            identity=identity,
             inference=inference,
             replayer=Replayer(pool, hashes, inference),
         )

@@ -9,8 +9,10 @@ import click
 from pinaivu_local import __version__
 from pinaivu_local.cli.bench import bench
 from pinaivu_local.cli.doctor import doctor
+from pinaivu_local.cli.identity import identity
 from pinaivu_local.cli.keys import keys
 from pinaivu_local.cli.models import models
+from pinaivu_local.cli.receipts import receipts
 from pinaivu_local.cli.serve import serve
 
 
@@ -50,3 +52,5 @@ main.add_command(models)
 main.add_command(doctor)
 main.add_command(keys)
 main.add_command(bench)
+main.add_command(identity)
+main.add_command(receipts)

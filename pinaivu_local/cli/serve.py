@@ -19,7 +19,7 @@ from pinaivu_local.cli.common import (
     open_catalog,
     pull_models,
 )
-from pinaivu_local.errors import ConfigError
+from pinaivu_local.errors import ConfigError, IdentityError
 from pinaivu_local.settings import Settings
 
 # On SIGTERM, streams still running after this long are cut (their clients see the stream end).
@@ -54,6 +54,7 @@ def serve(pull: bool, **options: Any) -> None:
     _check_port_free(settings.host, settings.port)
     catalog = open_catalog(settings)
     _prepare_data_dir(settings.data_dir)
+    _check_identity(settings)
     _bootstrap_admin_key(settings)
     if settings.test_models:
         catalog = tiny_catalog(catalog, settings.data_dir / "test-models")
@@ -90,6 +91,17 @@ def _bootstrap_admin_key(settings: Settings) -> None:
     if issued is not None:
         click.echo(f"Created the first admin key ({issued.record.id}):\n\n    {issued.key}\n")
         click.echo("It will not be shown again: store it now (e.g. export PINAIVU_API_KEY=...).\n")
+
+
+def _check_identity(settings: Settings) -> None:
+    """Create the receipt-signing identity on first start, or fail in one line when it is unusable."""
+    from pinaivu_local.receipts.identity import load_or_create
+
+    try:
+        node = load_or_create(settings.identity_dir)
+    except IdentityError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"node {node.node_id}: receipts signed with Ed25519 key {node.current.key_id} (GET /v1/node)")
 
 
 def _pull_missing(settings: Settings, catalog: Catalog) -> None:

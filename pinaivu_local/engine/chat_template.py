@@ -35,21 +35,17 @@ def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
-class ChatTemplate:
-    """A compiled chat template plus the special-token strings it refers to."""
+class PromptTemplate:
+    """Turns messages into a prompt, keeping the template's markup apart from the messages' text.
 
-    def __init__(self, source: str, *, bos_token: str, eos_token: str, origin: str) -> None:
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.filters["tojson"] = _tojson
-        env.globals["raise_exception"] = _raise_exception
-        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-        try:
-            self._template = env.from_string(source)
-        except jinja2.TemplateError as exc:
-            raise ModelFileError(f"{origin}: its chat template does not compile ({exc})") from None
-        self._bos = bos_token
-        self._eos = eos_token
+    Subclasses say how a conversation is rendered (`_render`); the rest is shared.
+    """
+
+    def __init__(self) -> None:
         self._trims_content = self._trims()
+
+    def _render(self, messages: list[dict[str, str]]) -> str:
+        raise NotImplementedError
 
     def render(self, messages: list[dict[str, str]]) -> str:
         """Render messages (role, content) with the assistant's generation prompt appended."""
@@ -87,6 +83,23 @@ class ChatTemplate:
             return "  probe  " not in self._render([{"role": "user", "content": "  probe  "}])
         except InvalidRequest:
             return False
+
+
+class ChatTemplate(PromptTemplate):
+    """A compiled Jinja chat template (the GGUF's own) plus the special-token strings it refers to."""
+
+    def __init__(self, source: str, *, bos_token: str, eos_token: str, origin: str) -> None:
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.filters["tojson"] = _tojson
+        env.globals["raise_exception"] = _raise_exception
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        try:
+            self._template = env.from_string(source)
+        except jinja2.TemplateError as exc:
+            raise ModelFileError(f"{origin}: its chat template does not compile ({exc})") from None
+        self._bos = bos_token
+        self._eos = eos_token
+        super().__init__()
 
     def _render(self, messages: list[dict[str, str]]) -> str:
         try:

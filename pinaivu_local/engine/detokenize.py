@@ -15,6 +15,11 @@ class IncrementalText:
         """Feed one token's bytes; return the text that is complete so far."""
         return self._decoder.decode(piece)
 
+    @property
+    def unfinished(self) -> bool:
+        """Whether bytes of a character not complete yet are held back."""
+        return bool(self._decoder.getstate()[0])
+
     def flush(self) -> str:
         """At the end of a generation: whatever is left, invalid bytes replaced."""
         return self._decoder.decode(b"", final=True)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp.llama_cpp as llama
 
-from pinaivu_local.engine.chat_template import ChatTemplate, PromptPart
+from pinaivu_local.engine.builtin_template import BuiltinTemplate, NoTemplate, builtin_name
+from pinaivu_local.engine.chat_template import ChatTemplate, PromptPart, PromptTemplate
+from pinaivu_local.engine.logprobs import TokenShape, token_shape
 from pinaivu_local.errors import ModelFileError
-from pinaivu_local.llama3_template import LLAMA3_TEMPLATE
 from pinaivu_local.weights.gguf_info import check_gguf, kv_cache_bytes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,14 +108,44 @@ class LlamaModel:
         """Whether `token` ends a generation (<|eot_id|>, <|end_of_text|>, ...)."""
         return bool(llama.llama_vocab_is_eog(self.vocab, token))
 
+    def shape(self, token: int) -> TokenShape:
+        """How a token is shown in logprobs: its text and bytes, or a control token's name and no bytes."""
+        control = self.token_text(token) if llama.llama_vocab_is_control(self.vocab, token) else None
+        return token_shape(self.piece(token), control)
+
     def token_text(self, token: int) -> str:
         """The vocabulary's text for a token (special tokens included)."""
         raw = llama.llama_vocab_get_text(self.vocab, token)
         return raw.decode("utf-8", "replace") if raw else ""
 
-    def _chat_template(self) -> ChatTemplate:
+    def metadata(self, key: str) -> str:
+        """A GGUF metadata value as text ("" when absent)."""
+        buf = ctypes.create_string_buffer(256)
+        n = llama.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace") if n >= 0 else ""
+
+    def has_token(self, text: str) -> bool:
+        """Whether `text` is one token of the vocabulary (a control token's string, say)."""
+        return len(self.tokenize(text, add_bos=False, special=True)) == 1
+
+    def _chat_template(self) -> PromptTemplate:
+        """The GGUF's own template; without one, llama.cpp's built-in for its family, if one fits."""
         raw = llama.llama_model_chat_template(self.ptr, None)
-        source = raw.decode("utf-8", "replace") if raw else LLAMA3_TEMPLATE
         bos = self.token_text(llama.llama_vocab_bos(self.vocab))
-        eos = self.token_text(llama.llama_vocab_eos(self.vocab))
-        return ChatTemplate(source, bos_token=bos, eos_token=eos, origin=str(self.path))
+        if raw:
+            eos = self.token_text(llama.llama_vocab_eos(self.vocab))
+            return ChatTemplate(raw.decode("utf-8", "replace"), bos_token=bos, eos_token=eos, origin=str(self.path))
+        architecture = self.metadata("general.architecture")
+        name = builtin_name(architecture, self.has_token)
+        if name is None:
+            log.warning(
+                "%s has no chat template and no llama.cpp built-in fits its architecture (%s): chat requests "
+                "to it are refused; /v1/completions works",
+                self.path,
+                architecture,
+            )
+            return NoTemplate(architecture)
+        log.info(
+            "%s has no chat template: using llama.cpp's built-in %r (architecture %s)", self.path, name, architecture
+        )
+        return BuiltinTemplate(name, bos_token=bos if llama.llama_vocab_get_add_bos(self.vocab) else "")

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from pinaivu_local.engine.logprobs import TokenLogprob
+
 FinishReason = Literal["stop", "length"]
 
 
@@ -25,11 +27,15 @@ class Usage:
 
 @dataclass(frozen=True)
 class Delta:
-    """New text of one request; the last one has a finish reason and the usage."""
+    """New text of one request; the last one has a finish reason and the usage.
+
+    `logprobs` (only when the request asked for them): the tokens whose text this delta completes.
+    """
 
     text: str
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
     @property
     def text_only(self) -> bool:

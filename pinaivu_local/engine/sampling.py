@@ -35,6 +35,9 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logit_bias: Mapping[int, float] = field(default_factory=dict)
     ignore_eos: bool = False
+    # Not sampling but what is reported of it: None, no logprobs; k, each token's and the k most likely.
+    # Never recorded (to_json): a replay compares text only.
+    logprobs: int | None = None
 
     @property
     def deterministic(self) -> bool:

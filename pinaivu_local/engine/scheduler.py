@@ -18,10 +18,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import llama_cpp.llama_cpp as llama
+import numpy as np
 
 from pinaivu_local.engine.batch import TokenBatch
 from pinaivu_local.engine.detokenize import IncrementalText
 from pinaivu_local.engine.llama_model import LlamaModel
+from pinaivu_local.engine.logprobs import TokenLogprob, TokenTrail, token_logprob
 from pinaivu_local.engine.outbox import Outbox
 from pinaivu_local.engine.prefix_cache import WarmSlots, waits_for_prefill
 from pinaivu_local.engine.results import Delta, FinishReason, Usage, coalesce
@@ -84,10 +86,12 @@ class _Sequence:
     finished_at: float | None = None
     text: IncrementalText = field(default_factory=IncrementalText)
     stops: StopMatcher = field(init=False)
+    trail: TokenTrail | None = field(init=False)  # only when the request asked for logprobs
 
     def __post_init__(self) -> None:
         self.tokens = list(self.prompt)
         self.stops = StopMatcher(self.params.stop)
+        self.trail = None if self.params.logprobs is None else TokenTrail(self.params.logprobs)
 
 
 @dataclass(frozen=True)
@@ -459,17 +463,26 @@ class Scheduler:
             return
         seq.n_generated += 1
         seq.tokens.append(token)
-        text, hit_stop = seq.stops.push(seq.text.push(self._model.piece(token)))
+        decoded = seq.text.push(self._model.piece(token))
+        if seq.trail is not None:
+            seq.trail.add(self._logprob(seq, index, token), len(decoded), seq.text.unfinished)
+        text, hit_stop = seq.stops.push(decoded)
         if hit_stop:
             self._complete(seq, "stop", text, out)
         elif seq.n_generated >= seq.max_tokens:
             self._complete(seq, "length", text + _drain(seq), out)
         elif text:
-            out.append((seq, Delta(text)))
+            out.append((seq, Delta(text, logprobs=_logprobs(seq, text, final=False))))
+
+    def _logprob(self, seq: _Sequence, index: int, token: int) -> TokenLogprob:
+        """`token`'s entry, from the logits the sampler saw (with the request's logit_bias)."""
+        assert seq.trail is not None
+        row = np.ctypeslib.as_array(llama.llama_get_logits_ith(self._ctx, index), shape=(self._model.n_vocab,))
+        return token_logprob(row, seq.params.logit_bias, token, seq.trail.n_top, self._model.shape)
 
     def _complete(self, seq: _Sequence, reason: FinishReason, text: str, out: list[tuple[_Sequence, object]]) -> None:
         usage = Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_generated, cached_tokens=seq.n_reused)
-        out.append((seq, Delta(text, finish_reason=reason, usage=usage)))
+        out.append((seq, Delta(text, finish_reason=reason, usage=usage, logprobs=_logprobs(seq, text, final=True))))
         self._finish(seq, _DONE, out)
 
     def _finish(self, seq: _Sequence, last: object, out: list[tuple[_Sequence, object]]) -> None:
@@ -529,6 +542,11 @@ def _coalesced(items: list[object]) -> list[object]:
         if item is not None:
             out.append(item)
     return out
+
+
+def _logprobs(seq: _Sequence, text: str, *, final: bool) -> tuple[TokenLogprob, ...] | None:
+    """The entries of the tokens whose text `text` completes, when the request asked for logprobs."""
+    return None if seq.trail is None else seq.trail.release(text, final=final)
 
 
 def _put_all(items: list[tuple[_Sequence, object]]) -> None:

@@ -14,12 +14,13 @@ CHUNK = 1 << 20
 
 
 class ModelHashes:
-    """Hashes files in a background thread; `get` answers None until a hash is known."""
+    """Hashes files in a background thread; `get` answers None until a hash is known, `require` waits."""
 
     def __init__(self, cache_file: Path) -> None:
         self._cache_file = cache_file
         self._lock = threading.Lock()
         self._known: dict[str, str] = self._load()
+        self._busy: dict[str, threading.Lock] = {}  # files being hashed now
 
     def start(self, files: list[Path]) -> threading.Thread:
         """Hash every file not yet cached, in a daemon thread."""
@@ -33,22 +34,36 @@ class ModelHashes:
         with self._lock:
             return self._known.get(key) if key else None
 
-    def _hash_all(self, files: list[Path]) -> None:
-        for file in files:
-            key = _identity(file)
-            if key is None or self.get(file):
-                continue
+    def require(self, file: Path) -> str:
+        """The file's SHA-256, computed now if it is not known yet (blocks; call it off the event loop).
+
+        Raises OSError when the file cannot be read. Two callers asking for one file hash it once.
+        """
+        key = _identity(file)
+        if key is None:
+            raise FileNotFoundError(f"{file} is gone")
+        with self._lock:
+            busy = self._busy.setdefault(key, threading.Lock())
+        with busy:
+            known = self.get(file)
+            if known:
+                return known
             digest = hashlib.sha256()
-            try:
-                with file.open("rb") as f:
-                    while block := f.read(CHUNK):
-                        digest.update(block)
-            except OSError as exc:
-                log.warning("cannot hash %s: %s", file, exc.strerror)
-                continue
+            with file.open("rb") as f:
+                while block := f.read(CHUNK):
+                    digest.update(block)
             with self._lock:
                 self._known[key] = digest.hexdigest()
+                self._busy.pop(key, None)
                 self._save()
+            return digest.hexdigest()
+
+    def _hash_all(self, files: list[Path]) -> None:
+        for file in files:
+            try:
+                self.require(file)
+            except OSError as exc:
+                log.warning("cannot hash %s: %s", file, exc.strerror or exc)
 
     def _load(self) -> dict[str, str]:
         try:

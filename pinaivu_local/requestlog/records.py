@@ -43,11 +43,21 @@ class RequestRecord(SQLModel, table=True):
     input_content: str | None = None
     output_content: str | None = None
     replay_of: str | None = None  # a verification replay: the request_id it ran again
+    # A completed request's receipt (receipts/document.py): the canonical document exactly as
+    # signed, and the node's base64 Ed25519 signature over it.
+    receipt: str | None = None
+    receipt_signature: str | None = None
 
     def sampling_params(self) -> dict[str, Any]:
         """The sampling JSON as a dict."""
         value = json.loads(self.sampling)
         return value if isinstance(value, dict) else {}
+
+    def signed_receipt(self) -> dict[str, Any] | None:
+        """The receipt envelope, {"receipt": {...}, "signature": "..."}, or None (not completed)."""
+        if self.receipt is None or self.receipt_signature is None:
+            return None
+        return {"receipt": json.loads(self.receipt), "signature": self.receipt_signature}
 
     def public(self, *, content: bool = True) -> dict[str, Any]:
         """What the explorer API shows (key id and name, never the key); `content=False` for listings
@@ -85,6 +95,7 @@ class RequestRecord(SQLModel, table=True):
             },
         }
         if content:
+            view["receipt"] = self.signed_receipt()
             view["content"] = (
                 {"input": json.loads(self.input_content), "output": self.output_content}
                 if self.input_content is not None

@@ -107,8 +107,19 @@ def m003_request_log_replay_of(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN replay_of VARCHAR")
 
 
+def m005_request_log_receipt(conn: Connection) -> None:
+    """A completed request's signed receipt: the canonical document as signed, and the signature."""
+    conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN receipt VARCHAR")
+    conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN receipt_signature VARCHAR")
+
+
 # Append only. A database at version N has had exactly the first N steps.
-MIGRATIONS: list[Migration] = [m001_api_keys, m002_request_log, m003_request_log_replay_of]
+MIGRATIONS: list[Migration] = [
+    m001_api_keys,
+    m002_request_log,
+    m003_request_log_replay_of,
+    m005_request_log_receipt,
+]
 
 
 def names() -> list[str]:

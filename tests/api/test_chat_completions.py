@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import openai
 
-from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer
+from pinaivu_local.tiny_gguf import write_tiny_model
+from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer, write_catalog
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello"}]
 
@@ -223,3 +226,16 @@ def test_batched_greedy_matches_alone(client: openai.OpenAI, server: RunningServ
             await aclient.close()
 
     assert asyncio.run(crowd())[3].choices[0].message.content == alone.choices[0].message.content
+
+
+def test_a_gguf_without_a_chat_template_chats_in_its_own_familys_markup(
+    server_factory: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    """llama.cpp's built-in template for its markup (Llama 3's here), said once in the log at load."""
+    model = write_tiny_model(tmp_path / "no-template.gguf", chat_template=None)
+    catalog = write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"path": str(model), "n_ctx": 512}})
+    srv = server_factory("--models-file", str(catalog))
+    client = openai.OpenAI(base_url=srv.v1, api_key=TEST_KEY, max_retries=0, timeout=60)
+    out = client.chat.completions.create(model="llama3.2:1b", messages=MESSAGES, max_tokens=2, temperature=0)
+    assert out.usage is not None and out.usage.prompt_tokens > 10
+    assert "using llama.cpp's built-in 'llama3'" in srv.log()

@@ -8,7 +8,7 @@ import pytest
 
 from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
 from pinaivu_local.api.validation import parse_body
-from pinaivu_local.errors import InvalidJSON, ValidationFailed
+from pinaivu_local.errors import InvalidJSON, InvalidRequest, ValidationFailed
 
 
 def test_valid_body() -> None:
@@ -68,12 +68,13 @@ def test_prompt_forms(raw: bytes, expected: object) -> None:
     ("extra", "field"),
     [
         ({"temprature": 0.5}, "temprature"),  # a typo is not silently ignored
-        ({"store": True}, "store"),
+        ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+        ({"reasoning_effort": "low"}, "reasoning_effort"),
+        ({"top_logprobs": 21, "logprobs": True}, "top_logprobs"),
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
         ({"tool_choice": "required"}, "tool_choice"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"logprobs": True}, "logprobs"),
-        ({"top_logprobs": 3}, "top_logprobs"),
     ],
 )
 def test_fields_we_do_not_honour_are_refused_by_name(extra: dict[str, object], field: str) -> None:
@@ -100,8 +101,17 @@ def test_fields_that_ask_for_nothing_are_accepted() -> None:
     assert parsed.messages[1].text() == "hi"
 
 
-def test_completion_logprobs_and_best_of_are_refused() -> None:
-    for extra, field in (({"logprobs": 2}, "logprobs"), ({"best_of": 3}, "best_of")):
+def test_top_logprobs_needs_logprobs() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}
+    with pytest.raises(InvalidRequest) as refused:
+        parse_body(json.dumps(body).encode(), ChatCompletionRequest).inference_request()
+    assert refused.value.param == "top_logprobs"
+    asked = parse_body(json.dumps({**body, "logprobs": True}).encode(), ChatCompletionRequest)
+    assert asked.inference_request().sampling.logprobs == 2
+
+
+def test_completion_logprobs_over_five_and_best_of_are_refused() -> None:
+    for extra, field in (({"logprobs": 6}, "logprobs"), ({"best_of": 3}, "best_of")):
         body = {"model": "m", "prompt": "x", **extra}
         with pytest.raises(ValidationFailed) as refused:
             parse_body(json.dumps(body).encode(), CompletionRequest)

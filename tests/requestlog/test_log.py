@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,6 +118,33 @@ def test_model_hashes_are_cached_by_identity(tmp_path: Path) -> None:
     assert ModelHashes(tmp_path / "hashes.json").get(model) == digest  # from the cache file
     model.write_bytes(b"GGUF" + b"\1" * 200)
     assert hashes.get(model) is None  # changed file: the old hash no longer applies
+
+
+def test_a_hash_not_yet_known_is_computed_once_when_required(tmp_path: Path) -> None:
+    """A receipt needs the model hash: the first requests after a start compute it (once) if needed."""
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\2" * 5_000_000)
+    hashes = ModelHashes(tmp_path / "hashes.json")
+    results: list[str] = []
+    opened: list[Path] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == model:
+            opened.append(self)
+        return real_open(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "open", counting_open)
+        threads = [threading.Thread(target=lambda: results.append(hashes.require(model))) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(set(results)) == 1 and len(results) == 4 and len(opened) == 1
+    assert hashes.get(model) == results[0] == hashlib.sha256(model.read_bytes()).hexdigest()
+    with pytest.raises(FileNotFoundError):
+        hashes.require(tmp_path / "gone.gguf")
 
 
 def test_commitment_helpers() -> None:

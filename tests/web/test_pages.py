@@ -104,6 +104,9 @@ def test_key_lifecycle_through_the_pages(browser: Any, srv: RunningServer, tmp_p
     page.click("#lookup-button")
     page.locator("#record-fields", has_text="browser-made").wait_for()
     assert "llama3.2:1b" in page.inner_text("#record-fields")
+    receipt = json.loads(raw.headers["x-pinaivu-receipt"])["receipt"]
+    page.locator("#receipt-status.ok", has_text="signature valid (checked in this browser with Web Crypto)").wait_for()
+    assert f"Signed by node {receipt['node_id']}" in page.inner_text("#receipt-status")
     page.fill("#verify-input", json.dumps(messages))
     page.fill("#verify-output", output)
     page.click("#verify-button")
@@ -147,6 +150,37 @@ def test_edit_limits_and_bad_input(browser: Any, srv: RunningServer) -> None:
     page.fill("#new-models", "gpt-4")
     page.click("#create-button")
     page.locator("#error", has_text="unknown model").wait_for()
+
+
+def test_receipt_tampering_and_the_server_fallback(browser: Any, srv: RunningServer) -> None:
+    client = openai.OpenAI(base_url=srv.v1, api_key=TEST_KEY, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="llama3.2:1b", messages=[{"role": "user", "content": "sign this"}], max_tokens=3
+    )
+    request_id = raw.headers["x-request-id"]
+    wait_for_record(srv, TEST_KEY, request_id)
+
+    def tampered(route: Any) -> None:  # a record whose receipt claims more tokens than were signed
+        body = route.fetch().json()
+        body["receipt"]["receipt"]["completion_tokens"] += 1
+        route.fulfill(json=body)
+
+    page = browser.new_page()
+    page.route(f"**/v1/requests/{request_id}", tampered)
+    page.goto(f"{srv.base_url}/explorer?request_id={request_id}")
+    page.fill("#key", TEST_KEY)
+    page.click("#signin-button")
+    page.locator("#receipt-status.bad", has_text="signature INVALID (checked in this browser").wait_for()
+
+    # A browser without Ed25519 in Web Crypto: the server checks, and the page says so.
+    plain = browser.new_page()
+    plain.add_init_script(
+        "crypto.subtle.importKey = () => Promise.reject(new DOMException('no Ed25519', 'NotSupportedError'));"
+    )
+    plain.goto(f"{srv.base_url}/explorer?request_id={request_id}")
+    plain.fill("#key", TEST_KEY)
+    plain.click("#signin-button")
+    plain.locator("#receipt-status.ok", has_text="checked by the server: this browser cannot check Ed25519").wait_for()
 
 
 def test_wrong_key_is_explained(browser: Any, srv: RunningServer) -> None:

@@ -22,12 +22,60 @@ function recordView(record) {
 
 function fmtMs(value) { return value === null || value === undefined ? "-" : Math.round(value) + " ms"; }
 
+// The receipt: checked here with the browser's own Ed25519 (Web Crypto) against the node's published
+// keys; where the browser has no Ed25519, the server checks it, and the page says so.
+function receiptView(record) {
+  const box = el("div", { id: "receipt" });
+  if (!record.receipt) {
+    box.append(el("p", { class: "muted" }, "No receipt: only completed requests are signed."));
+    return box;
+  }
+  const doc = record.receipt.receipt;
+  box.append(el("p", { id: "receipt-status", class: "muted" }, "Signed by node " + doc.node_id + " (key " + doc.key_id + "): checking…"));
+  checkReceipt(record.receipt).then(([ok, how]) => {
+    const status = document.getElementById("receipt-status");
+    if (!status) return;
+    status.className = ok ? "ok" : "bad";
+    status.textContent = "Signed by node " + doc.node_id + " (key " + doc.key_id + "), signature " +
+      (ok ? "valid" : "INVALID") + " (" + how + ").";
+  });
+  return box;
+}
+
+function canonicalBytes(doc) {  // sorted keys, no spaces, UTF-8: the receipt holds only strings, integers and null
+  const sorted = Object.fromEntries(Object.keys(doc).sort().map(k => [k, doc[k]]));
+  return new TextEncoder().encode(JSON.stringify(sorted));
+}
+
+function fromBase64(text) { return Uint8Array.from(atob(text), c => c.charCodeAt(0)); }
+
+async function checkReceipt(signed) {
+  let key = null;
+  try {
+    const node = await (await fetch("/v1/node")).json();
+    const known = [node.current_key, ...node.retired_keys].find(k => k.key_id === signed.receipt.key_id);
+    if (!known || node.node_id !== signed.receipt.node_id) return [false, "not a key of this node"];
+    key = await crypto.subtle.importKey("raw", fromBase64(known.public_key), { name: "Ed25519" }, false, ["verify"]);
+  } catch (error) {
+    key = null;  // no Ed25519 in this browser's Web Crypto (or no Web Crypto off https/localhost)
+  }
+  if (key) {
+    const ok = await crypto.subtle.verify({ name: "Ed25519" }, key, fromBase64(signed.signature),
+      canonicalBytes(signed.receipt));
+    return [ok, "checked in this browser with Web Crypto"];
+  }
+  try {
+    const result = await api("POST", "/v1/receipts/verify", signed);
+    return [result.valid, "checked by the server: this browser cannot check Ed25519 itself"];
+  } catch (error) { return [false, error.message]; }
+}
+
 async function lookUp(requestId) {
   const target = document.getElementById("record");
   document.getElementById("request-id").value = requestId;
   try {
     current = await api("GET", "/v1/requests/" + encodeURIComponent(requestId.trim()));
-    target.replaceChildren(recordView(current));
+    target.replaceChildren(recordView(current), receiptView(current));
     if (current.content) {
       document.getElementById("verify-input").value = typeof current.content.input === "string"
         ? current.content.input : JSON.stringify(current.content.input, null, 2);

@@ -1,0 +1,1 @@
+"""Signed receipts: the node's Ed25519 identity, the receipt document, and its offline verification."""
