@@ -50,6 +50,17 @@ STANDARD: tuple[Scenario, ...] = (
         n_ctx=10240,
         shared_prefix_tokens=1000,
     ),
+    Scenario(
+        "shared-prompt-tiny",
+        "8 chats sharing a 1,000-token system prompt, tiny F16",
+        "tiny",
+        (8,),
+        prompt_tokens=40,
+        max_tokens=64,
+        parallel=8,
+        n_ctx=10240,
+        shared_prefix_tokens=1000,
+    ),
 )
 
 NAMES = tuple(s.name for s in STANDARD)

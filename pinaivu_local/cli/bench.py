@@ -46,6 +46,9 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
 @click.option("--rounds", type=click.IntRange(1, 100), default=3, show_default=True, help="Rounds per concurrency.")
 @click.option("--parallel", type=click.IntRange(1, 256), help="Sequences (ours) and slots (llama-server).")
 @click.option(
+    "--threads", type=click.IntRange(0, 1024), default=0, show_default=True, help="Per server; 0: every core."
+)
+@click.option(
     "--weight-repack", type=click.Choice(["auto", "on", "off"]), help="For every server [PINAIVU_WEIGHT_REPACK]."
 )
 @click.option("--tiny", is_flag=True, help="Every scenario on the tiny test model: checks the machinery in seconds.")
@@ -65,6 +68,7 @@ def bench(
     max_tokens: int | None,
     rounds: int,
     parallel: int | None,
+    threads: int,
     weight_repack: str | None,
     tiny: bool,
     peer: bool,
@@ -93,6 +97,7 @@ def bench(
         work_dir=folder.resolve(),
         scenarios=chosen,
         rounds=rounds,
+        threads=threads,
         weight_repack=settings.weight_repack,
         peer=peer,
         llama_server=llama_server,

@@ -15,15 +15,15 @@ PEER_INSTALLED = all(importlib.util.find_spec(m) for m in ("fastapi", "sse_starl
 
 def test_bench_tiny_end_to_end(tmp_path: Path) -> None:
     """Every scenario, the shared-prompt one included, on the tiny model; tables, summary and JSON."""
-    args = ["bench", "--tiny", "--work-dir", str(tmp_path), "--concurrency", "1,2", "--rounds", "2"]
+    args = ["bench", "--tiny", "--work-dir", str(tmp_path), "--concurrency", "1,2", "--rounds", "2", "--threads", "1"]
     args += ["--max-tokens", "6", "--prompt-tokens", "12", "--parallel", "2", "--weight-repack", "off"]
     result = CliRunner().invoke(main, [*args, "--peer" if PEER_INSTALLED else "--no-peer"])
     assert result.exit_code == 0, result.output
     assert "### summary: the best of 2 round(s)" in result.output
     assert "| 8 chats sharing a 1,000-token system prompt, 1B-shaped Q4_K_M, 2 streams, 6 tokens |" in result.output
     data = json.loads((tmp_path / "bench-results.json").read_text())
-    assert [s["name"] for s in data["scenarios"]] == ["1b", "tiny-f16", "shared-prompt"]
-    assert data["weight_repack"] is False
+    assert [s["name"] for s in data["scenarios"]] == ["1b", "tiny-f16", "shared-prompt", "shared-prompt-tiny"]
+    assert data["weight_repack"] is False and data["threads"] == 1
     for scenario in data["scenarios"]:
         names = [server["name"] for server in scenario["servers"]]
         assert names == (["pinaivu-local", "llama_cpp.server"] if PEER_INSTALLED else ["pinaivu-local"])
