@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
 from pinaivu_local.engine.model_pool import ModelEngine
@@ -19,3 +22,10 @@ def fail_next_admission(engine: ModelEngine, monkeypatch: pytest.MonkeyPatch, er
         real_admit()
 
     monkeypatch.setattr(scheduler, "_admit", admit_failing_once)
+
+
+@contextlib.contextmanager
+def admission_paused(engine: ModelEngine) -> Iterator[None]:
+    """Requests submitted inside are all queued together when the engine thread next admits."""
+    with engine._scheduler._lock:  # a re-entrant lock: submit() on this thread still takes it
+        yield

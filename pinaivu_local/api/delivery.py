@@ -83,7 +83,7 @@ async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
             return
 
 
-async def _sse_events(run: Run) -> AsyncIterator[str]:
+async def _sse_events(run: Run) -> AsyncIterator[bytes]:
     """The SSE stream: role chunk, text chunks, finish chunk, usage chunk if asked, [DONE]."""
     completion = run.completion
     parser = ToolCallParser(run.tool_names) if run.tool_names else None

@@ -38,6 +38,11 @@ def _machine_busy() -> float:
     return (sum(values) - values[3] - values[4]) / _TICKS
 
 
+def process_seconds(pid: int) -> float:
+    """CPU seconds `pid` has used so far (0 where /proc is absent)."""
+    return _process_busy(pid)
+
+
 def _process_busy(pid: int) -> float:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

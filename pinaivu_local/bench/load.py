@@ -16,7 +16,7 @@ from pinaivu_local.errors import BenchError
 # Words the prompts are made of; a leading request number keeps every prompt distinct, so
 # neither server can reuse the KV cells of an earlier prompt.
 _WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "a", "server", "answers")
-MAX_PROMPT_WORDS = 400
+MAX_PROMPT_WORDS = 4000
 STREAM_TIMEOUT_S = 600.0
 
 
@@ -27,6 +27,8 @@ class Workload:
     model_id: str
     prompt_words: int
     max_tokens: int
+    # > 0: chats, the round's streams sharing a system prompt of this many words; 0: text completions
+    shared_prefix_words: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class StreamResult:
     total_s: float
     tokens: int
     finish_reason: str | None
+    prompt_tokens: int | None = None  # as the server's usage reported it
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,13 @@ class LevelResult:
     wall_s: float  # summed over rounds: first request sent -> last stream done
     streams: tuple[StreamResult, ...]
     background_cpu: float = 0.0  # share of the machine other processes used meanwhile
+    round_walls: tuple[float, ...] = ()  # each round's wall time; its streams are `streams` in order
+    server_cpu_s: float = 0.0  # CPU seconds the server process used over the rounds
+
+    @property
+    def cpu_ms_per_token(self) -> float:
+        """The server's CPU time per generated token: its cost, much less sensitive to other load than tok/s."""
+        return 1000 * self.server_cpu_s / self.tokens if self.tokens else 0.0
 
     @property
     def tokens(self) -> int:
@@ -61,6 +71,20 @@ class LevelResult:
     def ttft(self, percentile: float) -> float:
         """A percentile of time to first token, in seconds."""
         return float(np.percentile([s.ttft_s for s in self.streams], percentile))
+
+    def _rounds(self) -> list[tuple[float, tuple[StreamResult, ...]]]:
+        size = self.concurrency
+        return [(wall, self.streams[i * size : (i + 1) * size]) for i, wall in enumerate(self.round_walls)]
+
+    def best_tokens_per_s(self) -> float:
+        """Throughput of the best round (all rounds together where rounds were not kept apart)."""
+        rounds = [sum(s.tokens for s in streams) / wall for wall, streams in self._rounds() if wall]
+        return max(rounds, default=self.tokens_per_s)
+
+    def best_ttft(self, percentile: float) -> float:
+        """The lowest per-round percentile of time to first token."""
+        rounds = [float(np.percentile([s.ttft_s for s in streams], percentile)) for _, streams in self._rounds()]
+        return min(rounds, default=self.ttft(percentile))
 
     def short_streams(self, max_tokens: int) -> int:
         """Streams that ended before max_tokens (end-of-generation where it is not ignored)."""
@@ -100,27 +124,38 @@ async def run_round(
     client: httpx.AsyncClient, base_url: str, workload: Workload, concurrency: int, prompts: PromptSource
 ) -> tuple[float, list[StreamResult]]:
     """(wall seconds, streams): `concurrency` streams started together, all read to their end."""
-    requests = [prompts.next(workload.prompt_words) for _ in range(concurrency)]
+    shared = prompts.next(workload.shared_prefix_words) if workload.shared_prefix_words else None
+    bodies = [_body(workload, prompts.next(workload.prompt_words), shared) for _ in range(concurrency)]
+    path = "/v1/chat/completions" if shared is not None else "/v1/completions"
     started = time.perf_counter()
-    results = await asyncio.gather(*(stream_completion(client, base_url, workload, p) for p in requests))
+    results = await asyncio.gather(*(stream_completion(client, base_url + path, workload, b) for b in bodies))
     return time.perf_counter() - started, list(results)
 
 
-async def stream_completion(client: httpx.AsyncClient, base_url: str, workload: Workload, prompt: str) -> StreamResult:
-    """One streaming /v1/completions request, read to its end."""
-    body = {
+def _body(workload: Workload, prompt: str, system: str | None) -> dict[str, object]:
+    """A streamed request: a text completion of `prompt`, or a chat with `system` and `prompt` as the user's."""
+    body: dict[str, object] = {
         "model": workload.model_id,
-        "prompt": prompt,
         "max_tokens": workload.max_tokens,
         "temperature": 0,
         "stream": True,
-        "stream_options": {"include_usage": True},  # ours sends usage; llama_cpp.server ignores it
-        "ignore_eos": True,  # ours honours it; llama_cpp.server ignores it (short streams are reported)
+        "stream_options": {"include_usage": True},  # ours and llama-server send usage; llama_cpp.server ignores it
+        "ignore_eos": True,  # ours and llama-server honour it; llama_cpp.server ignores it (short streams are reported)
     }
+    if system is None:
+        return {**body, "prompt": prompt}
+    return {**body, "messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}]}
+
+
+async def stream_completion(
+    client: httpx.AsyncClient, url: str, workload: Workload, body: dict[str, object]
+) -> StreamResult:
+    """One streaming completion or chat request, read to its end."""
+    base_url = url.split("/v1/", 1)[0]
     started = time.perf_counter()
     ttft: float | None = None
-    text_chunks, usage_tokens, finish = 0, None, None
-    async with client.stream("POST", f"{base_url}/v1/completions", json=body, timeout=STREAM_TIMEOUT_S) as response:
+    text_chunks, usage_tokens, finish, prompt_tokens = 0, None, None, None
+    async with client.stream("POST", url, json=body, timeout=STREAM_TIMEOUT_S) as response:
         if response.status_code != 200:
             raise BenchError(f"{base_url}: stream failed ({response.status_code}): {(await response.aread())[:300]!r}")
         async for line in response.aiter_lines():
@@ -133,16 +168,23 @@ async def stream_completion(client: httpx.AsyncClient, base_url: str, workload: 
             if "error" in chunk:
                 raise BenchError(f"{base_url}: stream reported an error: {chunk['error']}")
             for choice in chunk.get("choices") or []:
-                if choice.get("text"):
+                if choice.get("text") or (choice.get("delta") or {}).get("content"):
                     text_chunks += 1
                     if ttft is None:
                         ttft = time.perf_counter() - started
                 finish = choice.get("finish_reason") or finish
             if chunk.get("usage"):
                 usage_tokens = int(chunk["usage"]["completion_tokens"])
+                prompt_tokens = int(chunk["usage"]["prompt_tokens"])
     total = time.perf_counter() - started
     tokens = _tokens(usage_tokens, finish, text_chunks, workload.max_tokens)
-    return StreamResult(ttft_s=total if ttft is None else ttft, total_s=total, tokens=tokens, finish_reason=finish)
+    return StreamResult(
+        ttft_s=total if ttft is None else ttft,
+        total_s=total,
+        tokens=tokens,
+        finish_reason=finish,
+        prompt_tokens=prompt_tokens,
+    )
 
 
 def _tokens(usage_tokens: int | None, finish: str | None, text_chunks: int, max_tokens: int) -> int:

@@ -1,20 +1,22 @@
-"""`pinaivu-local bench`: throughput and first-token latency against llama_cpp.server."""
+"""`pinaivu-local bench`: throughput and first-token latency against llama-server and llama_cpp.server."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
+from pinaivu_local.bench.scenarios import NAMES, select
 from pinaivu_local.children import is_frozen
 from pinaivu_local.cli.common import build_settings, configure_logging, data_dir_option
 from pinaivu_local.errors import BenchError, ModelFileError
 
 
-def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, ...]:
+def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
     try:
         levels = tuple(int(part) for part in value.split(","))
     except ValueError:
@@ -28,25 +30,34 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
 @click.option(
     "--work-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Where the model, server logs and results go [default: DATA_DIR/bench].",
+    help="Where the models, server logs and results go [default: DATA_DIR/bench].",
 )
 @data_dir_option
-@click.option("--concurrency", default="1,2,4,8", callback=_concurrency_levels, help="Concurrent streams to measure.")
-@click.option("--prompt-tokens", type=click.IntRange(1, 1000), default=40, show_default=True)
 @click.option(
-    "--max-tokens", type=click.IntRange(1, 1000), default=32, show_default=True, help="New tokens per stream."
+    "--scenario",
+    "scenarios",
+    type=click.Choice(NAMES),
+    multiple=True,
+    help="Measure only this scenario (repeatable) [default: all].",
 )
-@click.option("--rounds", type=click.IntRange(1, 100), default=2, show_default=True, help="Rounds per concurrency.")
-@click.option("--parallel", type=click.IntRange(1, 256), default=8, show_default=True, help="Our sequences.")
+@click.option("--concurrency", callback=_concurrency_levels, help="Concurrent streams, for every scenario.")
+@click.option("--prompt-tokens", type=click.IntRange(1, 1000), help="Prompt tokens per stream, for every scenario.")
+@click.option("--max-tokens", type=click.IntRange(1, 1000), help="New tokens per stream, for every scenario.")
+@click.option("--rounds", type=click.IntRange(1, 100), default=3, show_default=True, help="Rounds per concurrency.")
+@click.option("--parallel", type=click.IntRange(1, 256), help="Sequences (ours) and slots (llama-server).")
 @click.option(
-    "--weight-repack", type=click.Choice(["auto", "on", "off"]), help="For both servers [PINAIVU_WEIGHT_REPACK]."
+    "--threads", type=click.IntRange(0, 1024), default=0, show_default=True, help="Per server; 0: every core."
 )
-@click.option("--tiny", is_flag=True, help="Use a tiny test model: checks the machinery in seconds, measures nothing.")
+@click.option(
+    "--weight-repack", type=click.Choice(["auto", "on", "off"]), help="For every server [PINAIVU_WEIGHT_REPACK]."
+)
+@click.option("--tiny", is_flag=True, help="Every scenario on the tiny test model: checks the machinery in seconds.")
 @click.option("--peer/--no-peer", default=True, show_default=True, help="Also measure llama_cpp.server.")
 @click.option(
     "--llama-server",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Also measure llama.cpp's own llama-server: the path of a built binary.",
+    envvar="PINAIVU_BENCH_LLAMA_SERVER",
+    help="Also measure llama.cpp's own llama-server: the path of a built binary [PINAIVU_BENCH_LLAMA_SERVER].",
 )
 @click.option(
     "--gateway",
@@ -57,13 +68,20 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
 def bench(
     work_dir: Path | None,
     data_dir: Path | None,
-    concurrency: tuple[int, ...],
+    scenarios: tuple[str, ...],
+    concurrency: tuple[int, ...] | None,
+    prompt_tokens: int | None,
+    max_tokens: int | None,
+    rounds: int,
+    parallel: int | None,
+    threads: int,
     weight_repack: str | None,
+    tiny: bool,
     peer: bool,
+    llama_server: Path | None,
     gateway_requests: int | None,
-    **options: Any,
 ) -> None:
-    """Throughput and first-token latency against llama_cpp.server, on a Llama-3.2-1B-shaped model."""
+    """Throughput and first-token latency against llama-server and llama_cpp.server, scenario by scenario."""
     from pinaivu_local.bench.report import as_json, render
     from pinaivu_local.bench.runner import BenchConfig, run_bench
 
@@ -84,12 +102,22 @@ def bench(
         how = "this binary was built without them" if is_frozen() else "pip install -e '.[bench]'"
         raise click.ClickException(f"llama_cpp.server needs {', '.join(missing)}: {how}, or run with --no-peer")
     folder = work_dir or settings.data_dir / "bench"
+    chosen = select(
+        scenarios or NAMES,
+        tiny=tiny,
+        concurrency=concurrency,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        parallel=parallel,
+    )
     config = BenchConfig(
         work_dir=folder.resolve(),
-        concurrency=concurrency,
+        scenarios=chosen,
+        rounds=rounds,
+        threads=threads,
         weight_repack=settings.weight_repack,
         peer=peer,
-        **options,
+        llama_server=llama_server,
     )
     try:
         report = run_bench(config, lambda line: click.echo(line, err=True))

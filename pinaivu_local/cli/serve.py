@@ -83,6 +83,7 @@ def serve(pull: bool, **options: Any) -> None:
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",
+        loop="auto",  # uvloop where it is installed (a dependency off Windows)
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         http=guarded_protocol(settings.header_timeout_s, settings.max_connections),
     )

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 # Shorter shared prefixes are not worth the bookkeeping.
 MIN_REUSE = 8
+# A request waits for another's prefill (a step or more) only to save at least this many tokens of its own.
+MIN_WAIT = 64
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -81,3 +83,23 @@ class WarmSlots:
         if best is None or min(best.length, usable) < MIN_REUSE:
             return None
         return Reuse(best.slot, min(best.length, usable), best.from_running)
+
+
+def waits_for_prefill(
+    tokens: list[int], scope: str, reusable: int, prefilling: Iterable[tuple[str, list[int], int]]
+) -> bool:
+    """Whether a sequence should wait for a prefill under way rather than compute the same prefix itself.
+
+    `reusable`: how many of its tokens it can take from the cache now; `prefilling` lists (scope,
+    tokens, tokens cached so far) of running sequences still prefilling. It waits when one of its own
+    scope will hold, once its prefill is done, at least MIN_WAIT more of its leading tokens: then
+    those cells are computed once and copied, however many requests share them.
+    """
+    usable = len(tokens) - 1  # the last token is always decoded again
+    for owner, theirs, cached in prefilling:
+        if owner != scope:
+            continue
+        shared = min(common_prefix(theirs, tokens), usable)
+        if cached < shared and shared - reusable >= MIN_WAIT:
+            return True
+    return False

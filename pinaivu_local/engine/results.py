@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,6 +17,7 @@ class Usage:
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose KV cells came from the prefix cache, not a decode
 
     @property
     def total_tokens(self) -> int:
@@ -34,3 +36,23 @@ class Delta:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
+
+    @property
+    def text_only(self) -> bool:
+        """Whether it carries nothing but text (every other field at its default), so texts can be joined."""
+        return all(getattr(self, name) == default for name, default in _OTHER_DEFAULTS)
+
+
+# Every field but the text, with its default: a field added later keeps its deltas from being joined.
+_OTHER_DEFAULTS = tuple((f.name, f.default) for f in dataclasses.fields(Delta) if f.name != "text")
+
+
+def coalesce(first: Delta, queued: list[Delta]) -> Delta:
+    """`first` and the text-only deltas queued behind it as one delta (one SSE chunk, not several).
+
+    The engine hands out a delta per token per step; when the event loop is behind, a stream finds
+    several waiting, and sending them as one chunk costs one trip through the HTTP stack, not many.
+    """
+    if not first.text_only or not queued:
+        return first
+    return Delta(first.text + "".join(d.text for d in queued))

@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 import llama_cpp.llama_cpp as llama
 import numpy as np
 
+from pinaivu_local.engine.batch import TokenBatch
 from pinaivu_local.engine.constraints import Grammars, Guide
 from pinaivu_local.engine.detokenize import IncrementalText
 from pinaivu_local.engine.llama_model import LlamaModel
 from pinaivu_local.engine.logprobs import TokenLogprob, TokenTrail, token_logprob
-from pinaivu_local.engine.prefix_cache import WarmSlots
+from pinaivu_local.engine.outbox import Outbox
+from pinaivu_local.engine.prefix_cache import WarmSlots, waits_for_prefill
 from pinaivu_local.engine.prepared import Constraint
-from pinaivu_local.engine.results import Delta, FinishReason, Usage
+from pinaivu_local.engine.results import Delta, FinishReason, Usage, coalesce
 from pinaivu_local.engine.sampling import SamplingParams, build_sampler
 from pinaivu_local.engine.stops import StopMatcher
 from pinaivu_local.errors import EngineFailure, Unavailable
@@ -69,7 +71,7 @@ class _Sequence:
     params: SamplingParams
     max_tokens: int
     loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[object]
+    queue: Outbox
     sampler: object  # built before queueing, so a sampler that cannot be built never reaches the thread
     cache_scope: str = ""  # only sequences of the same scope share cached prompt prefixes
     guide: Guide | None = None  # constrained decoding: follows generated tokens only, so re-prefill keeps it
@@ -78,6 +80,7 @@ class _Sequence:
     # prompt + generated tokens; the last one is decoded in the next step for the next logits
     tokens: list[int] = field(init=False)
     n_cached: int = 0  # leading tokens whose KV cells are in the cache
+    n_reused: int = 0  # prompt tokens taken from the prefix cache when first admitted (usage's cached_tokens)
     n_generated: int = 0
     # monotonic times: queued, given a slot (first time), first token, finished
     submitted_at: float = field(default_factory=time.monotonic)
@@ -117,15 +120,15 @@ class GenerationStream:
     async def _iterate(self) -> AsyncIterator[Delta]:
         try:
             while True:
-                item = await self._seq.queue.get()
-                if item is _DONE:
-                    self._finished = True
-                    return
-                if isinstance(item, BaseException):
-                    self._finished = True
-                    raise item
-                assert isinstance(item, Delta)
-                yield item
+                for item in _coalesced(await self._seq.queue.take()):
+                    if item is _DONE:
+                        self._finished = True
+                        return
+                    if isinstance(item, BaseException):
+                        self._finished = True
+                        raise item
+                    assert isinstance(item, Delta)
+                    yield item
         finally:
             self.close()
 
@@ -173,7 +176,7 @@ class Scheduler:
         self.n_ctx = llama.llama_n_ctx(self._ctx)
         self._n_batch = llama.llama_n_batch(self._ctx)
         self._memory = llama.llama_get_memory(self._ctx)
-        self._batch = llama.llama_batch_init(self._n_batch, 0, 1)
+        self._batch = TokenBatch(self._n_batch)
         self._lock = threading.Condition()
         self._pending: deque[_Sequence] = deque()
         self._running: list[_Sequence] = []
@@ -201,7 +204,7 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         guide = self.grammars.guide(constraint) if constraint else None
         sampler = build_sampler(params, self._model.n_vocab, max_tokens)
-        seq = _Sequence(prompt, params, max_tokens, loop, asyncio.Queue(), sampler, cache_scope, guide)
+        seq = _Sequence(prompt, params, max_tokens, loop, Outbox(), sampler, cache_scope, guide)
         try:
             with self._lock:
                 self._check_capacity()
@@ -253,7 +256,6 @@ class Scheduler:
             self._finish(seq, shutdown, out)
             _free_sampler(seq)
         self._deliver(out)
-        llama.llama_batch_free(self._batch)
         llama.llama_free(self._ctx)
         self._ctx = None
 
@@ -324,13 +326,21 @@ class Scheduler:
         return True
 
     def _admit(self) -> None:
-        """Move waiting requests into free slots while their tokens so far fit the cache."""
+        """Move waiting requests into free slots while their tokens so far fit the cache.
+
+        A request whose prompt begins with what a running sequence of its scope is prefilling right
+        now waits for that prefill and then copies its cells, rather than computing them again.
+        """
         if any(s.cancelled for s in self._pending):  # clients gone while queued: not worth a place
             for seq in [s for s in self._pending if s.cancelled]:
                 _free_sampler(seq)
             self._pending = deque(s for s in self._pending if not s.cancelled)
+        deferred: list[_Sequence] = []
         while self._pending and self._free_slots:
             seq = self._pending[0]
+            if self._waits_for_prefill(seq):
+                deferred.append(self._pending.popleft())
+                continue
             # Room for its tokens and one more. Later growth is met by pre-empting the youngest.
             if self._cells_in_use() + len(seq.tokens) + 1 > self.n_ctx:
                 self._evict_warm()
@@ -340,7 +350,18 @@ class Scheduler:
             self._place(seq)
             if seq.admitted_at is None:
                 seq.admitted_at = time.monotonic()
+                seq.n_reused = min(seq.n_cached, len(seq.prompt))
             self._running.append(seq)
+        self._pending.extendleft(reversed(deferred))
+
+    def _waits_for_prefill(self, seq: _Sequence) -> bool:
+        """Whether `seq` should wait for a running sequence's prefill of its prompt's prefix."""
+        prefilling = [(s.cache_scope, s.tokens, s.n_cached) for s in self._running if s.n_cached < len(s.tokens) - 1]
+        if not prefilling:
+            return False
+        running = [(s.slot, s.cache_scope, s.tokens[: s.n_cached]) for s in self._running]
+        reuse = self._warm.best(seq.tokens, seq.cache_scope, self._free_slots, running)
+        return waits_for_prefill(seq.tokens, seq.cache_scope, reuse.length if reuse else 0, prefilling)
 
     def _place(self, seq: _Sequence) -> None:
         """Give `seq` a free slot, starting from the longest cached prefix of its tokens."""
@@ -400,8 +421,8 @@ class Scheduler:
         self._make_room()
         budget = self._n_batch
         while True:
-            plan = self._fill_batch(budget)
-            rc = llama.llama_decode(self._ctx, self._batch)
+            batch, plan = self._fill_batch(budget)
+            rc = llama.llama_decode(self._ctx, batch)
             if rc == 0:
                 break
             if rc == 1 and self._warm.cells():
@@ -428,33 +449,25 @@ class Scheduler:
         for seq, logits_index in sampled:
             self._sample(seq, logits_index, out)
 
-    def _fill_batch(self, budget: int) -> list[tuple[_Sequence, int, int]]:
-        """Write this step's tokens into the batch; return (sequence, logits index, tokens fed).
+    def _fill_batch(self, budget: int) -> tuple[llama.llama_batch, list[tuple[_Sequence, int, int]]]:
+        """This step's batch, and (sequence, logits index, tokens fed) for each sequence in it.
 
         Generating sequences come first (one token each), then prompt chunks of the others.
         """
         batch = self._batch
-        n = 0
+        batch.clear()
         plan: list[tuple[_Sequence, int, int]] = []
         generating = [s for s in self._running if len(s.tokens) - s.n_cached == 1]
         prefilling = [s for s in self._running if len(s.tokens) - s.n_cached > 1]
         for seq in generating + prefilling:
-            chunk = min(len(seq.tokens) - seq.n_cached, budget - n)
+            start = seq.n_cached
+            chunk = min(len(seq.tokens) - start, budget - len(batch))
             if chunk <= 0:
                 break
-            for pos in range(seq.n_cached, seq.n_cached + chunk):
-                batch.token[n] = seq.tokens[pos]
-                batch.pos[n] = pos
-                batch.n_seq_id[n] = 1
-                batch.seq_id[n][0] = seq.slot
-                batch.logits[n] = False
-                n += 1
-            reaches_end = seq.n_cached + chunk == len(seq.tokens)
-            if reaches_end:
-                batch.logits[n - 1] = True
-            plan.append((seq, n - 1 if reaches_end else -1, chunk))
-        batch.n_tokens = n
-        return plan
+            reaches_end = start + chunk == len(seq.tokens)
+            index = batch.add(seq.tokens[start : start + chunk], start, seq.slot, logits=reaches_end)
+            plan.append((seq, index, chunk))
+        return batch.seal(), plan
 
     def _sample(self, seq: _Sequence, index: int, out: list[tuple[_Sequence, object]]) -> None:
         token = llama.llama_sampler_sample(seq.sampler, self._ctx, index)
@@ -487,7 +500,7 @@ class Scheduler:
         return token_logprob(row, seq.params.logit_bias, token, seq.trail.n_top, self._model.shape)
 
     def _complete(self, seq: _Sequence, reason: FinishReason, text: str, out: list[tuple[_Sequence, object]]) -> None:
-        usage = Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_generated)
+        usage = Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_generated, cached_tokens=seq.n_reused)
         out.append((seq, Delta(text, finish_reason=reason, usage=usage, logprobs=_logprobs(seq, text, final=True))))
         self._finish(seq, _DONE, out)
 
@@ -534,6 +547,22 @@ def _drain(seq: _Sequence) -> str:
     return tail if hit else tail + seq.stops.flush()
 
 
+def _coalesced(items: list[object]) -> list[object]:
+    """`items` with each run of text-only deltas joined into one: a reader that fell behind catches up in one chunk."""
+    out: list[object] = []
+    run: list[Delta] = []
+    for item in [*items, None]:
+        if isinstance(item, Delta) and item.text_only:
+            run.append(item)
+            continue
+        if run:
+            out.append(coalesce(run[0], run[1:]))
+            run = []
+        if item is not None:
+            out.append(item)
+    return out
+
+
 def _logprobs(seq: _Sequence, text: str, *, final: bool) -> tuple[TokenLogprob, ...] | None:
     """The entries of the tokens whose text `text` completes, when the request asked for logprobs."""
     return None if seq.trail is None else seq.trail.release(text, final=final)
@@ -541,4 +570,4 @@ def _logprobs(seq: _Sequence, text: str, *, final: bool) -> tuple[TokenLogprob, 
 
 def _put_all(items: list[tuple[_Sequence, object]]) -> None:
     for seq, item in items:
-        seq.queue.put_nowait(item)
+        seq.queue.put(item)

@@ -14,24 +14,32 @@ PEER_INSTALLED = all(importlib.util.find_spec(m) for m in ("fastapi", "sse_starl
 
 
 def test_bench_tiny_end_to_end(tmp_path: Path) -> None:
-    args = ["bench", "--tiny", "--work-dir", str(tmp_path), "--concurrency", "1,2", "--rounds", "1"]
-    args += ["--max-tokens", "6", "--prompt-tokens", "12", "--weight-repack", "off"]
+    """Every scenario, the shared-prompt one included, on the tiny model; tables, summary and JSON."""
+    args = ["bench", "--tiny", "--work-dir", str(tmp_path), "--concurrency", "1,2", "--rounds", "2", "--threads", "1"]
+    args += ["--max-tokens", "6", "--prompt-tokens", "12", "--parallel", "2", "--weight-repack", "off"]
     result = CliRunner().invoke(main, [*args, "--peer" if PEER_INSTALLED else "--no-peer"])
     assert result.exit_code == 0, result.output
-    assert "| 2 |" in result.output
+    assert "### summary: the best of 2 round(s)" in result.output
+    assert "| 8 chats sharing a 1,000-token system prompt, 1B-shaped Q4_K_M, 2 streams, 6 tokens |" in result.output
     data = json.loads((tmp_path / "bench-results.json").read_text())
-    names = [server["name"] for server in data["servers"]]
-    assert names == (["pinaivu-local", "llama_cpp.server"] if PEER_INSTALLED else ["pinaivu-local"])
-    for server in data["servers"]:
-        assert server["prompt_tokens"] >= 12
-        assert server["rss_loaded_bytes"] > 0
-        assert [level["concurrency"] for level in server["levels"]] == [1, 2]
-        for level in server["levels"]:
-            assert level["tokens"] == 6 * level["concurrency"]
-            assert level["tokens_per_s"] > 0
-    assert data["weight_repack"] is False
+    assert [s["name"] for s in data["scenarios"]] == ["1b", "tiny-f16", "shared-prompt", "shared-prompt-tiny"]
+    assert data["weight_repack"] is False and data["threads"] == 1
+    for scenario in data["scenarios"]:
+        names = [server["name"] for server in scenario["servers"]]
+        assert names == (["pinaivu-local", "llama_cpp.server"] if PEER_INSTALLED else ["pinaivu-local"])
+        for server in scenario["servers"]:
+            assert server["prompt_tokens"] >= 12
+            assert server["rss_loaded_bytes"] > 0
+            assert [level["concurrency"] for level in server["levels"]] == [1, 2]
+            for level in server["levels"]:
+                assert level["tokens"] == 6 * level["concurrency"] * 2
+                assert 0 < level["tokens_per_s"] <= level["best_round_tokens_per_s"]
+                assert level["best_round_ttft_p50_s"] <= level["ttft_p95_s"]
+    shared = data["scenarios"][2]
+    assert shared["shared_prefix_tokens"] == 200
+    assert shared["servers"][0]["prompt_tokens"] >= 200  # the system prompt reached the chat
     if PEER_INSTALLED:
-        assert "tok/s ratio" in result.output
+        assert "vs llama_cpp.server: tok/s" in result.output
 
 
 def test_bench_rejects_bad_concurrency(tmp_path: Path) -> None:

@@ -11,10 +11,12 @@ import pytest
 
 from pinaivu_local.catalog import Catalog, ModelSpec
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
-from pinaivu_local.engine.prefix_cache import MIN_REUSE, Reuse, WarmSlots, common_prefix
+from pinaivu_local.engine.prefix_cache import MIN_REUSE, MIN_WAIT, Reuse, WarmSlots, common_prefix, waits_for_prefill
 from pinaivu_local.engine.prepared import ChatPrompt
+from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
 from tests.conftest import TinyModels
+from tests.faults import admission_paused
 
 NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
 SYSTEM = "You are a helpful assistant who answers in one short sentence. " * 3
@@ -54,8 +56,19 @@ def test_the_last_token_is_always_decoded_and_short_prefixes_are_ignored() -> No
     assert warm.best(list(range(40)), "", free=[0], running=[]) is None
 
 
-def make_pool(tiny_models: TinyModels, folder: Path) -> ModelPool:
-    spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=1024, n_gpu_layers=0, parallel=2)
+def test_a_request_waits_for_a_prefill_of_its_prefix_only_within_its_scope() -> None:
+    prompt = list(range(200))
+    leader = ("k", [*range(150), 999], 10)  # prefilling, 10 of its tokens cached so far
+    assert waits_for_prefill(prompt, "k", 0, [leader])
+    assert not waits_for_prefill(prompt, "other", 0, [leader])
+    # not when what is to gain is small: the leader's prefill is nearly done, or the cache holds most of it
+    assert not waits_for_prefill(prompt, "k", 0, [("k", leader[1], 150)])
+    assert not waits_for_prefill(prompt, "k", 150 - MIN_WAIT + 1, [leader])
+    assert not waits_for_prefill(prompt, "k", 0, [("k", [*range(MIN_WAIT - 1), 999], 0)])
+
+
+def make_pool(tiny_models: TinyModels, folder: Path, parallel: int = 2) -> ModelPool:
+    spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=2048, n_gpu_layers=0, parallel=parallel)
     pool = ModelPool(Catalog(file=folder / "m.toml", models=(spec,)), EngineOptions(1, 4, False))
     pool.open()
     return pool
@@ -119,3 +132,66 @@ def test_a_prefix_held_by_a_running_sequence_is_shared(
     assert "reuses" in caplog.text
     assert short_text == asyncio.run(answer(fresh, "a short one"))
     assert long_text == asyncio.run(answer(fresh, "a long answer please", max_tokens=300))
+
+
+def shared_system_chat(user: str) -> ChatPrompt:
+    return ChatPrompt([{"role": "system", "content": SYSTEM * 2}, {"role": "user", "content": user}])
+
+
+async def arriving_together(pool: ModelPool, scopes: list[str], cancel_first: bool = False) -> list[list[Delta]]:
+    """One chat per scope, all queued before the engine admits any; each read to its end."""
+    engine = pool.get("tiny")
+    params = SamplingParams(temperature=0, logit_bias=NO_EOG)
+    with admission_paused(engine):
+        streams = [
+            engine.start(engine.prepare(shared_system_chat(f"question {i}"), params, 6, cache_scope=scope))
+            for i, scope in enumerate(scopes)
+        ]
+        if cancel_first:
+            streams.pop(0).close()
+    return [[d async for d in stream] for stream in streams]
+
+
+def cached(deltas: list[Delta]) -> int:
+    assert deltas[-1].usage is not None
+    return deltas[-1].usage.cached_tokens
+
+
+def test_requests_arriving_together_compute_a_shared_prefix_once(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """Eight chats with one system prompt admitted in one step: one prefills it, seven copy its cells."""
+    crowd, alone = make_pool(tiny_models, tmp_path, parallel=8), make_pool(tiny_models, tmp_path, parallel=1)
+    try:
+        together = asyncio.run(arriving_together(crowd, ["k"] * 8))
+        prompt_tokens = together[0][-1].usage.prompt_tokens  # type: ignore[union-attr]
+        counts = sorted(cached(d) for d in together)
+        assert counts[0] == 0  # the first computed the prefix
+        assert len(set(counts[1:])) == 1 and MIN_WAIT <= counts[1] < prompt_tokens  # the rest copied all of it
+        engine = alone.get("tiny")
+        params = SamplingParams(temperature=0, logit_bias=NO_EOG)
+
+        async def one(i: int) -> str:
+            stream = engine.start(engine.prepare(shared_system_chat(f"question {i}"), params, 6))
+            return "".join([d.text async for d in stream])
+
+        assert ["".join(d.text for d in deltas) for deltas in together] == [asyncio.run(one(i)) for i in range(8)]
+    finally:
+        crowd.close()
+        alone.close()
+
+
+def test_requests_of_other_scopes_never_share_a_prefill(tiny_models: TinyModels, tmp_path: Path) -> None:
+    pool = make_pool(tiny_models, tmp_path, parallel=8)
+    try:
+        assert [cached(d) for d in asyncio.run(arriving_together(pool, [f"key{i}" for i in range(8)]))] == [0] * 8
+    finally:
+        pool.close()
+
+
+def test_a_cancelled_leader_strands_nobody(tiny_models: TinyModels, tmp_path: Path) -> None:
+    pool = make_pool(tiny_models, tmp_path, parallel=8)
+    try:
+        together = asyncio.run(arriving_together(pool, ["k"] * 4, cancel_first=True))
+        assert [d[-1].finish_reason for d in together] == ["length"] * 3
+        assert sorted(cached(d) for d in together)[0] == 0
+    finally:
+        pool.close()
