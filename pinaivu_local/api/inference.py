@@ -31,6 +31,7 @@ from pinaivu_local.errors import InvalidRequest, Unavailable
 from pinaivu_local.fleet.fleet import Fleet, Generation
 from pinaivu_local.fleet.forward import estimated, remote_request
 from pinaivu_local.fleet.nodes import LOCAL
+from pinaivu_local.fleet.remote import RemoteGeneration
 from pinaivu_local.fleet.router import prefix_key
 from pinaivu_local.ratelimit import Admission, Limiter
 from pinaivu_local.receipts.document import SignedReceipt, canonical, sign
@@ -127,13 +128,22 @@ class Run:
         record = self._trace.record(
             self._generation, self.text, status=status, finish_reason=finish, usage=usage, error=error
         )
-        # A completed inference is signed before anything of it is recorded or sent (not one that a
-        # node without receipts ran: its model's hash is unknown here).
-        if status == 200 and record.model_sha256 is not None:
-            self.signed = sign(record, self._hooks.identity)
+        if status == 200:
+            self.signed = self._receipt_for(record)
+        if self.signed is not None:
             record.receipt = canonical(self.signed.document).decode()
             record.receipt_signature = self.signed.signature
         self._receipt = self._hooks.recorded(record)
+
+    def _receipt_for(self, record: RequestRecord) -> SignedReceipt | None:
+        """A completed inference's receipt, made before anything of it is recorded or sent.
+
+        Ours, signed now, when this process computed it. When a node did, the node's own receipt as it
+        signed it: a gateway signs nothing it did not compute (a node without receipts leaves none).
+        """
+        if isinstance(self._generation, RemoteGeneration):
+            return self._generation.receipt
+        return sign(record, self._hooks.identity) if record.model_sha256 is not None else None
 
     async def recorded(self) -> None:
         """Wait until the record end() submitted is durable: a response is complete only then.

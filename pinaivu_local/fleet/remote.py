@@ -23,6 +23,7 @@ from pinaivu_local.engine.results import Delta, FinishReason, Usage
 from pinaivu_local.engine.scheduler import Timings
 from pinaivu_local.errors import EngineFailure
 from pinaivu_local.fleet.state import NodeState
+from pinaivu_local.receipts.document import MalformedReceipt, SignedReceipt
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class RemoteGeneration:
         self._prompt_tokens = request.prompt_tokens
         self._closed = False
         self._holding = True  # counted in the node's in_flight (the fleet counted it when it opened)
-        self._seen: dict[str, str] = {}  # what the node's last chunk said beyond OpenAI's shape
+        self._seen: dict[str, Any] = {}  # what the node's last chunk said beyond OpenAI's shape
 
     @property
     def node(self) -> str:
@@ -81,7 +82,21 @@ class RemoteGeneration:
     @property
     def model_sha256(self) -> str | None:
         """The model file's SHA-256 as the node's signed receipt names it (None: a node without receipts)."""
-        return self._seen.get("model_sha256")
+        receipt = self.receipt
+        return None if receipt is None else str(receipt.document["model_sha256"])
+
+    @property
+    def receipt(self) -> SignedReceipt | None:
+        """The node's own signed receipt, exactly as it sent it (None: a node without receipts, or a
+        malformed one). The gateway keeps it; it signs nothing for a node."""
+        envelope = self._seen.get("receipt")
+        if envelope is None:
+            return None
+        try:
+            return SignedReceipt.from_envelope(envelope)
+        except MalformedReceipt as exc:
+            log.warning("node %s sent a malformed receipt (%s): kept none", self.node, exc)
+            return None
 
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self._iterate()
@@ -169,9 +184,9 @@ class RemoteGeneration:
                 asyncio.get_running_loop().create_task(self._release())
 
 
-async def _deltas(response: httpx.Response, request: RemoteRequest, seen: dict[str, str]) -> AsyncIterator[Delta]:
+async def _deltas(response: httpx.Response, request: RemoteRequest, seen: dict[str, Any]) -> AsyncIterator[Delta]:
     """A node's SSE stream as Deltas; the last one carries the finish reason and the usage. A pinaivu
-    node's receipt (on its last chunk) gives `seen` the model hash it signed."""
+    node's receipt (on its last chunk) goes into `seen`, as the node signed it."""
     finish: FinishReason | None = None
     usage: Usage | None = None
     chunks = 0
@@ -187,7 +202,7 @@ async def _deltas(response: httpx.Response, request: RemoteRequest, seen: dict[s
                 raise NodeDropped(f"error event: {str(chunk['error'].get('message', chunk['error']))[:200]}")
             receipt = chunk.get(RECEIPT_FIELD)
             if receipt:
-                seen["model_sha256"] = str(receipt["receipt"]["model_sha256"])
+                seen["receipt"] = receipt
             if chunk.get("usage"):
                 usage = Usage(chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"])
             for choice in chunk.get("choices") or []:

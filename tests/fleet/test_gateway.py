@@ -110,10 +110,36 @@ def test_openai_client_through_the_gateway_and_records_name_the_node(fleet: Flee
     for request_id in (whole.model_extra["request_id"], chunks[0].model_extra["request_id"]):  # type: ignore[index]
         record = httpx.get(f"{fleet.gateway.v1}/requests/{request_id}", headers=AUTH, timeout=10).json()
         assert record["node"] in ("a", "b") and record["status"] == 200
-        # the gateway's receipt names the model hash the node's own receipt signed
         assert (
             len(record["model_sha256"]) == 64 and record["receipt"]["receipt"]["model_sha256"] == record["model_sha256"]
         )
+    assert chunks[-1].model_extra["pinaivu_receipt"] == record["receipt"]  # type: ignore[index]
+
+
+def test_the_gateway_keeps_each_nodes_receipt_as_the_node_signed_it(fleet: Fleet, tmp_path: Path) -> None:
+    """The gateway signs nothing it did not compute: the receipt is the node's, checked with the node's keys."""
+    client = openai.OpenAI(api_key=TEST_KEY, base_url=fleet.gateway.v1, max_retries=0)
+    body = chat_body("prove where this ran")
+    raw = client.chat.completions.with_raw_response.create(**body)
+    receipt = json.loads(raw.headers["x-pinaivu-receipt"])
+    record = httpx.get(f"{fleet.gateway.v1}/requests/{raw.headers['x-request-id']}", headers=AUTH, timeout=10).json()
+    assert record["receipt"] == receipt
+    node = fleet.nodes[record["node"]]
+    node_id = httpx.get(f"{node.base_url}/v1/node", timeout=10).json()["node_id"]
+    gateway_id = httpx.get(f"{fleet.gateway.base_url}/v1/node", timeout=10).json()["node_id"]
+    assert receipt["receipt"]["node_id"] == node_id != gateway_id
+    (tmp_path / "receipt.json").write_text(json.dumps(receipt))
+    (tmp_path / "messages.json").write_text(json.dumps(body["messages"]))
+    (tmp_path / "output.txt").write_text(raw.parse().choices[0].message.content or "")
+    kept = [str(tmp_path / "receipt.json"), "--input", str(tmp_path / "messages.json")]
+    kept += ["--output", str(tmp_path / "output.txt")]
+
+    def verify(*args: str) -> int:
+        command = [sys.executable, "-m", "pinaivu_local", "receipts", "verify", *kept, *args]
+        return subprocess.run(command, capture_output=True, timeout=120, check=False).returncode
+
+    assert verify("--node", node.base_url) == 0  # the node's signature over what the client sent and got
+    assert verify("--node", fleet.gateway.base_url) == 3  # not the gateway's: it signed nothing
 
 
 def test_load_spreads_over_both_nodes_and_a_shared_prefix_sticks(fleet: Fleet) -> None:

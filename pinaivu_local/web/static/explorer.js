@@ -35,9 +35,10 @@ function receiptView(record) {
   checkReceipt(record.receipt).then(([ok, how]) => {
     const status = document.getElementById("receipt-status");
     if (!status) return;
+    const signer = "Signed by node " + doc.node_id + " (key " + doc.key_id + ")";
+    if (ok === null) { status.className = "muted"; status.textContent = signer + ": " + how + "."; return; }
     status.className = ok ? "ok" : "bad";
-    status.textContent = "Signed by node " + doc.node_id + " (key " + doc.key_id + "), signature " +
-      (ok ? "valid" : "INVALID") + " (" + how + ").";
+    status.textContent = signer + ", signature " + (ok ? "valid" : "INVALID") + " (" + how + ").";
   });
   return box;
 }
@@ -53,8 +54,12 @@ async function checkReceipt(signed) {
   let key = null;
   try {
     const node = await (await fetch("/v1/node")).json();
+    if (node.node_id !== signed.receipt.node_id) {  // a node behind this gateway signed it, not this server
+      return [null, "signed by a node behind this gateway: check it with its keys, " +
+        "pinaivu-local receipts verify FILE --node <that node's URL>"];
+    }
     const known = [node.current_key, ...node.retired_keys].find(k => k.key_id === signed.receipt.key_id);
-    if (!known || node.node_id !== signed.receipt.node_id) return [false, "not a key of this node"];
+    if (!known) return [false, "not a key of this node"];
     key = await crypto.subtle.importKey("raw", fromBase64(known.public_key), { name: "Ed25519" }, false, ["verify"]);
   } catch (error) {
     key = null;  // no Ed25519 in this browser's Web Crypto (or no Web Crypto off https/localhost)
