@@ -92,6 +92,7 @@ LLAMA_SERVER ?= $(wildcard build/llama-server/bin/llama-server)
 bench: install-bench
 	$(BIN)/pinaivu-local bench $(if $(LLAMA_SERVER),--llama-server "$(LLAMA_SERVER)") $(ARGS)
 	$(BIN)/pinaivu-local bench --gateway 500
+	$(BIN)/python -m pinaivu_local.bench.constrained
 
 # One executable file carrying Python, this package, llama.cpp and the web pages (PyInstaller, a few minutes):
 # dist/pinaivu-local-<version>-<os>-<arch>-<cpu|cuda|metal>. GPU= as for `make install`.

@@ -21,6 +21,7 @@ from pinaivu_local.engine.grammars import json_constraint
 from pinaivu_local.engine.model_pool import EngineOptions, ModelEngine, ModelPool
 from pinaivu_local.engine.prepared import ChatPrompt, Constraint
 from pinaivu_local.engine.sampling import SamplingParams
+from pinaivu_local.settings import Settings
 
 # Records of a few typed fields, more than any budget here fills: every stream runs to max_tokens.
 SCHEMA = {
@@ -110,7 +111,7 @@ def _rate(rounds: list[Round]) -> float:
 def main() -> None:
     """Parse the options, make the model if needed, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", type=Path, default=Path.home() / ".local/share/pinaivu-local/bench")
+    parser.add_argument("--work-dir", type=Path, default=Settings().data_dir / "bench", help="as `pinaivu-local bench`")
     parser.add_argument("--tiny", action="store_true", help="the tiny test model: checks the machinery")
     parser.add_argument("--model", type=Path, help="any GGUF instead of the bench model")
     parser.add_argument("--streams", type=int, default=8)
