@@ -162,12 +162,11 @@ class _RunHooks:
     request_log: RequestLog
     metrics: Metrics
     context: RequestContext
-    model_file: Path | None  # None: a node ran it (its hash is not this gateway's to compute)
     identity: NodeIdentity
 
     def recorded(self, record: RequestRecord) -> Receipt:
         """Queue the record for writing, count it, and let the access log see it."""
-        receipt = self.request_log.submit(record, self.model_file)
+        receipt = self.request_log.submit(record)
         self.metrics.observe_record(record)
         self.context.record = record
         return receipt
@@ -259,8 +258,7 @@ class Inference:
             tool_names=request.tool_names,
             structure_digest=request.structure_digest,
         )
-        model_file = engine.spec.file if engine is not None and node in (None, LOCAL) else None
-        hooks = _RunHooks(self._request_log, self._metrics, context, model_file, self._identity)
+        hooks = _RunHooks(self._request_log, self._metrics, context, self._identity)
         return Run(completion, generation, reservation, trace, hooks)
 
     def _resolve(self, model: str) -> tuple[ModelEngine | None, str]:

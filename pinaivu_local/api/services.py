@@ -70,7 +70,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
         key_store = KeyStore(database, key_usage)
         hashes = ModelHashes(settings.data_dir / "model-hashes.json")
         retention = Retention(days=settings.log_retention_days, rows=settings.log_retention_rows)
-        request_log = RequestLog(database, retention, hashes.get, backlog=settings.log_backlog, key_usage=key_usage)
+        request_log = RequestLog(database, retention, backlog=settings.log_backlog, key_usage=key_usage)
         resources.callback(request_log.close)
         if settings.no_local:
             catalog = Catalog(catalog.file, ())  # a pure gateway: no model of its own

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func
@@ -46,7 +44,6 @@ class RequestLog:
         self,
         database: Database,
         retention: Retention,
-        model_hash: Callable[[Path], str | None],
         *,
         backlog: int = 1000,
         key_usage: KeyUsage | None = None,
@@ -55,17 +52,16 @@ class RequestLog:
         self._retention = retention
         self._writer = RecordWriter(
             database,
-            model_hash,
             backlog=backlog,
             key_usage=key_usage,
             housekeeping=self._prune,
             housekeeping_every_s=PRUNE_EVERY_S,
         )
 
-    def submit(self, record: RequestRecord, model_file: Path | None = None) -> Receipt:
+    def submit(self, record: RequestRecord) -> Receipt:
         """Queue a finished request's record, cut to its bounded size; `await receipt.durable()` before
         the response goes out (called from the event loop; never blocks)."""
-        return self._writer.submit(bounded(record), model_file)
+        return self._writer.submit(bounded(record))
 
     def raise_if_unavailable(self) -> None:
         """StorageUnavailable (503) while records cannot be written or the backlog is full."""

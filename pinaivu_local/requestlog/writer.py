@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table
@@ -48,7 +47,6 @@ _TABLE: Table = RequestRecord.__table__  # type: ignore[attr-defined]  # SQLMode
 @dataclass(eq=False)
 class _Entry:
     record: RequestRecord
-    model_file: Path | None
     future: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
     state: str = _QUEUED
     withdrawn: bool = False  # its response gave up waiting: the record says 503
@@ -96,7 +94,6 @@ class RecordWriter:
     def __init__(
         self,
         database: Database,
-        model_hash: Callable[[Path], str | None],
         *,
         backlog: int,
         key_usage: KeyUsage | None = None,
@@ -104,7 +101,6 @@ class RecordWriter:
         housekeeping_every_s: float = 3600.0,
     ) -> None:
         self._db = database
-        self._model_hash = model_hash
         self._limit = backlog
         self._usage = key_usage
         self._housekeeping = housekeeping
@@ -123,9 +119,9 @@ class RecordWriter:
 
     # ---- event loop side --------------------------------------------------------------
 
-    def submit(self, record: RequestRecord, model_file: Path | None = None) -> Receipt:
+    def submit(self, record: RequestRecord) -> Receipt:
         """Queue a finished request's record; never blocks, never refuses (admission is bounded instead)."""
-        entry = _Entry(record, model_file)
+        entry = _Entry(record)
         with self._cond:
             self._queued.append(entry)
             self._cond.notify_all()
@@ -264,13 +260,7 @@ class RecordWriter:
 
     def _rows(self, batch: list[_Entry]) -> list[dict[str, Any]]:
         """The records as rows. No lock needed: `withdraw` changes only queued records, these are being written."""
-        rows = []
-        for entry in batch:
-            record = entry.record
-            if record.model_sha256 is None and entry.model_file is not None:
-                record.model_sha256 = self._model_hash(entry.model_file)
-            rows.append(record.model_dump())
-        return rows
+        return [entry.record.model_dump() for entry in batch]
 
     def _commit(self, rows: list[dict[str, Any]], usage: dict[str, datetime]) -> None:
         with self._db.session() as session:

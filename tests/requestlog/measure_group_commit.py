@@ -80,7 +80,7 @@ def main() -> None:
         event.listen(database.engine, "connect", lambda conn, _: conn.execute(f"PRAGMA synchronous={args.synchronous}"))
         commits: list[int] = []
         event.listen(database.engine, "commit", lambda _conn: commits.append(1))
-        log = RequestLog(database, Retention(days=30, rows=10_000_000), lambda _: None, backlog=100_000)
+        log = RequestLog(database, Retention(days=30, rows=10_000_000), backlog=100_000)
         try:
             print(f"database in {folder}; synchronous={args.synchronous} (FULL, the server's: a commit is synced)")
             print("concurrency  records  commits  records/commit  p50 ms  p99 ms  max ms")

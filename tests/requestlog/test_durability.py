@@ -40,7 +40,7 @@ def stored(path: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 def open_log(database: Database, *, backlog: int = 1000, usage: KeyUsage | None = None) -> RequestLog:
-    return RequestLog(database, Retention(days=30, rows=1000), lambda _: "f" * 64, backlog=backlog, key_usage=usage)
+    return RequestLog(database, Retention(days=30, rows=1000), backlog=backlog, key_usage=usage)
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -33,6 +33,7 @@ def record(
         prompt_tokens=tokens,
         completion_tokens=tokens,
         input_sha256=input_digest("p"),
+        model_sha256="f" * 64,
     )
 
 
@@ -46,14 +47,14 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 
 def open_log(database: Database, days: int = 30, rows: int = 1000) -> RequestLog:
-    return RequestLog(database, Retention(days=days, rows=rows), lambda _: "f" * 64)
+    return RequestLog(database, Retention(days=days, rows=rows))
 
 
 def test_submit_flush_read(database: Database, tmp_path: Path) -> None:
     log = open_log(database)
     try:
         for i in range(5):
-            log.submit(record(f"req_{i}", age_h=5 - i, key="key_a" if i % 2 else "key_b"), tmp_path / "m.gguf")
+            log.submit(record(f"req_{i}", age_h=5 - i, key="key_a" if i % 2 else "key_b"))
         log.flush()
         found = log.get("req_3")
         assert found is not None and found.model_sha256 == "f" * 64
