@@ -11,15 +11,17 @@ from pinaivu_local.api.context import context_of
 from pinaivu_local.api.services import services_of
 from pinaivu_local.errors import PermissionDenied
 
+# Both guards are coroutines: Litestar runs a plain function guard on a worker thread, a hop per request.
 
-def require_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+
+async def require_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Authenticate before validation, and remember the caller in the request's context."""
     authenticator = services_of(connection.app).authenticator
-    principal = authenticator.authenticate(connection.headers.get("authorization"))
+    principal = await authenticator.authenticate_async(connection.headers.get("authorization"))
     context_of(connection.scope).principal = principal
 
 
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """After require_key: admin keys only."""
     principal = context_of(connection.scope).caller()
     if not principal.admin:

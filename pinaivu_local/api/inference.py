@@ -23,7 +23,14 @@ from pinaivu_local.api.request_trace import RequestTrace
 from pinaivu_local.api.tool_calls import parse_output
 from pinaivu_local.engine.logprobs import TokenLogprob
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
-from pinaivu_local.engine.prepared import Constraint, PreparedRequest, PromptSource
+from pinaivu_local.engine.prepared import (
+    ChatPrompt,
+    Constraint,
+    PreparedRequest,
+    PromptSource,
+    TokenPrompt,
+    text_bytes,
+)
 from pinaivu_local.engine.results import Delta, Usage
 from pinaivu_local.engine.results import FinishReason as EngineFinish
 from pinaivu_local.engine.sampling import SamplingParams
@@ -214,15 +221,20 @@ class Inference:
         principal.check_model(model_id)
         # Again (a replay comes here directly): a key over its requests limit must not make us tokenize.
         self._limiter.check_requests(principal.key_id, principal.limits)
-        # Rendering and tokenizing take time in proportion to the input: never on the event loop.
         scope = "" if self._share_prefixes else principal.key_id
         if engine is not None:
-            prepared = await asyncio.to_thread(
-                functools.partial(engine.prepare, cache_scope=scope, constraint=request.constraint),
+            prepare = functools.partial(
+                engine.prepare,
                 request.source,
                 request.sampling,
                 request.max_tokens,
+                cache_scope=scope,
+                constraint=request.constraint,
             )
+            # Rendering and tokenizing take time in proportion to the input: a large one on a worker
+            # thread, so the event loop keeps streaming. A small one here: it holds the GIL either way,
+            # and the hop to a thread and back costs more than tokenizing a few KB.
+            prepared = prepare() if _small(request) else await asyncio.to_thread(prepare)
             # No receipt without the model file's hash: the first requests after a start may wait for it.
             model_sha256: str | None = self._hashes.get(engine.spec.file) or await self._hash_model(engine.spec.file)
         else:
@@ -306,6 +318,23 @@ class Inference:
             raise Unavailable(
                 "The model's file cannot be read to compute its SHA-256; retry later.", retry_after=5
             ) from None
+
+
+# A prompt up to this size, without tools or a grammar to compile, is rendered and tokenized on the event loop.
+INLINE_PREPARE_BYTES = 16 * 1024
+INLINE_PREPARE_MESSAGES = 64
+
+
+def _small(request: InferenceRequest) -> bool:
+    """Whether preparing `request` is quick enough to do on the event loop (well under a millisecond)."""
+    source = request.source
+    if request.constraint is not None or (isinstance(source, ChatPrompt) and source.tools):
+        return False
+    if isinstance(source, ChatPrompt) and len(source.messages) > INLINE_PREPARE_MESSAGES:
+        return False
+    if isinstance(source, TokenPrompt):
+        return len(source.tokens) <= INLINE_PREPARE_BYTES // 4
+    return text_bytes(source) <= INLINE_PREPARE_BYTES
 
 
 def _local_only(request: InferenceRequest) -> tuple[str, str] | None:

@@ -48,6 +48,8 @@ def _finish(services: Services, scope: Scope, context: RequestContext, status: i
         # /metrics needs no key: series carry key ids, never the names people give their keys.
         key_id = context.principal.key_id
         services.metrics.observe_response(model=context.model_id or "unknown", status=status, key=key_id)
+    if not access_log.isEnabledFor(logging.INFO):  # every request comes here: build no line nobody reads
+        return
     fields = {
         "method": scope.get("method"),
         "path": path,

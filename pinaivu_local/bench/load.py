@@ -17,6 +17,9 @@ from pinaivu_local.errors import BenchError
 # neither server can reuse the KV cells of an earlier prompt.
 _WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "a", "server", "answers")
 MAX_PROMPT_WORDS = 4000
+# A round sends at least this many requests: at low concurrency each stream sends several back to
+# back, since one request of a few dozen milliseconds is too noisy a measure on its own.
+REQUESTS_PER_ROUND = 8
 STREAM_TIMEOUT_S = 600.0
 
 
@@ -73,7 +76,9 @@ class LevelResult:
         return float(np.percentile([s.ttft_s for s in self.streams], percentile))
 
     def _rounds(self) -> list[tuple[float, tuple[StreamResult, ...]]]:
-        size = self.concurrency
+        if not self.round_walls:
+            return []
+        size = len(self.streams) // len(self.round_walls)  # every round sends the same number of requests
         return [(wall, self.streams[i * size : (i + 1) * size]) for i, wall in enumerate(self.round_walls)]
 
     def best_tokens_per_s(self) -> float:
@@ -120,16 +125,30 @@ async def calibrate_prompt(
     raise BenchError(f"{base_url}: no prompt of up to {MAX_PROMPT_WORDS} words reaches {target_tokens} tokens")
 
 
+def requests_per_stream(concurrency: int) -> int:
+    """How many requests each stream sends, one after another, in a round: at least REQUESTS_PER_ROUND in all."""
+    return max(1, -(-REQUESTS_PER_ROUND // concurrency))
+
+
 async def run_round(
     client: httpx.AsyncClient, base_url: str, workload: Workload, concurrency: int, prompts: PromptSource
 ) -> tuple[float, list[StreamResult]]:
-    """(wall seconds, streams): `concurrency` streams started together, all read to their end."""
+    """(wall seconds, requests): `concurrency` streams started together, each sending requests_per_stream()
+    requests back to back, all read to their end."""
     shared = prompts.next(workload.shared_prefix_words) if workload.shared_prefix_words else None
-    bodies = [_body(workload, prompts.next(workload.prompt_words), shared) for _ in range(concurrency)]
     path = "/v1/chat/completions" if shared is not None else "/v1/completions"
+    per_stream = requests_per_stream(concurrency)
+    bodies = [
+        [_body(workload, prompts.next(workload.prompt_words), shared) for _ in range(per_stream)]
+        for _ in range(concurrency)
+    ]
+
+    async def stream(queue: list[dict[str, object]]) -> list[StreamResult]:
+        return [await stream_completion(client, base_url + path, workload, body) for body in queue]
+
     started = time.perf_counter()
-    results = await asyncio.gather(*(stream_completion(client, base_url + path, workload, b) for b in bodies))
-    return time.perf_counter() - started, list(results)
+    results = await asyncio.gather(*(stream(queue) for queue in bodies))
+    return time.perf_counter() - started, [r for per in results for r in per]
 
 
 def _body(workload: Workload, prompt: str, system: str | None) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pinaivu_local.bench.load import LevelResult
+from pinaivu_local.bench.load import REQUESTS_PER_ROUND, LevelResult
 from pinaivu_local.bench.runner import LLAMA_SERVER, OURS, PEER, BenchReport, ScenarioRun, ServerRun
 
 RATIO_NOTE = (
@@ -18,7 +18,8 @@ def render(report: BenchReport) -> str:
         f"machine: {report.nproc} CPUs ({report.cpu}); threads {report.threads}; "
         f"weight repack {'on' if report.weight_repack else 'off'} for every server",
         f"{report.config.rounds} round(s) per concurrency, servers taking turns round by round; "
-        "streams greedy, end-of-generation ignored",
+        f"at least {REQUESTS_PER_ROUND} requests a round (below that concurrency, each stream sends several "
+        "back to back); streams greedy, end-of-generation ignored",
     ]
     for run in report.runs:
         lines += ["", *_scenario(run)]

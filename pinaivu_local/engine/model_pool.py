@@ -13,7 +13,14 @@ from pinaivu_local.engine.constraints import MaskStats
 from pinaivu_local.engine.devices import gpu_layers
 from pinaivu_local.engine.llama_log import LlamaLog
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
-from pinaivu_local.engine.prepared import ChatPrompt, Constraint, PreparedRequest, PromptSource, TextPrompt
+from pinaivu_local.engine.prepared import (
+    ChatPrompt,
+    Constraint,
+    PreparedRequest,
+    PromptSource,
+    TextPrompt,
+    text_bytes,
+)
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
 from pinaivu_local.errors import ContextLengthExceeded, InvalidRequest, ModelFileError, ModelNotFound, PinaivuError
@@ -88,7 +95,7 @@ class ModelEngine:
         param = "messages" if isinstance(source, ChatPrompt) else "prompt"
         # No token is longer than max_token_bytes: a text that cannot fit even so is refused
         # before it is tokenized (megabytes of it would keep a thread busy for nothing).
-        self._budget(-(-_text_bytes(source) // self._model.max_token_bytes), requested, param, at_least=True)
+        self._budget(-(-text_bytes(source) // self._model.max_token_bytes), requested, param, at_least=True)
         prompt = self._tokens(source)
         budget = self._budget(len(prompt), requested, param)
         return PreparedRequest(self.id, prompt, budget, sampling, cache_scope, constraint)
@@ -274,15 +281,6 @@ class ModelPool:
             self._log.uninstall()
             self._log = None
         llama.llama_backend_free()
-
-
-def _text_bytes(source: PromptSource) -> int:
-    """Bytes of client text in a prompt (0 for token ids, which are counted as they are)."""
-    if isinstance(source, ChatPrompt):
-        return sum(len((m.get("content") or "").encode()) for m in source.messages)
-    if isinstance(source, TextPrompt):
-        return len(source.text.encode())
-    return 0
 
 
 def _placement(n_gpu_layers: int, n_layer: int) -> str:

@@ -33,6 +33,15 @@ class TokenPrompt:
 PromptSource = ChatPrompt | TextPrompt | TokenPrompt
 
 
+def text_bytes(source: PromptSource) -> int:
+    """Bytes of client text in a prompt (0 for token ids, which are counted as they are)."""
+    if isinstance(source, ChatPrompt):
+        return sum(len((m.get("content") or "").encode()) for m in source.messages)
+    if isinstance(source, TextPrompt):
+        return len(source.text.encode())
+    return 0
+
+
 @dataclass(frozen=True)
 class Constraint:
     """Output the sampler must keep to: an llguidance grammar, from the first token or once woken.

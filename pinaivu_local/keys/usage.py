@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from sqlalchemy import or_, update
+from sqlalchemy import Connection, or_, update
 from sqlmodel import Session, col
 
 from pinaivu_local.clock import as_utc
@@ -56,10 +56,10 @@ class KeyUsage:
         return record
 
 
-def write_last_used(session: Session, times: dict[str, datetime]) -> None:
-    """Store last-use times in the session's transaction, never moving one backwards."""
+def write_last_used(conn: Connection | Session, times: dict[str, datetime]) -> None:
+    """Store last-use times in the connection's (or session's) transaction, never moving one backwards."""
     for key_id, at in times.items():
-        session.execute(
+        conn.execute(
             update(ApiKey)
             .where(col(ApiKey.id) == key_id)
             .where(or_(col(ApiKey.last_used_at).is_(None), col(ApiKey.last_used_at) < at))

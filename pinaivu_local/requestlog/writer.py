@@ -101,6 +101,7 @@ class RecordWriter:
         housekeeping_every_s: float = 3600.0,
     ) -> None:
         self._db = database
+        self._insert = database.insert(_TABLE).on_conflict_do_nothing()  # built once: every commit runs it
         self._limit = backlog
         self._usage = key_usage
         self._housekeeping = housekeeping
@@ -263,14 +264,15 @@ class RecordWriter:
         return [entry.record.model_dump() for entry in batch]
 
     def _commit(self, rows: list[dict[str, Any]], usage: dict[str, datetime]) -> None:
-        with self._db.session() as session:
+        # A Core connection and insert, no ORM session: a response waits for this commit, and the
+        # session's bookkeeping cost more than the insert. A record already there (an attempt whose
+        # outcome was unclear) stays as it is.
+        with self._db.connection() as conn:
             if rows:
-                # Core insert (the ORM's bulk path costs more per row); a record already there (an
-                # attempt whose outcome was unclear) stays as it is.
-                session.execute(self._db.insert(_TABLE).on_conflict_do_nothing(), rows)
+                conn.execute(self._insert, rows)
             if usage:
-                write_last_used(session, usage)
-            session.commit()
+                write_last_used(conn, usage)
+            conn.commit()
 
     def _written(self, batch: list[_Entry], cycle: int) -> None:
         recovered = self.failure is not None

@@ -131,9 +131,21 @@ class Database:
         """A session. The file's errors become StorageUnavailable (disk full, locked, I/O: a 503), other
         database errors InternalError (a bug of ours); neither message names the file, which only the
         server log does: these messages reach clients."""
+        with self._errors_named(), Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A Core connection, for reads on every request where the ORM's bookkeeping costs more than the
+        query (authentication); errors as session() has them."""
+        with self._errors_named(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _errors_named(self) -> Iterator[None]:
+        """The database's errors as StorageUnavailable or InternalError, their cause in the server log only."""
         try:
-            with Session(self.engine, expire_on_commit=False) as session:
-                yield session
+            yield
         except SQLAlchemyError as exc:
             cause = describe(exc)
             log.warning("database %s: %s (%s)", self.where, cause, exc.args[0] if exc.args else exc.__class__.__name__)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from pinaivu_local.bench.load import requests_per_stream
 from pinaivu_local.cli import main
 
 PEER_INSTALLED = all(importlib.util.find_spec(m) for m in ("fastapi", "sse_starlette", "starlette_context"))
@@ -32,7 +33,8 @@ def test_bench_tiny_end_to_end(tmp_path: Path) -> None:
             assert server["rss_loaded_bytes"] > 0
             assert [level["concurrency"] for level in server["levels"]] == [1, 2]
             for level in server["levels"]:
-                assert level["tokens"] == 6 * level["concurrency"] * 2
+                # every round sends at least REQUESTS_PER_ROUND requests: one stream sends several
+                assert level["tokens"] == 6 * level["concurrency"] * requests_per_stream(level["concurrency"]) * 2
                 assert 0 < level["tokens_per_s"] <= level["best_round_tokens_per_s"]
                 assert level["best_round_ttft_p50_s"] <= level["ttft_p95_s"]
     shared = data["scenarios"][2]

@@ -7,7 +7,7 @@ from typing import Any
 
 from litestar import Request, Response, post
 
-from pinaivu_local.api.context import RequestContext
+from pinaivu_local.api.context import context_of
 from pinaivu_local.api.delivery import respond
 from pinaivu_local.api.inference import Inference
 from pinaivu_local.api.openapi_body import json_body
@@ -23,11 +23,9 @@ from pinaivu_local.api.validation import read_body
     operation_class=json_body(ChatCompletionRequest),
     responses=error_responses(400, 401, 403, 404, 422, 429, 500, 503),
 )
-async def chat_completions(
-    request: Request[Any, Any, Any], inference: Inference, context: RequestContext
-) -> Response[Any]:
+async def chat_completions(request: Request[Any, Any, Any], inference: Inference) -> Response[Any]:
     """Answer a conversation, whole or as a stream of chunks."""
-    return await _complete(request, inference, context, ChatCompletionRequest)
+    return await _complete(request, inference, ChatCompletionRequest)
 
 
 @post(
@@ -37,17 +35,19 @@ async def chat_completions(
     operation_class=json_body(CompletionRequest),
     responses=error_responses(400, 401, 403, 404, 422, 429, 500, 503),
 )
-async def completions(request: Request[Any, Any, Any], inference: Inference, context: RequestContext) -> Response[Any]:
+async def completions(request: Request[Any, Any, Any], inference: Inference) -> Response[Any]:
     """Continue a prompt, whole or as a stream of chunks."""
-    return await _complete(request, inference, context, CompletionRequest)
+    return await _complete(request, inference, CompletionRequest)
 
 
 async def _complete(
     request: Request[Any, Any, Any],
     inference: Inference,
-    context: RequestContext,
     schema: type[ChatCompletionRequest] | type[CompletionRequest],
 ) -> Response[Any]:
+    # The request's context is read here, not injected: Litestar resolves two dependencies of one
+    # level in a task group of their own, which costs more than the whole key lookup.
+    context = context_of(request.scope)
     inference.check_requests(context)  # before parsing what may be megabytes
     body = await read_body(request, schema)
     run = await inference.start(context, replace(body.inference_request(), streamed=bool(body.stream)))
