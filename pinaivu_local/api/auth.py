@@ -46,7 +46,8 @@ class KeyAuthenticator:
 
     async def authenticate_async(self, authorization: str | None) -> Principal:
         """authenticate() for the event loop: inline on a local SQLite file, whose lookup takes well under a
-        millisecond and less than a hop to a worker thread and back; on a worker thread where the key
+        millisecond, less than a hop to a worker thread and back, and never waits for a writer (WAL: a
+        reader reads the last commit, whoever holds the write lock); on a worker thread where the key
         store is a database server (a network round trip)."""
         if self._store.local:
             return self.authenticate(authorization)

@@ -7,8 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from pinaivu_local.errors import ConfigError
+from pinaivu_local.errors import ConfigError, StorageUnavailable
 from pinaivu_local.storage.database import Database, schema_version
 
 
@@ -53,3 +54,21 @@ def test_not_a_database(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=str(path)):
         Database(path)
     assert path.read_bytes() == b"this is not sqlite" * 100  # left untouched
+
+
+@pytest.mark.parametrize("through", ["session", "connection"])
+def test_a_locked_file_is_a_storage_error_that_names_no_path(tmp_path: Path, through: str) -> None:
+    """Core connections (the key lookup, the request log's commits) name errors as sessions do."""
+    database = Database(tmp_path / "pinaivu.db", busy_timeout_s=0.05)
+    holder = sqlite3.connect(database.path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with pytest.raises(StorageUnavailable) as caught, getattr(database, through)() as handle:
+            handle.execute(text("UPDATE api_keys SET name = name"))
+            handle.commit()
+        assert "locked" in caught.value.message and str(tmp_path) not in caught.value.message
+        with database.connection() as conn:  # reads go on meanwhile (WAL)
+            assert conn.execute(text("SELECT count(*) FROM api_keys")).scalar() == 0
+    finally:
+        holder.close()
+        database.close()
