@@ -136,8 +136,8 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
-        """A Core connection, for reads on every request where the ORM's bookkeeping costs more than the
-        query (authentication); errors as session() has them."""
+        """A Core connection, where the ORM's bookkeeping costs more than the statement (the key lookup of
+        every request, the request log's commits); errors as session() has them."""
         with self._errors_named(), self.engine.connect() as conn:
             yield conn
 
