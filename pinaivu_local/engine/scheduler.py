@@ -31,6 +31,7 @@ from pinaivu_local.engine.prepared import Constraint
 from pinaivu_local.engine.results import Delta, FinishReason, Usage, coalesce
 from pinaivu_local.engine.sampling import SamplingParams, build_sampler
 from pinaivu_local.engine.stops import StopMatcher
+from pinaivu_local.engine.threads import tune_generation_threads
 from pinaivu_local.errors import EngineFailure, Unavailable
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,7 @@ class Scheduler:
         self._n_batch = llama.llama_n_batch(self._ctx)
         self._memory = llama.llama_get_memory(self._ctx)
         self._batch = TokenBatch(self._n_batch)
+        self.generation_threads = tune_generation_threads(self._ctx, self._batch, config.n_threads, name)
         self._lock = threading.Condition()
         self._pending: deque[_Sequence] = deque()
         self._running: list[_Sequence] = []
