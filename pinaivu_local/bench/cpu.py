@@ -43,9 +43,27 @@ def process_seconds(pid: int) -> float:
     return _process_busy(pid)
 
 
+def thread_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds each thread of `pid` has used so far, by "tid name" (empty where /proc is absent)."""
+    used = {}
+    tasks = Path(f"/proc/{pid}/task")
+    for task in tasks.iterdir() if tasks.is_dir() else ():
+        try:
+            name = (task / "comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        used[f"{task.name} {name}"] = _stat_seconds(task / "stat")
+    return used
+
+
 def _process_busy(pid: int) -> float:
+    return _stat_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def _stat_seconds(stat_file: Path) -> float:
+    """utime + stime of a process's or thread's stat file, in seconds (0 where it cannot be read)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = stat_file.read_text()
     except OSError:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces

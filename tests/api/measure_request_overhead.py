@@ -22,24 +22,12 @@ from pathlib import Path
 
 import httpx
 
+from pinaivu_local.bench.cpu import thread_seconds
 from pinaivu_local.bench.load import PromptSource
 from pinaivu_local.bench.model import ensure_bench_model
 from pinaivu_local.bench.servers import ServerProcess, ServerSetup, start_ours
 
 WARMUP = 20
-
-
-def thread_cpu_ms(pid: int) -> dict[str, float]:
-    """CPU milliseconds each thread of `pid` has used so far, by "tid name"."""
-    used = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended meanwhile
-            continue
-        used[f"{task.name} {name}"] = (int(fields[11]) + int(fields[12])) * 10.0  # utime + stime, 100 Hz ticks
-    return used
 
 
 async def measure(server: ServerProcess, setup: ServerSetup, n: int) -> None:
@@ -57,11 +45,11 @@ async def measure(server: ServerProcess, setup: ServerSetup, n: int) -> None:
 
         for _ in range(WARMUP):
             await one()
-        before, started = thread_cpu_ms(server.process.pid), time.perf_counter()
+        before, started = thread_seconds(server.process.pid), time.perf_counter()
         for _ in range(n):
             await one()
-        wall_s, after = time.perf_counter() - started, thread_cpu_ms(server.process.pid)
-    spent = {name: (ms - before.get(name, 0.0)) / n for name, ms in after.items()}
+        wall_s, after = time.perf_counter() - started, thread_seconds(server.process.pid)
+    spent = {name: (seconds - before.get(name, 0.0)) * 1000 / n for name, seconds in after.items()}
     print(f"per request, over {n}: wall {wall_s / n * 1000:.2f} ms; server CPU {sum(spent.values()):.2f} ms")
     main_tid = str(server.process.pid)
     for name, ms in sorted(spent.items(), key=lambda item: -item[1]):
