@@ -180,7 +180,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) ->
 
 @pytest.fixture
 def client(server: RunningServer):  # type: ignore[no-untyped-def]
-    """The real openai client pointed at the session server."""
+    """The real openai client pointed at the `server` in scope: the session's, or a module's own."""
     import openai
 
     return openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0, timeout=60)

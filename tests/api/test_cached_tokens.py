@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, start_server, write_catalog
+from tests.conftest import AUTH, NO_EOG, RunningServer, TinyModels, start_server, write_catalog
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +23,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) ->
     running = start_server(workdir, "--models-file", str(catalog))
     yield running
     running.stop()
-
-
-@pytest.fixture
-def client(server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0, timeout=60)
 
 
 def system_prompt() -> str:

@@ -15,7 +15,7 @@ import openai
 import pydantic
 import pytest
 
-from tests.conftest import AUTH, TEST_KEY, RunningServer, TinyModels, start_server, write_catalog
+from tests.conftest import AUTH, RunningServer, TinyModels, start_server, write_catalog
 
 WEATHER_PARAMETERS = {
     "type": "object",
@@ -62,12 +62,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) ->
     running = start_server(workdir, "--models-file", str(catalog))
     yield running
     running.stop()
-
-
-@pytest.fixture
-def client(server: RunningServer) -> openai.OpenAI:
-    """The real openai client pointed at this module's server."""
-    return openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0, timeout=60)
 
 
 def _check_call(call: Any) -> dict[str, Any]:
