@@ -17,6 +17,7 @@ def render(report: BenchReport) -> str:
     lines = [
         f"machine: {report.nproc} CPUs ({report.cpu}); threads {report.threads}; "
         f"weight repack {'on' if report.weight_repack else 'off'} for every server",
+        _placement(report),
         f"{report.config.rounds} round(s) per concurrency, servers taking turns round by round; "
         f"at least {REQUESTS_PER_ROUND} requests a round (below that concurrency, each stream sends several "
         "back to back); streams greedy, end-of-generation ignored",
@@ -30,6 +31,14 @@ def render(report: BenchReport) -> str:
         "CPU ms/token: the server process's CPU time per generated token (llama.cpp's spinning threads included)"
     )
     return "\n".join(lines)
+
+
+def _placement(report: BenchReport) -> str:
+    layers = report.config.gpu_layers
+    if layers == 0:
+        return "every layer on the CPU"
+    where = ", ".join(report.gpus) or "the GPU"
+    return f"{'all' if layers < 0 else layers} layers offloaded to {where} by every server"
 
 
 def _scenario(run: ScenarioRun) -> list[str]:
@@ -112,6 +121,8 @@ def as_json(report: BenchReport) -> dict[str, Any]:
         "nproc": report.nproc,
         "threads": report.threads,
         "weight_repack": report.weight_repack,
+        "gpu_layers": report.config.gpu_layers,
+        "gpus": list(report.gpus),
         "rounds": report.config.rounds,
         "scenarios": [
             {

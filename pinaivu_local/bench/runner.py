@@ -23,6 +23,7 @@ from pinaivu_local.bench.servers import (
     start_llama_server,
     start_ours,
 )
+from pinaivu_local.engine.devices import list_devices, supports_gpu_offload
 from pinaivu_local.engine.repack import cpu_identity, decide_repack
 from pinaivu_local.errors import BenchError
 
@@ -43,6 +44,7 @@ class BenchConfig:
     weight_repack: Literal["auto", "on", "off"] = "auto"
     peer: bool = True  # also run llama_cpp.server
     llama_server: Path | None = None  # also run llama.cpp's own C++ llama-server binary
+    gpu_layers: int = 0  # layers every server offloads to the GPU; -1: all of them
 
 
 @dataclass(frozen=True)
@@ -77,16 +79,30 @@ class BenchReport:
     threads: int
     weight_repack: bool
     runs: tuple[ScenarioRun, ...] = field(default=())
+    gpus: tuple[str, ...] = ()  # the GPUs layers went to; empty when everything ran on the CPU
 
 
 def run_bench(config: BenchConfig, say: Callable[[str], None]) -> BenchReport:
     """Each scenario in turn: generate its model if absent, start the servers, measure them, always stop them."""
+    gpus = _offload_devices(config.gpu_layers)
     config.work_dir.mkdir(parents=True, exist_ok=True)
     # One verdict for every server, so none gets the faster (or the crashing) kernels alone.
     repack = decide_repack(config.weight_repack, config.work_dir / "data")
     threads = config.threads or os.cpu_count() or 1
     runs = tuple(_run_scenario(scenario, config, repack, threads, say) for scenario in config.scenarios)
-    return BenchReport(config, cpu_identity()[0], os.cpu_count() or 1, threads, repack, runs)
+    return BenchReport(config, cpu_identity()[0], os.cpu_count() or 1, threads, repack, runs, gpus)
+
+
+def _offload_devices(gpu_layers: int) -> tuple[str, ...]:
+    """The GPUs that offloaded layers go to; refuses a GPU run on a build that cannot offload."""
+    if gpu_layers == 0:
+        return ()
+    if not supports_gpu_offload():
+        raise BenchError(
+            "--gpu-layers needs a llama.cpp built with GPU offload; this one runs on the CPU alone: "
+            "rebuild with `make install GPU=cuda` (or GPU=metal), or leave --gpu-layers out"
+        )
+    return tuple(d.description or d.name for d in list_devices() or () if d.type in ("gpu", "igpu"))
 
 
 def _run_scenario(
@@ -101,6 +117,7 @@ def _run_scenario(
         parallel=scenario.parallel,
         threads=threads,
         weight_repack=repack,
+        gpu_layers=config.gpu_layers,
     )
     starters: list[tuple[str, Callable[[ServerSetup, Path], ServerProcess]]] = [(OURS, start_ours)]
     if config.llama_server is not None:
@@ -110,13 +127,20 @@ def _run_scenario(
     servers: list[ServerProcess] = []
     try:
         for name, start in starters:
-            say(f"{scenario.name}: starting {name} on {model.name} (threads {threads}, repack {repack})")
+            say(
+                f"{scenario.name}: starting {name} on {model.name} "
+                f"(threads {threads}, repack {repack}, GPU layers {_layers(config.gpu_layers)})"
+            )
             servers.append(start(setup, config.work_dir))
         results = asyncio.run(_measure(servers, setup, scenario, config.rounds, say))
     finally:
         for server in servers:
             server.stop()
     return ScenarioRun(scenario, setup, model.stat().st_size, results)
+
+
+def _layers(gpu_layers: int) -> str:
+    return "all" if gpu_layers < 0 else str(gpu_layers)
 
 
 async def _measure(

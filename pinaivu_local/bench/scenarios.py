@@ -65,6 +65,10 @@ STANDARD: tuple[Scenario, ...] = (
 
 NAMES = tuple(s.name for s in STANDARD)
 
+# Context cells per sequence beyond its prompt and answer (a chat template's tokens).
+CTX_MARGIN = 16
+CTX_STEP = 256
+
 
 def select(
     names: tuple[str, ...],
@@ -90,13 +94,18 @@ def select(
                 n_ctx=min(scenario.n_ctx, 4096),
                 shared_prefix_tokens=min(scenario.shared_prefix_tokens, 200),
             )
-        chosen.append(
-            dataclasses.replace(
-                scenario,
-                concurrency=concurrency or scenario.concurrency,
-                prompt_tokens=prompt_tokens or scenario.prompt_tokens,
-                max_tokens=max_tokens or scenario.max_tokens,
-                parallel=parallel or scenario.parallel,
-            )
+        scenario = dataclasses.replace(
+            scenario,
+            concurrency=concurrency or scenario.concurrency,
+            prompt_tokens=prompt_tokens or scenario.prompt_tokens,
+            max_tokens=max_tokens or scenario.max_tokens,
+            parallel=parallel or scenario.parallel,
         )
+        chosen.append(dataclasses.replace(scenario, n_ctx=max(scenario.n_ctx, context_needed(scenario))))
     return tuple(chosen)
+
+
+def context_needed(scenario: Scenario) -> int:
+    """The context that holds every sequence at once (llama-server's slots each keep the shared prefix)."""
+    per_sequence = scenario.shared_prefix_tokens + scenario.prompt_tokens + scenario.max_tokens + CTX_MARGIN
+    return -(-scenario.parallel * per_sequence // CTX_STEP) * CTX_STEP

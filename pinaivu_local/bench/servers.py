@@ -31,6 +31,7 @@ class ServerSetup:
     parallel: int
     threads: int
     weight_repack: bool
+    gpu_layers: int = 0  # layers offloaded to the GPU; -1: all of them
     # Our server wants a key (imported as its admin key); llama_cpp.server ignores the header.
     api_key: str = field(default_factory=lambda: "sk-pnv-bench-" + secrets.token_urlsafe(24))
 
@@ -85,10 +86,7 @@ def free_port() -> int:
 def start_ours(setup: ServerSetup, work_dir: Path) -> ServerProcess:
     """pinaivu-local (`python -m pinaivu_local serve`), ready to answer."""
     catalog = work_dir / "bench-models.toml"
-    catalog.write_text(
-        f'[models."{setup.model_id}"]\npath = "{setup.model}"\nn_ctx = {setup.n_ctx}\n'
-        f"n_gpu_layers = 0\nparallel = {setup.parallel}\n"
-    )
+    catalog.write_text(our_catalog(setup))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PINAIVU_")}
     env.update(
@@ -105,6 +103,14 @@ def start_ours(setup: ServerSetup, work_dir: Path) -> ServerProcess:
     server = spawn("pinaivu-local", cmd, env, port, work_dir)
     wait_ready(server, "/health", lambda body: _our_model_ready(body, setup.model_id))
     return server
+
+
+def our_catalog(setup: ServerSetup) -> str:
+    """The models file our server is started with: the one model, set up as the peers are."""
+    return (
+        f'[models."{setup.model_id}"]\npath = "{setup.model}"\nn_ctx = {setup.n_ctx}\n'
+        f"n_gpu_layers = {setup.gpu_layers}\nparallel = {setup.parallel}\n"
+    )
 
 
 def start_llama_cpp_server(setup: ServerSetup, work_dir: Path) -> ServerProcess:
@@ -126,7 +132,7 @@ def start_llama_cpp_server(setup: ServerSetup, work_dir: Path) -> ServerProcess:
         "--n_ctx",
         str(setup.n_ctx),
         "--n_gpu_layers",
-        "0",
+        str(setup.gpu_layers),
         "--n_threads",
         str(setup.threads),
         "--n_threads_batch",
@@ -148,7 +154,12 @@ def start_llama_cpp_server(setup: ServerSetup, work_dir: Path) -> ServerProcess:
 def start_llama_server(binary: Path, setup: ServerSetup, work_dir: Path) -> ServerProcess:
     """llama.cpp's C++ llama-server (a binary the user built), as the guide ran it: -np slots, one cache."""
     port = free_port()
-    cmd = [
+    return _start_peer("llama-server", llama_server_command(binary, setup, port), port, setup, work_dir)
+
+
+def llama_server_command(binary: Path, setup: ServerSetup, port: int) -> list[str]:
+    """llama-server's command line for `setup` on `port`."""
+    return [
         str(binary),
         "--model",
         str(setup.model),
@@ -168,12 +179,11 @@ def start_llama_server(binary: Path, setup: ServerSetup, work_dir: Path) -> Serv
         "--threads-batch",
         str(setup.threads),
         "--n-gpu-layers",
-        "0",
+        "all" if setup.gpu_layers < 0 else str(setup.gpu_layers),
         "--flash-attn",
         "on",
         *([] if setup.weight_repack else ["--no-repack"]),
     ]
-    return _start_peer("llama-server", cmd, port, setup, work_dir)
 
 
 def _start_peer(name: str, cmd: list[str], port: int, setup: ServerSetup, work_dir: Path) -> ServerProcess:

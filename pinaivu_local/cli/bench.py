@@ -14,6 +14,18 @@ from pinaivu_local.cli.common import build_settings, configure_logging, data_dir
 from pinaivu_local.errors import BenchError, ModelFileError
 
 
+def _gpu_layers(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    if value == "all":
+        return -1
+    try:
+        layers = int(value)
+    except ValueError:
+        raise click.BadParameter("give a number of layers, or 'all'") from None
+    if layers < 0:
+        raise click.BadParameter("give a number of layers (0 or more), or 'all'")
+    return layers
+
+
 def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
@@ -51,6 +63,13 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
 @click.option(
     "--weight-repack", type=click.Choice(["auto", "on", "off"]), help="For every server [PINAIVU_WEIGHT_REPACK]."
 )
+@click.option(
+    "--gpu-layers",
+    default="0",
+    show_default=True,
+    callback=_gpu_layers,
+    help="Layers every server offloads to the GPU: a number, or 'all' (needs a GPU build: make install GPU=cuda).",
+)
 @click.option("--tiny", is_flag=True, help="Every scenario on the tiny test model: checks the machinery in seconds.")
 @click.option("--peer/--no-peer", default=True, show_default=True, help="Also measure llama_cpp.server.")
 @click.option(
@@ -76,6 +95,7 @@ def bench(
     parallel: int | None,
     threads: int,
     weight_repack: str | None,
+    gpu_layers: int,
     tiny: bool,
     peer: bool,
     llama_server: Path | None,
@@ -118,6 +138,7 @@ def bench(
         weight_repack=settings.weight_repack,
         peer=peer,
         llama_server=llama_server,
+        gpu_layers=gpu_layers,
     )
     try:
         report = run_bench(config, lambda line: click.echo(line, err=True))

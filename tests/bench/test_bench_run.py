@@ -6,10 +6,12 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from pinaivu_local.bench.load import requests_per_stream
 from pinaivu_local.cli import main
+from pinaivu_local.engine.devices import supports_gpu_offload
 
 PEER_INSTALLED = all(importlib.util.find_spec(m) for m in ("fastapi", "sse_starlette", "starlette_context"))
 
@@ -25,6 +27,8 @@ def test_bench_tiny_end_to_end(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "bench-results.json").read_text())
     assert [s["name"] for s in data["scenarios"]] == ["1b", "tiny-f16", "shared-prompt", "shared-prompt-tiny"]
     assert data["weight_repack"] is False and data["threads"] == 1
+    assert data["gpu_layers"] == 0 and data["gpus"] == []
+    assert "every layer on the CPU" in result.output
     for scenario in data["scenarios"]:
         names = [server["name"] for server in scenario["servers"]]
         assert names == (["pinaivu-local", "llama_cpp.server"] if PEER_INSTALLED else ["pinaivu-local"])
@@ -48,3 +52,20 @@ def test_bench_rejects_bad_concurrency(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["bench", "--tiny", "--work-dir", str(tmp_path), "--concurrency", "1,x"])
     assert result.exit_code == 2
     assert "stream counts" in result.output
+
+
+def test_bench_gpu_layers_need_an_offloading_build(tmp_path: Path) -> None:
+    """--gpu-layers on a CPU-only llama.cpp is refused before anything starts, saying how to get a GPU build."""
+    result = CliRunner().invoke(main, ["bench", "--tiny", "--work-dir", str(tmp_path), "--gpu-layers", "all"])
+    if supports_gpu_offload():
+        pytest.skip("this llama.cpp offloads to a GPU: nothing to refuse")
+    assert result.exit_code == 1
+    assert "GPU=cuda" in result.output and "--gpu-layers" in result.output
+    assert not list(tmp_path.iterdir())  # refused before any model or log was written
+
+
+def test_bench_rejects_bad_gpu_layers(tmp_path: Path) -> None:
+    for value in ("most", "-1"):
+        result = CliRunner().invoke(main, ["bench", "--tiny", "--work-dir", str(tmp_path), "--gpu-layers", value])
+        assert result.exit_code == 2
+        assert "'all'" in result.output
