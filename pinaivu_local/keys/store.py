@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import Row, bindparam
 from sqlalchemy import select as core_select
 from sqlmodel import select
 
@@ -21,6 +21,8 @@ from pinaivu_local.storage.database import Database
 # Per-minute limits a key may have: far above what one box serves, far below a 64-bit column.
 MAX_RPM = 1_000_000
 MAX_TPM = 1_000_000_000
+
+MAX_PARSED_KEYS = 1024  # key rows kept validated (see KeyStore._record); past that the memo starts over
 
 _KEYS = ApiKey.__table__  # type: ignore[attr-defined]
 _BY_HASH = core_select(_KEYS).where(_KEYS.c.key_hash == bindparam("digest"))
@@ -57,6 +59,7 @@ class KeyStore:
         self._db = database
         self._session = database.session
         self.usage = usage if usage is not None else KeyUsage()
+        self._parsed: dict[str, tuple[tuple[Any, ...], ApiKey]] = {}  # digest -> (row, its record)
 
     @property
     def local(self) -> bool:
@@ -120,6 +123,20 @@ class KeyStore:
             session.commit()
         return self.usage.newest(record)
 
+    def _record(self, digest: str, row: Row[Any]) -> ApiKey:
+        """The row as a record, validated once per distinct row: validating a table model costs more than
+        the query. The row is still read on every request, so any change to it (revoked, edited, a new
+        last-use time) is validated afresh and takes effect at once."""
+        values = tuple(row)
+        memo = self._parsed.get(digest)
+        if memo is not None and memo[0] == values:
+            return memo[1]
+        record = ApiKey.model_validate(dict(row._mapping))
+        if len(self._parsed) >= MAX_PARSED_KEYS:
+            self._parsed.clear()
+        self._parsed[digest] = (values, record)
+        return record
+
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key (idempotent); the running server refuses it from its next request."""
         record = self.get(key_id)
@@ -159,10 +176,14 @@ class KeyStore:
         return issued
 
     def authenticate(self, key: str) -> ApiKey:
-        """The active key record for a clear key; AuthenticationError says why not. Reads only."""
+        """The active key record for a clear key; AuthenticationError says why not. Reads only.
+
+        The record may be shared between requests: read it, never change it.
+        """
         digest = hash_key(key)
         # Every request comes here: one Core query, not an ORM session (a third of the cost). Read each
-        # time, never cached, so a key revoked by the CLI or another gateway is refused at once.
+        # time (only its validation is memoized, per row), so a key revoked by the CLI or another gateway
+        # is refused at once.
         # The lookup is by an unguessable digest, so timing reveals nothing about stored keys.
         with self._db.connection() as conn:
             row = conn.execute(_BY_HASH, {"digest": digest}).first()
@@ -171,7 +192,7 @@ class KeyStore:
                 "Incorrect API key provided. Check it, or create one with `pinaivu-local keys create`.",
                 code="invalid_api_key",
             )
-        record = ApiKey.model_validate(dict(row._mapping))
+        record = self._record(digest, row)
         now = utcnow()
         state = record.state(now)
         if state == "revoked":

@@ -75,6 +75,27 @@ def test_authenticate_states(store: KeyStore) -> None:
     assert expired.value.code == "expired_api_key" and "expired" in expired.value.message
 
 
+def test_a_change_from_another_process_is_seen_at_once(store: KeyStore, database: Database) -> None:
+    """The server keeps validated records per row, but reads the row on every request: a key edited or
+    revoked by the CLI (another store on another connection) is refused on the very next request."""
+    issued = store.create(KeySettings(name="svc", rpm=5))
+    first = store.authenticate(issued.key)
+    assert store.authenticate(issued.key) is first  # the same row: validated once
+    # SQLite: a second engine on the file, as the CLI opens; Postgres: every connection is another session
+    other = Database(database.path) if database.path else None
+    cli = KeyStore(other or database)
+    try:
+        cli.update(issued.record.id, rpm=9)
+        assert store.authenticate(issued.key).rpm == 9
+        cli.revoke(issued.record.id)
+        with pytest.raises(AuthenticationError) as revoked:
+            store.authenticate(issued.key)
+        assert revoked.value.code == "revoked_api_key"
+    finally:
+        if other is not None:
+            other.close()
+
+
 def test_rotate_keeps_settings_and_revokes(store: KeyStore) -> None:
     old = store.create(KeySettings(name="svc", models=("a",), rpm=7, expires_in=timedelta(days=2)))
     new = store.rotate(old.record.id)
