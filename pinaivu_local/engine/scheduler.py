@@ -23,6 +23,7 @@ import numpy as np
 from pinaivu_local.engine.batch import TokenBatch
 from pinaivu_local.engine.constraints import Grammars, Guide
 from pinaivu_local.engine.detokenize import IncrementalText
+from pinaivu_local.engine.gathering import GATHER_MAX_S, StepClock
 from pinaivu_local.engine.llama_model import LlamaModel
 from pinaivu_local.engine.logprobs import TokenLogprob, TokenTrail, token_logprob
 from pinaivu_local.engine.outbox import Outbox
@@ -184,6 +185,7 @@ class Scheduler:
         self._running: list[_Sequence] = []
         self._free_slots = list(range(config.parallel))
         self._warm = WarmSlots()
+        self._clock = StepClock()
         self._stopping = False
         self._health = EngineHealth()
         self._failures_in_a_row = 0
@@ -306,6 +308,8 @@ class Scheduler:
                 self._lock.wait()
             if self._stopping:
                 return False
+            if not self._running:
+                self._gather()
             self._admit()
         out: list[tuple[_Sequence, object]] = []
         self._drop_cancelled()
@@ -326,6 +330,20 @@ class Scheduler:
             self._evict_warm()
         self._deliver(out)
         return True
+
+    def _gather(self) -> None:
+        """Idle, with work: wait a moment while more requests keep arriving, so that they share the first
+        step (engine/gathering.py); no wait at all where steps are short. Lock held; `wait` releases it."""
+        deadline = time.monotonic() + GATHER_MAX_S
+        while not self._stopping and len(self._pending) < len(self._free_slots):
+            window = self._clock.gather_window(sum(len(s.tokens) for s in self._pending))
+            left = deadline - time.monotonic()
+            if window <= 0 or left <= 0:
+                return
+            arrived = len(self._pending)
+            self._lock.wait(min(window, left))
+            if len(self._pending) == arrived:  # nothing came within the window (or only a cancellation)
+                return
 
     def _admit(self) -> None:
         """Move waiting requests into free slots while their tokens so far fit the cache.
@@ -424,8 +442,10 @@ class Scheduler:
         budget = self._n_batch
         while True:
             batch, plan = self._fill_batch(budget)
+            started = time.perf_counter()
             rc = llama.llama_decode(self._ctx, batch)
             if rc == 0:
+                self._clock.observe(batch.n_tokens, time.perf_counter() - started)
                 break
             if rc == 1 and self._warm.cells():
                 self._evict_warm()
