@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp.llama_cpp as llama
+import numpy as np
 
 from pinaivu_local.errors import InternalError, InvalidRequest
 
@@ -38,6 +39,13 @@ class SamplingParams:
     # Not sampling but what is reported of it: None, no logprobs; k, each token's and the k most likely.
     # Never recorded (to_json): a replay compares text only.
     logprobs: int | None = None
+
+    @property
+    def plain_greedy(self) -> bool:
+        """The most likely token each step, the logits untouched by bias or penalties: an argmax."""
+        return (
+            self.temperature == 0 and not self.logit_bias and not self.presence_penalty and not self.frequency_penalty
+        )
 
     @property
     def deterministic(self) -> bool:
@@ -108,6 +116,25 @@ class SamplingParams:
             ignore_eos=values.get("ignore_eos", False),
         )
         return params, values.get("max_tokens")
+
+
+def argmax_tokens(ctx: llama.llama_context_p, indices: list[int], n_vocab: int) -> list[int]:
+    """The most likely token of each batch output in `indices` (ascending), as llama.cpp's greedy sampler picks
+    it (the first of equal logits), read straight from the logits.
+
+    The greedy sampler first copies all n_vocab candidates into an array of its own, which costs several
+    times the scan itself: with Llama 3's 128k vocabulary, 0.43 ms a sequence against 0.05 here, a third
+    of a step at 32 sequences on a GPU. Rows that lie one after another in llama.cpp's output buffer (the
+    usual case: every sequence of the step greedy) are scanned as one array.
+    """
+    rows = [llama.llama_get_logits_ith(ctx, index) for index in indices]
+    if len(rows) > 1:
+        first = ctypes.cast(rows[0], ctypes.c_void_p).value or 0
+        last = ctypes.cast(rows[-1], ctypes.c_void_p).value or 0
+        if last - first == (len(rows) - 1) * n_vocab * ctypes.sizeof(ctypes.c_float):
+            block = np.ctypeslib.as_array(rows[0], shape=(len(rows), n_vocab))
+            return [int(token) for token in block.argmax(axis=1)]
+    return [int(np.ctypeslib.as_array(row, shape=(n_vocab,)).argmax()) for row in rows]
 
 
 def build_sampler(params: SamplingParams, n_vocab: int, max_tokens: int) -> llama.llama_sampler_p:

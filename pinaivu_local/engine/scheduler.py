@@ -30,7 +30,7 @@ from pinaivu_local.engine.outbox import Outbox
 from pinaivu_local.engine.prefix_cache import WarmSlots, waits_for_prefill
 from pinaivu_local.engine.prepared import Constraint
 from pinaivu_local.engine.results import Delta, FinishReason, Usage, coalesce
-from pinaivu_local.engine.sampling import SamplingParams, build_sampler
+from pinaivu_local.engine.sampling import SamplingParams, argmax_tokens, build_sampler
 from pinaivu_local.engine.stops import StopMatcher
 from pinaivu_local.engine.threads import tune_generation_threads
 from pinaivu_local.errors import EngineFailure, Unavailable
@@ -468,8 +468,15 @@ class Scheduler:
                 sampled.append((seq, logits_index))
         # Masks of the whole step at once (in parallel), written into the logits before any sampler runs.
         self.grammars.mask(self._ctx, [(seq.guide, index) for seq, index in sampled if seq.guide])
+        greedy = iter(
+            argmax_tokens(self._ctx, [i for seq, i in sampled if seq.params.plain_greedy], self._model.n_vocab)
+        )
         for seq, logits_index in sampled:
-            self._sample(seq, logits_index, out)
+            if seq.params.plain_greedy:
+                token = next(greedy)
+            else:
+                token = llama.llama_sampler_sample(seq.sampler, self._ctx, logits_index)
+            self._sample(seq, logits_index, token, out)
 
     def _fill_batch(self, budget: int) -> tuple[llama.llama_batch, list[tuple[_Sequence, int, int]]]:
         """This step's batch, and (sequence, logits index, tokens fed) for each sequence in it.
@@ -491,8 +498,8 @@ class Scheduler:
             plan.append((seq, index, chunk))
         return batch.seal(), plan
 
-    def _sample(self, seq: _Sequence, index: int, out: list[tuple[_Sequence, object]]) -> None:
-        token = llama.llama_sampler_sample(seq.sampler, self._ctx, index)
+    def _sample(self, seq: _Sequence, index: int, token: int, out: list[tuple[_Sequence, object]]) -> None:
+        """Take the token sampled for `seq` (at batch output `index`): its text, stops, end, logprobs."""
         if seq.guide:
             seq.guide.accept(token)
         if seq.first_token_at is None:

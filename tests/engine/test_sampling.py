@@ -1,4 +1,5 @@
-"""The sampler chain on hand-made logits: OpenAI's penalty arithmetic, refusals that name the field."""
+"""The sampler chain on hand-made logits (OpenAI's penalty arithmetic, refusals that name the field), and the
+greedy argmax on real ones."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import math
 from collections.abc import Iterator
 
 import llama_cpp.llama_cpp as llama
+import numpy as np
 import pytest
 
 import pinaivu_local.engine.sampling as sampling_module
-from pinaivu_local.engine.sampling import SamplingParams, build_sampler
+from pinaivu_local.engine.batch import TokenBatch
+from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
+from pinaivu_local.engine.sampling import SamplingParams, argmax_tokens, build_sampler
 from pinaivu_local.errors import InternalError, InvalidRequest
+from tests.conftest import TinyModels
 
 N_VOCAB = 8
 
@@ -112,3 +117,46 @@ def test_json_of_an_old_record_fills_defaults() -> None:
 )
 def test_deterministic_means_greedy_or_seeded(params: SamplingParams, deterministic: bool) -> None:
     assert params.deterministic is deterministic
+
+
+def test_plain_greedy_is_greedy_with_untouched_logits() -> None:
+    assert SamplingParams(temperature=0).plain_greedy
+    assert not SamplingParams(temperature=0.7).plain_greedy
+    assert not SamplingParams(temperature=0, logit_bias={3: 1.0}).plain_greedy
+    assert not SamplingParams(temperature=0, presence_penalty=0.5).plain_greedy
+    assert not SamplingParams(temperature=0, frequency_penalty=0.5).plain_greedy
+
+
+def test_argmax_tokens_pick_what_the_greedy_sampler_picks(tiny_models: TinyModels) -> None:
+    """On real logits of a real batch: every output, contiguous rows and a subset with gaps, equal to
+    llama.cpp's greedy sampler, which keeps the first of equal logits, as argmax does."""
+    model = LlamaModel(tiny_models.f16, LoadOptions(n_gpu_layers=0))
+    params = llama.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max = 512, 256, 256, 6
+    ctx = llama.llama_init_from_model(model.ptr, params)
+    greedy = llama.llama_sampler_init_greedy()
+    try:
+        batch = TokenBatch(256)
+        batch.clear()
+        outputs = [
+            batch.add(model.tokenize(f"prompt {i} " * (i + 1), add_bos=True), 0, i, logits=True) for i in range(6)
+        ]
+        assert llama.llama_decode(ctx, batch.seal()) == 0
+        expected = [llama.llama_sampler_sample(greedy, ctx, index) for index in outputs]
+        assert len(set(expected)) > 1  # distinct prompts, distinct answers: the rows are not mixed up
+        assert argmax_tokens(ctx, outputs, model.n_vocab) == expected
+        gaps = outputs[::2]
+        assert argmax_tokens(ctx, gaps, model.n_vocab) == expected[::2]
+        assert argmax_tokens(ctx, [], model.n_vocab) == []
+        # a row with two equal maxima: the first wins, in both
+        row = np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, outputs[0]), shape=(model.n_vocab,))
+        row[7] = row[11] = row.max() + 1.0
+        assert (
+            argmax_tokens(ctx, outputs[:1], model.n_vocab)
+            == [7]
+            == [llama.llama_sampler_sample(greedy, ctx, outputs[0])]
+        )
+    finally:
+        llama.llama_sampler_free(greedy)
+        llama.llama_free(ctx)
+        model.close()

@@ -85,6 +85,26 @@ def test_greedy_alone_equals_greedy_in_a_crowd(pool: ModelPool) -> None:
     assert [d[-1].usage.completion_tokens for d in together] == [5 + 4 * i for i in range(8)]  # type: ignore[union-attr]
 
 
+def test_plain_greedy_reads_the_argmax_and_equals_the_greedy_sampler(pool: ModelPool) -> None:
+    """Plain greedy requests skip the sampler chain (engine/sampling.py argmax_tokens): in a crowd of them
+    and of chain-sampled ones (a zero bias keeps the logits but takes the chain), every answer is the
+    chain's answer alone."""
+    engine = pool.get("tiny")
+    zero_bias = {1: 0.0}  # changes no logit, but is not "plain": the llama.cpp greedy sampler picks
+
+    def one(i: int, bias: dict[int, float]) -> Awaitable[list[Delta]]:
+        return generate(engine, "y" * (i * 5 + 2), 9 + i, temperature=0, ignore_eos=True, logit_bias=bias)
+
+    chain = [joined(asyncio.run(one(i, zero_bias))) for i in range(4)]
+
+    async def crowd() -> list[list[Delta]]:  # the pool's 8 sequences: each prompt plain and chained at once
+        return await asyncio.gather(*[one(i, {}) for i in range(4)], *[one(i, zero_bias) for i in range(4)])
+
+    assert [joined(d) for d in asyncio.run(crowd())] == chain + chain
+    assert [joined(asyncio.run(one(i, {}))) for i in range(4)] == chain  # and plain alone
+    assert len(set(chain)) > 1
+
+
 def test_preemption_when_the_cache_fills_keeps_outputs_exact(
     tiny_models: TinyModels, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
