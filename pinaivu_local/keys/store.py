@@ -178,7 +178,8 @@ class KeyStore:
     def authenticate(self, key: str) -> ApiKey:
         """The active key record for a clear key; AuthenticationError says why not. Reads only.
 
-        The record may be shared between requests: read it, never change it.
+        The record may be shared between requests (its last-use time set to the newest this process saw):
+        read it, never change it.
         """
         digest = hash_key(key)
         # Every request comes here: one Core query, not an ORM session (a third of the cost). Read each
