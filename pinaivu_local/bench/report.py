@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pinaivu_local.bench.load import REQUESTS_PER_ROUND, LevelResult
-from pinaivu_local.bench.runner import LLAMA_SERVER, OURS, PEER, BenchReport, ScenarioRun, ServerRun
+from pinaivu_local.bench.runner import LLAMA_SERVER, OURS, PEER, BenchReport, ScenarioRun, ServerRun, layers_label
 
 RATIO_NOTE = (
     "ratios say how much better ours is, above 1 is better: tok/s ours / theirs, time to first token theirs / ours"
@@ -38,7 +38,7 @@ def _placement(report: BenchReport) -> str:
     if layers == 0:
         return "every layer on the CPU"
     where = ", ".join(report.gpus) or "the GPU"
-    return f"{'all' if layers < 0 else layers} layers offloaded to {where} by every server"
+    return f"{layers_label(layers)} layers offloaded to {where} by every server"
 
 
 def _scenario(run: ScenarioRun) -> list[str]:

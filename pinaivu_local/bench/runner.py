@@ -129,7 +129,7 @@ def _run_scenario(
         for name, start in starters:
             say(
                 f"{scenario.name}: starting {name} on {model.name} "
-                f"(threads {threads}, repack {repack}, GPU layers {_layers(config.gpu_layers)})"
+                f"(threads {threads}, repack {repack}, GPU layers {layers_label(config.gpu_layers)})"
             )
             servers.append(start(setup, config.work_dir))
         results = asyncio.run(_measure(servers, setup, scenario, config.rounds, say))
@@ -139,7 +139,8 @@ def _run_scenario(
     return ScenarioRun(scenario, setup, model.stat().st_size, results)
 
 
-def _layers(gpu_layers: int) -> str:
+def layers_label(gpu_layers: int) -> str:
+    """How many layers go to the GPU, as the bench says it: a number, or "all"."""
     return "all" if gpu_layers < 0 else str(gpu_layers)
 
 
