@@ -127,13 +127,15 @@ def argmax_tokens(ctx: llama.llama_context_p, indices: list[int], n_vocab: int) 
     a step at 32 sequences on a GPU. Rows that lie one after another in llama.cpp's output buffer (the
     usual case: every sequence of the step greedy) are scanned as one array.
     """
-    rows = [llama.llama_get_logits_ith(ctx, index) for index in indices]
-    if len(rows) > 1:
-        first = ctypes.cast(rows[0], ctypes.c_void_p).value or 0
-        last = ctypes.cast(rows[-1], ctypes.c_void_p).value or 0
-        if last - first == (len(rows) - 1) * n_vocab * ctypes.sizeof(ctypes.c_float):
-            block = np.ctypeslib.as_array(rows[0], shape=(len(rows), n_vocab))
+    if len(indices) > 1:
+        # Distinct outputs, ascending: the first and last rows exactly n - 1 rows apart hold all of them.
+        first = llama.llama_get_logits_ith(ctx, indices[0])
+        last = llama.llama_get_logits_ith(ctx, indices[-1])
+        span = (ctypes.cast(last, ctypes.c_void_p).value or 0) - (ctypes.cast(first, ctypes.c_void_p).value or 0)
+        if span == (len(indices) - 1) * n_vocab * ctypes.sizeof(ctypes.c_float):
+            block = np.ctypeslib.as_array(first, shape=(len(indices), n_vocab))
             return [int(token) for token in block.argmax(axis=1)]
+    rows = (llama.llama_get_logits_ith(ctx, index) for index in indices)
     return [int(np.ctypeslib.as_array(row, shape=(n_vocab,)).argmax()) for row in rows]
 
 
