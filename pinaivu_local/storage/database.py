@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 
 # How long a statement waits for another process's write lock before it fails.
 BUSY_TIMEOUT_S = 10.0
+
+# The pause between tries to switch a new file to WAL while another process holds its lock.
+_WAL_RETRY_S = 0.01
 
 # Database errors that come from our statements, not from the file or the disk.
 _OUR_BUGS = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
@@ -188,7 +193,7 @@ def _open_engine(path: Path, busy_timeout_s: float) -> Engine:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enter_wal(cursor, busy_timeout_s)
         # FULL: every commit syncs the WAL, so a record is durable when its commit returns, across a
         # power cut too (NORMAL only survives a crash of the process). The request log commits in
         # groups, so the sync is paid once per batch, not per request.
@@ -207,6 +212,23 @@ def _open_engine(path: Path, busy_timeout_s: float) -> Engine:
         if side.exists():
             os.chmod(side, 0o600)
     return engine
+
+
+def _enter_wal(cursor: Any, timeout_s: float) -> None:
+    """Switch the file to WAL, retrying while another process holds it, for up to `timeout_s`."""
+    # Of processes opening a new file together, the ones that find it still in rollback mode need
+    # its exclusive lock to switch it; SQLite answers SQLITE_BUSY at once there, without the busy
+    # handler (waiting could deadlock two readers), so the wait is ours. Once the file is in WAL
+    # the pragma takes no lock and succeeds the first time.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY" or time.monotonic() >= deadline:
+                raise
+            time.sleep(_WAL_RETRY_S)
 
 
 def database_url(url: str) -> str:

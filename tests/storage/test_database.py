@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from pinaivu_local.errors import ConfigError, StorageUnavailable
-from pinaivu_local.storage.database import Database, schema_version
+from pinaivu_local.storage.database import Database, _enter_wal, schema_version
 
 
 def test_file_mode_wal_and_schema_version(tmp_path: Path) -> None:
@@ -72,3 +74,51 @@ def test_a_locked_file_is_a_storage_error_that_names_no_path(tmp_path: Path, thr
     finally:
         holder.close()
         database.close()
+
+
+def _held_exclusively(path: Path, seconds: float) -> threading.Thread:
+    """A rollback-mode file locked by another connection that lets go after `seconds`."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+
+    def release() -> None:
+        time.sleep(seconds)
+        holder.execute("COMMIT")
+        holder.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread
+
+
+def test_switch_to_wal_waits_out_a_busy_answer(tmp_path: Path) -> None:
+    """SQLite can refuse the switch to WAL with SQLITE_BUSY without calling its busy handler (processes
+    opening a new file together); a connection with no busy handler (timeout 0) gets that answer
+    every time, and the switch is retried until the lock is gone."""
+    path = tmp_path / "new.db"
+    sqlite3.connect(path).close()
+    thread = _held_exclusively(path, 0.2)
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            conn.execute("PRAGMA journal_mode=WAL")
+        _enter_wal(conn.cursor(), 5.0)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+        thread.join()
+
+
+def test_switch_to_wal_gives_up_at_its_deadline(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    sqlite3.connect(path).close()
+    thread = _held_exclusively(path, 1.0)
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            _enter_wal(conn.cursor(), 0.1)
+        assert time.monotonic() - started < 0.9
+    finally:
+        conn.close()
+        thread.join()
