@@ -34,6 +34,9 @@ class Limits:
 class _Entry:
     at: float
     tokens: int
+    # False once the entry has left its window (aged out or cancelled): settling it then changes
+    # nothing. A flag, not a search of the window, which holds a minute of a busy key's requests.
+    live: bool = True
 
 
 @dataclass
@@ -149,7 +152,9 @@ class RateLimiter:
     def _prune(self, key: str, now: float) -> _Window:
         window = self._windows.setdefault(key, _Window())
         while window.entries and window.entries[0].at <= now - self._window_s:
-            window.tokens -= window.entries.popleft().tokens
+            gone = window.entries.popleft()
+            gone.live = False
+            window.tokens -= gone.tokens
         return window
 
     def _token_wait(self, window: _Window, limits: Limits, tokens: int, now: float) -> float:
@@ -164,14 +169,14 @@ class RateLimiter:
         return self._window_s
 
     def _retoken(self, key: str, entry: _Entry, tokens: int) -> None:
-        window = self._windows.get(key)
-        if window is not None and entry in window.entries:
-            window.tokens += tokens - entry.tokens
+        if entry.live:
+            self._windows[key].tokens += tokens - entry.tokens
             entry.tokens = tokens
 
     def _remove(self, key: str, entry: _Entry) -> None:
-        window = self._windows.get(key)
-        if window is not None and entry in window.entries:
+        if entry.live:
+            entry.live = False
+            window = self._windows[key]
             window.entries.remove(entry)
             window.tokens -= entry.tokens
 
