@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from sqlalchemy import Connection, or_, update
-from sqlmodel import Session, col
+from sqlalchemy import Connection, bindparam, or_, update
+from sqlmodel import col
 
 from pinaivu_local.clock import as_utc
 from pinaivu_local.keys.records import ApiKey
@@ -56,12 +56,16 @@ class KeyUsage:
         return record
 
 
-def write_last_used(conn: Connection | Session, times: dict[str, datetime]) -> None:
-    """Store last-use times in the connection's (or session's) transaction, never moving one backwards."""
-    for key_id, at in times.items():
-        conn.execute(
-            update(ApiKey)
-            .where(col(ApiKey.id) == key_id)
-            .where(or_(col(ApiKey.last_used_at).is_(None), col(ApiKey.last_used_at) < at))
-            .values(last_used_at=at)
-        )
+# Built once: every batch of the request log runs it, and building it anew cost more than running it.
+_STORE_LAST_USE = (
+    update(ApiKey)
+    .where(col(ApiKey.id) == bindparam("key_id"))
+    .where(or_(col(ApiKey.last_used_at).is_(None), col(ApiKey.last_used_at) < bindparam("at")))
+    .values(last_used_at=bindparam("at"))
+)
+
+
+def write_last_used(conn: Connection, times: dict[str, datetime]) -> None:
+    """Store last-use times in the connection's transaction, never moving one backwards."""
+    if times:
+        conn.execute(_STORE_LAST_USE, [{"key_id": key_id, "at": at} for key_id, at in times.items()])
