@@ -21,6 +21,7 @@ class ModelHashes:
         self._lock = threading.Lock()
         self._known: dict[str, str] = self._load()
         self._busy: dict[str, threading.Lock] = {}  # files being hashed now
+        self._resolved: dict[Path, str] = {}  # each file's real path
 
     def start(self, files: list[Path]) -> threading.Thread:
         """Hash every file not yet cached, in a daemon thread."""
@@ -30,7 +31,7 @@ class ModelHashes:
 
     def get(self, file: Path) -> str | None:
         """The file's SHA-256 if computed (and the file unchanged since)."""
-        key = _identity(file)
+        key = self._identity(file)
         with self._lock:
             return self._known.get(key) if key else None
 
@@ -39,7 +40,7 @@ class ModelHashes:
 
         Raises OSError when the file cannot be read. Two callers asking for one file hash it once.
         """
-        key = _identity(file)
+        key = self._identity(file)
         if key is None:
             raise FileNotFoundError(f"{file} is gone")
         with self._lock:
@@ -57,6 +58,19 @@ class ModelHashes:
                 self._busy.pop(key, None)
                 self._save()
             return digest.hexdigest()
+
+    def _identity(self, file: Path) -> str | None:
+        """The file's real path, size and modification time: a changed file gets a new hash."""
+        try:
+            stat = file.stat()
+        except OSError:
+            return None
+        # Every request asks for its model's hash. Resolving a path costs a syscall per directory in it,
+        # the stat one; so the real path is looked up once per file, and the stat still sees a change.
+        real = self._resolved.get(file)
+        if real is None:
+            real = self._resolved[file] = str(file.resolve())
+        return f"{real}|{stat.st_size}|{stat.st_mtime_ns}"
 
     def _hash_all(self, files: list[Path]) -> None:
         for file in files:
@@ -77,11 +91,3 @@ class ModelHashes:
             self._cache_file.write_text(json.dumps(self._known, indent=1))
         except OSError as exc:
             log.debug("cannot cache model hashes in %s: %s", self._cache_file, exc.strerror)
-
-
-def _identity(file: Path) -> str | None:
-    try:
-        stat = file.stat()
-    except OSError:
-        return None
-    return f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
