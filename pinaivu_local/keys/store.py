@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam
+from sqlalchemy import bindparam
 from sqlalchemy import select as core_select
 from sqlmodel import select
 
@@ -26,6 +26,11 @@ MAX_PARSED_KEYS = 1024  # key rows kept validated (see KeyStore._record); past t
 
 _KEYS = ApiKey.__table__  # type: ignore[attr-defined]
 _BY_HASH = core_select(_KEYS).where(_KEYS.c.key_hash == bindparam("digest"))
+# What decides whether a key is accepted: every column but its last-use time, which the request log
+# rewrites with every batch (authentication does not use it).
+_DECIDING = core_select(*(c for c in _KEYS.c if c.name != "last_used_at")).where(
+    _KEYS.c.key_hash == bindparam("digest")
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class KeyStore:
         self._db = database
         self._session = database.session
         self.usage = usage if usage is not None else KeyUsage()
-        self._parsed: dict[str, tuple[tuple[Any, ...], ApiKey]] = {}  # digest -> (row, its record)
+        self._parsed: dict[str, tuple[tuple[Any, ...], ApiKey]] = {}  # digest -> (deciding columns, record)
 
     @property
     def local(self) -> bool:
@@ -123,14 +128,17 @@ class KeyStore:
             session.commit()
         return self.usage.newest(record)
 
-    def _record(self, digest: str, row: Row[Any]) -> ApiKey:
-        """The row as a record, validated once per distinct row: validating a table model costs more than
-        the query. The row is still read on every request, so any change to it (revoked, edited, a new
-        last-use time) is validated afresh and takes effect at once."""
-        values = tuple(row)
+    def _record(self, digest: str, values: tuple[Any, ...]) -> ApiKey | None:
+        """The key's record, validated once per distinct row (`values`: its columns as the driver gave them):
+        validating a table model costs more than the query. The row is read on every request, so any
+        change to it (revoked, edited) is validated afresh and takes effect at once. None: it is gone."""
         memo = self._parsed.get(digest)
         if memo is not None and memo[0] == values:
             return memo[1]
+        with self._db.connection() as conn:
+            row = conn.execute(_BY_HASH, {"digest": digest}).first()
+        if row is None:
+            return None
         record = ApiKey.model_validate(dict(row._mapping))
         if len(self._parsed) >= MAX_PARSED_KEYS:
             self._parsed.clear()
@@ -182,18 +190,17 @@ class KeyStore:
         read it, never change it.
         """
         digest = hash_key(key)
-        # Every request comes here: one Core query, not an ORM session (a third of the cost). Read each
-        # time (only its validation is memoized, per row), so a key revoked by the CLI or another gateway
-        # is refused at once.
+        # Every request comes here: one query at the driver's level, no ORM session or Core connection
+        # (each cost more than the query). Read each time (only its validation is memoized, per row), so a
+        # key revoked by the CLI or another gateway is refused at once.
         # The lookup is by an unguessable digest, so timing reveals nothing about stored keys.
-        with self._db.connection() as conn:
-            row = conn.execute(_BY_HASH, {"digest": digest}).first()
-        if row is None:
+        values = self._db.first_row(_DECIDING, {"digest": digest})
+        record = None if values is None else self._record(digest, values)
+        if record is None:
             raise AuthenticationError(
                 "Incorrect API key provided. Check it, or create one with `pinaivu-local keys create`.",
                 code="invalid_api_key",
             )
-        record = self._record(digest, row)
         now = utcnow()
         state = record.state(now)
         if state == "revoked":

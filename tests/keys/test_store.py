@@ -7,11 +7,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from pinaivu_local.clock import utcnow
 from pinaivu_local.errors import AuthenticationError, ConfigError, KeyNotFound
 from pinaivu_local.keys.bootstrap import ensure_admin_key
 from pinaivu_local.keys.material import hash_key
 from pinaivu_local.keys.store import KeySettings, KeyStore
+from pinaivu_local.keys.usage import write_last_used
 from pinaivu_local.storage.database import Database
 
 
@@ -94,6 +97,23 @@ def test_a_change_from_another_process_is_seen_at_once(store: KeyStore, database
     finally:
         if other is not None:
             other.close()
+
+
+def test_a_new_last_use_time_is_no_change_of_the_key(store: KeyStore, database: Database) -> None:
+    """The request log rewrites last-use times with every batch; that row change costs no new validation."""
+    issued = store.create(KeySettings(name="busy"))
+    first = store.authenticate(issued.key)
+    with database.connection() as conn:
+        write_last_used(conn, {issued.record.id: utcnow()})
+        conn.commit()
+    assert store.get(issued.record.id).last_used_at is not None
+    assert store.authenticate(issued.key) is first
+    with database.connection() as conn:  # the row deleted behind the server's back
+        conn.execute(text("DELETE FROM api_keys"))
+        conn.commit()
+    with pytest.raises(AuthenticationError) as gone:
+        store.authenticate(issued.key)
+    assert gone.value.code == "invalid_api_key"
 
 
 def test_rotate_keeps_settings_and_revokes(store: KeyStore) -> None:

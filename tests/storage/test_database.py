@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from sqlalchemy import text
 
 from pinaivu_local.errors import ConfigError, StorageUnavailable
+from pinaivu_local.storage import migrations
 from pinaivu_local.storage.database import Database, _enter_wal, schema_version
 
 
@@ -122,3 +124,38 @@ def test_switch_to_wal_gives_up_at_its_deadline(tmp_path: Path) -> None:
     finally:
         conn.close()
         thread.join()
+
+
+def test_first_row_is_the_drivers_row(tmp_path: Path) -> None:
+    database = Database(tmp_path / "pinaivu.db")
+    try:
+        table = sqlalchemy.table("_migrations", sqlalchemy.column("name"))
+        query = sqlalchemy.select(table.c.name, sqlalchemy.literal(7)).where(
+            table.c.name == sqlalchemy.bindparam("wanted")
+        )
+        first = migrations.names()[0]
+        assert database.first_row(query, {"wanted": first}) == (first, 7)
+        assert database.first_row(query, {"wanted": "absent"}) is None
+    finally:
+        database.close()
+
+
+def test_first_row_names_a_storage_error_as_sessions_do(tmp_path: Path) -> None:
+    """The driver's own errors (no SQLAlchemy connection around them) are a 503 that names no path."""
+    database = Database(tmp_path / "pinaivu.db", busy_timeout_s=0.05)
+    holder = sqlite3.connect(database.path, isolation_level=None)
+    try:
+        # exclusive locking mode: after its first write the holder keeps the file, readers too are refused
+        # (which needs no other connection open meanwhile: the pool's are closed first)
+        database.engine.dispose()
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("UPDATE api_keys SET name = name")
+        query = sqlalchemy.select(sqlalchemy.literal(1))
+        with pytest.raises(StorageUnavailable) as caught:
+            database.first_row(query, {})
+        assert "locked" in caught.value.message and str(tmp_path) not in caught.value.message
+        holder.close()
+        assert database.first_row(query, {}) == (1,)  # the pooled connection serves on
+    finally:
+        holder.close()
+        database.close()
