@@ -16,7 +16,10 @@ from dataclasses import dataclass
 GATHER_SHARE = 0.01  # of the expected step time: the longest wait for the next arrival
 GATHER_MAX_S = 0.025  # the longest gathering in all, however long the step
 GATHER_MIN_S = 0.0005  # shorter waits are not worth a wake-up: start at once
-MIN_TOKENS = 8  # steps with fewer tokens say little about the cost of a prompt token
+# Steps with fewer tokens say little about the cost of a prompt token: a step of a few tokens costs
+# about what one does (the weights are read once per step), which would count each of them a whole
+# step (8 streams of the 1B model on a CPU: 25 ms a token against 8 in a prefill).
+MIN_TOKENS = 32
 SMOOTHING = 0.2  # weight of the newest step in the running average
 
 
@@ -35,7 +38,8 @@ class StepClock:
         self.per_token_s = sample if before is None else (1 - SMOOTHING) * before + SMOOTHING * sample
 
     def gather_window(self, tokens: int) -> float:
-        """How long to wait for another arrival before a step of `tokens` prompt tokens; 0: start now."""
+        """How long to wait for another arrival before a step that computes `tokens` prompt tokens (not
+        counting those its cache already holds); 0: start now."""
         if self.per_token_s is None:
             return 0.0
         window = min(GATHER_MAX_S, GATHER_SHARE * tokens * self.per_token_s)

@@ -179,7 +179,7 @@ class Scheduler:
         self._n_batch = llama.llama_n_batch(self._ctx)
         self._memory = llama.llama_get_memory(self._ctx)
         self._batch = TokenBatch(self._n_batch)
-        self.generation_threads = tune_generation_threads(self._ctx, self._batch, config.n_threads, name)
+        self.generation_threads = config.n_threads  # until the engine thread has timed them
         self._lock = threading.Condition()
         self._pending: deque[_Sequence] = deque()
         self._running: list[_Sequence] = []
@@ -191,8 +191,10 @@ class Scheduler:
         self._failures_in_a_row = 0
         self._name = name
         self.grammars = Grammars(model.vocab, model.n_vocab, config.n_threads)
-        self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
+        tuned = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(tuned,), name=f"engine-{name}", daemon=True)
         self._thread.start()
+        tuned.wait()
 
     # ---- called from the event loop -------------------------------------------------
 
@@ -265,8 +267,23 @@ class Scheduler:
 
     # ---- engine thread --------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, tuned: threading.Event) -> None:
         """Serve until closed; a failure anywhere in a step resets the engine and serving goes on."""
+        # Every llama_decode of this context runs on this thread, the timing of its threads included.
+        # llama.cpp's OpenMP keeps a team of worker threads for each thread that has decoded; once the
+        # teams hold more threads than there are cores, their workers sleep at each of a decode's
+        # hundreds of barriers instead of spinning (some 230 wake-ups per token of the 1B model on 2
+        # cores, and 20% longer decodes while the event loop is busy).
+        try:
+            self.generation_threads = tune_generation_threads(
+                self._ctx, self._batch, self._config.n_threads, self._name
+            )
+        except Exception:
+            log.exception(
+                "%s: could not time one-token decodes; they use %d threads", self._name, self._config.n_threads
+            )
+        finally:
+            tuned.set()
         while True:
             try:
                 while self._step():
@@ -335,8 +352,12 @@ class Scheduler:
         """Idle, with work: wait a moment while more requests keep arriving, so that they share the first
         step (engine/gathering.py); no wait at all where steps are short. Lock held; `wait` releases it."""
         deadline = time.monotonic() + GATHER_MAX_S
+        uncached: dict[int, int] = {}  # by id of a waiting sequence: each is matched against the cache once
         while not self._stopping and len(self._pending) < len(self._free_slots):
-            window = self._clock.gather_window(sum(len(s.tokens) for s in self._pending))
+            for seq in self._pending:
+                if id(seq) not in uncached:
+                    uncached[id(seq)] = self._uncached(seq)
+            window = self._clock.gather_window(sum(uncached[id(s)] for s in self._pending))
             left = deadline - time.monotonic()
             if window <= 0 or left <= 0:
                 return
@@ -344,6 +365,11 @@ class Scheduler:
             self._lock.wait(min(window, left))
             if len(self._pending) == arrived:  # nothing came within the window (or only a cancellation)
                 return
+
+    def _uncached(self, seq: _Sequence) -> int:
+        """The tokens of a waiting request that no warm slot holds: what its prefill would compute."""
+        reuse = self._warm.best(seq.tokens, seq.cache_scope, self._free_slots, [])
+        return len(seq.tokens) - (reuse.length if reuse else 0)
 
     def _admit(self) -> None:
         """Move waiting requests into free slots while their tokens so far fit the cache.

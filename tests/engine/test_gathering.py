@@ -77,3 +77,26 @@ def test_short_steps_start_at_once(scheduler: tuple[Scheduler, LlamaModel]) -> N
     assert engine._clock.gather_window(30) == 0.0
     first, second = streams[0]._seq, streams[1]._seq
     assert first.first_token_at is not None and first.first_token_at < second.submitted_at
+
+
+def test_only_uncached_prompt_tokens_count(scheduler: tuple[Scheduler, LlamaModel]) -> None:
+    """A prompt that a warm slot holds costs one token's compute: the window is that token's share, not the
+    whole prompt's (a repeated prompt of a 1B model on a CPU waited 18 ms for nobody)."""
+    engine, model = scheduler
+    prompt = model.tokenize("the same question asked again and again", add_bos=True)
+
+    async def ask_twice() -> tuple[int, int]:
+        first = engine.submit(prompt, SamplingParams(temperature=0, ignore_eos=True), 2)
+        with engine._lock:  # the engine cannot admit it meanwhile
+            cold = engine._uncached(first._seq)
+        [_ async for _ in first]
+        second = engine.submit(prompt, SamplingParams(temperature=0, ignore_eos=True), 2)
+        with engine._lock:
+            warm = engine._uncached(second._seq)
+        [_ async for _ in second]
+        return cold, warm
+
+    cold, warm = asyncio.run(ask_twice())
+    assert (cold, warm) == (len(prompt), 1)  # the last prompt token is always computed again: its logits
+    clock = StepClock(per_token_s=0.02)
+    assert clock.gather_window(warm) == 0.0 < clock.gather_window(cold)
