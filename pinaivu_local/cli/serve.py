@@ -55,6 +55,9 @@ GRACEFUL_SHUTDOWN_S = 5
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Access log lines [PINAIVU_LOG_FORMAT].")
 def serve(pull: bool, **options: Any) -> None:
     """Start the API server."""
+    from pinaivu_local.engine.openmp import limit_spinning
+
+    limit_spinning()  # before anything loads llama.cpp
     import uvicorn
 
     from pinaivu_local.api.app import create_app
