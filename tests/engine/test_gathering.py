@@ -86,12 +86,12 @@ def test_only_uncached_prompt_tokens_count(scheduler: tuple[Scheduler, LlamaMode
     prompt = model.tokenize("the same question asked again and again", add_bos=True)
 
     async def ask_twice() -> tuple[int, int]:
-        first = engine.submit(prompt, SamplingParams(temperature=0, ignore_eos=True), 2)
-        with engine._lock:  # the engine cannot admit it meanwhile
+        with engine._lock:  # held from before the submission: the engine cannot admit it meanwhile
+            first = engine.submit(prompt, SamplingParams(temperature=0, ignore_eos=True), 2)
             cold = engine._uncached(first._seq)
-        [_ async for _ in first]
-        second = engine.submit(prompt, SamplingParams(temperature=0, ignore_eos=True), 2)
+        [_ async for _ in first]  # its end is delivered after its slot went warm
         with engine._lock:
+            second = engine.submit(prompt, SamplingParams(temperature=0, ignore_eos=True), 2)
             warm = engine._uncached(second._seq)
         [_ async for _ in second]
         return cold, warm
