@@ -135,6 +135,8 @@ class KeyStore:
         memo = self._parsed.get(digest)
         if memo is not None and memo[0] == values:
             return memo[1]
+        # A new or changed row (rare) is read again through SQLAlchemy, whose column types turn the
+        # driver's values into the record's (SQLite gives times as text).
         with self._db.connection() as conn:
             row = conn.execute(_BY_HASH, {"digest": digest}).first()
         if row is None:
