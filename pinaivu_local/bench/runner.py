@@ -10,10 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import httpx
+import aiohttp
 
 from pinaivu_local.bench import cpu
-from pinaivu_local.bench.load import LevelResult, PromptSource, StreamResult, Workload, calibrate_prompt, run_round
+from pinaivu_local.bench.load import (
+    LevelResult,
+    PromptSource,
+    StreamResult,
+    Workload,
+    calibrate_prompt,
+    client_session,
+    run_round,
+)
 from pinaivu_local.bench.model import ensure_bench_model
 from pinaivu_local.bench.scenarios import STANDARD, Scenario
 from pinaivu_local.bench.servers import (
@@ -149,9 +157,8 @@ async def _measure(
 ) -> tuple[ServerRun, ...]:
     """Calibrate on each server, then every round on each in turn (order alternating) to share any drift."""
     prompts = PromptSource()
-    limits = httpx.Limits(max_connections=max(scenario.concurrency) + 4)
     headers = {"authorization": f"Bearer {setup.api_key}"}
-    async with httpx.AsyncClient(limits=limits, headers=headers) as client:
+    async with client_session(max(scenario.concurrency), headers) as client:
         words, tokens = await _calibrated(client, servers, setup, scenario.prompt_tokens, prompts)
         prefix_words = 0
         if scenario.shared_prefix_tokens:
@@ -180,7 +187,7 @@ async def _measure(
 
 
 async def _calibrated(
-    client: httpx.AsyncClient, servers: list[ServerProcess], setup: ServerSetup, tokens: int, prompts: PromptSource
+    client: aiohttp.ClientSession, servers: list[ServerProcess], setup: ServerSetup, tokens: int, prompts: PromptSource
 ) -> tuple[int, int]:
     """(words, tokens) of a text that reaches `tokens` tokens, checked to tokenize alike on every server."""
     calibrated = [await calibrate_prompt(client, s.base_url, setup.model_id, tokens, prompts) for s in servers]
@@ -190,7 +197,7 @@ async def _calibrated(
 
 
 async def _level(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     servers: list[ServerProcess],
     workload: Workload,
     concurrency: int,

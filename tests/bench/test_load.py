@@ -1,15 +1,25 @@
-"""Workload pieces that need no server: prompts, token counts, percentiles."""
+"""Workload pieces: prompts, token counts, percentiles, and how the client reports a failed request."""
 
 from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
 
 from pinaivu_local.bench.load import (
     REQUESTS_PER_ROUND,
     LevelResult,
     PromptSource,
     StreamResult,
+    Workload,
     _tokens,
+    client_session,
     requests_per_stream,
+    stream_completion,
 )
+from pinaivu_local.bench.servers import free_port
+from pinaivu_local.errors import BenchError
 
 
 def test_prompts_are_distinct_and_the_same_shape() -> None:
@@ -49,3 +59,41 @@ def test_best_round_splits_rounds_of_several_requests_per_stream() -> None:
     assert level.best_tokens_per_s() == 40.0  # 80 tokens in the 2 s round
     assert level.best_ttft(50) == 0.1
     assert level.tokens_per_s == 160 / 6.0
+
+
+def test_a_server_that_is_gone_is_a_bench_error_naming_it() -> None:
+    """A transport failure (nothing listens any more) ends the bench with a message, not a traceback."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    async def ask() -> None:
+        async with client_session(1, {}) as client:
+            await stream_completion(client, url + "/v1/completions", Workload("m", 4, 8), {"prompt": "x"})
+
+    with pytest.raises(BenchError, match=f"127.0.0.1:{port}: the request failed"):
+        asyncio.run(ask())
+
+
+def test_a_refused_stream_is_a_bench_error_with_the_servers_answer() -> None:
+    """A status other than 200 ends the bench with the status and the start of the body."""
+
+    async def ask() -> None:
+        async def refuse(_request: web.Request) -> web.Response:
+            return web.json_response({"error": {"message": "no such model"}}, status=404)
+
+        app = web.Application()
+        app.router.add_post("/v1/completions", refuse)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with client_session(1, {}) as client:
+                url = f"http://127.0.0.1:{port}/v1/completions"
+                await stream_completion(client, url, Workload("m", 4, 8), {"prompt": "x"})
+        finally:
+            await runner.cleanup()
+
+    with pytest.raises(BenchError, match=r"stream failed \(404\).*no such model"):
+        asyncio.run(ask())
