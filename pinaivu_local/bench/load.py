@@ -28,9 +28,13 @@ STREAM_TIMEOUT_S = 600.0
 def client_session(concurrency: int, headers: dict[str, str]) -> aiohttp.ClientSession:
     """The bench's HTTP client: aiohttp, whose C parser costs about a third of httpx's CPU per streamed
     chunk (107 against 320 us here), which on a small machine shares the cores with the servers: with
-    httpx the client capped both servers near 3,000 tokens/s at 32 streams of the tiny model."""
+    httpx the client capped both servers near 3,000 tokens/s at 32 streams of the tiny model.
+
+    A new connection for every request: while the other servers take their turn, a server closes the
+    connections it kept alive (uvicorn after 5 s), and aiohttp does not retry a request on one of them.
+    """
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=concurrency + 4),
+        connector=aiohttp.TCPConnector(limit=concurrency + 4, force_close=True),
         headers=headers,
         timeout=aiohttp.ClientTimeout(total=None, connect=STREAM_TIMEOUT_S, sock_read=STREAM_TIMEOUT_S),
     )
