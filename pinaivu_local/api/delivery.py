@@ -84,34 +84,43 @@ async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
 
 
 async def _sse_events(run: Run) -> AsyncIterator[bytes]:
-    """The SSE stream: role chunk, text chunks, finish chunk, usage chunk if asked, [DONE]."""
+    """The SSE stream: role chunk, text chunks, finish chunk, usage chunk if asked, [DONE].
+
+    Each yield is one write to the socket (a system call and a wake-up of the client), so the events of
+    one delta go out together, and the last ones with [DONE]: once the record is durable.
+    """
     completion = run.completion
     parser = ToolCallParser(run.tool_names) if run.tool_names else None
-    called = False
+    called = ended = False
     try:
         if completion.kind == "chat":
             yield completion.chunk("", first=True)
         async for delta in run.deltas():
+            events: list[bytes] = []
             if parser is not None:  # content and call fragments, never half-parsed call text as content
-                events = parser.push(delta.text) + (parser.finish() if delta.finish_reason else [])
-                called = called or any(isinstance(e, CallStart) for e in events)
-                for event in events:
-                    yield completion.event_chunk(event)
+                pieces = parser.push(delta.text) + (parser.finish() if delta.finish_reason else [])
+                called = called or any(isinstance(e, CallStart) for e in pieces)
+                events += [completion.event_chunk(piece) for piece in pieces]
                 if delta.logprobs:
-                    yield completion.chunk(None, logprobs=delta.logprobs)
+                    events.append(completion.chunk(None, logprobs=delta.logprobs))
             elif delta.finish_reason is None or delta.text or delta.logprobs:
-                yield completion.chunk(delta.text, logprobs=delta.logprobs)
+                events.append(completion.chunk(delta.text, logprobs=delta.logprobs))
             if delta.finish_reason is None:
+                if events:
+                    yield b"".join(events)
                 continue
             finish: FinishReason = "tool_calls" if called and delta.finish_reason == "stop" else delta.finish_reason
             run.end(200, finish, delta.usage)  # signs the receipt the last chunk carries
             receipt = run.signed.envelope() if run.signed else None
             with_usage = completion.include_usage and delta.usage is not None
-            yield completion.chunk(None, finish, receipt=None if with_usage else receipt)
+            events.append(completion.chunk(None, finish, receipt=None if with_usage else receipt))
             if with_usage and delta.usage:
-                yield completion.usage_chunk(delta.usage, receipt=receipt)
-            await run.recorded()  # [DONE] only once the record is durable; else an in-band 503 error below
-        yield SSE_DONE
+                events.append(completion.usage_chunk(delta.usage, receipt=receipt))
+            await run.recorded()  # the end only once the record is durable; else an in-band 503 error below
+            yield b"".join([*events, SSE_DONE])
+            ended = True  # the generation's end marker follows at once: the loop ends by itself
+        if not ended:
+            yield SSE_DONE
     except PinaivuError as exc:  # the status line is gone: report in-band, as OpenAI does
         log.warning("stream %s failed: %s", completion.request_id, exc.message)
         run.end(status_of(exc)[0], error=exc.message)

@@ -168,7 +168,14 @@ def _engine_options(settings: Settings, catalog: Catalog) -> EngineOptions:
     repack = decide_repack(settings.weight_repack, settings.data_dir)
     offload = supports_gpu_offload()
     _warn_without_offload(settings, catalog, offload)
-    return EngineOptions(settings.effective_threads(), settings.max_queue, repack, offload, settings.n_gpu_layers)
+    return EngineOptions(
+        settings.effective_threads(),
+        settings.max_queue,
+        repack,
+        offload,
+        settings.n_gpu_layers,
+        text_interval_s=settings.stream_interval_ms / 1000,
+    )
 
 
 def _warn_without_offload(settings: Settings, catalog: Catalog, offload: bool) -> None:

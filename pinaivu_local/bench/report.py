@@ -56,6 +56,8 @@ def _scenario(run: ScenarioRun) -> list[str]:
         f"model: {setup.model.name} ({run.model_bytes / 2**20:.0f} MiB); n_ctx {setup.n_ctx}, "
         f"{setup.parallel} sequences / slots",
         f"workload: {kind}; prompt tokens ({prompts}); {scenario.max_tokens} new tokens per stream",
+        f"streaming: {OURS} sends a stream's new text every {setup.stream_interval_ms:g} ms at most "
+        "(--stream-interval-ms; 0: every token), the others every token",
         "",
     ]
     header = ["streams"]

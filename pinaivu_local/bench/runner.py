@@ -34,6 +34,7 @@ from pinaivu_local.bench.servers import (
 from pinaivu_local.engine.devices import list_devices, supports_gpu_offload
 from pinaivu_local.engine.repack import cpu_identity, decide_repack
 from pinaivu_local.errors import BenchError
+from pinaivu_local.settings import STREAM_INTERVAL_MS
 
 OURS = "pinaivu-local"
 PEER = "llama_cpp.server"
@@ -53,6 +54,7 @@ class BenchConfig:
     peer: bool = True  # also run llama_cpp.server
     llama_server: Path | None = None  # also run llama.cpp's own C++ llama-server binary
     gpu_layers: int = 0  # layers every server offloads to the GPU; -1: all of them
+    stream_interval_ms: float = STREAM_INTERVAL_MS  # ours: how often a stream's new text goes out
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def _run_scenario(
         threads=threads,
         weight_repack=repack,
         gpu_layers=config.gpu_layers,
+        stream_interval_ms=config.stream_interval_ms,
     )
     starters: list[tuple[str, Callable[[ServerSetup, Path], ServerProcess]]] = [(OURS, start_ours)]
     if config.llama_server is not None:

@@ -16,6 +16,7 @@ import httpx
 
 from pinaivu_local.children import module_command
 from pinaivu_local.errors import BenchError
+from pinaivu_local.settings import STREAM_INTERVAL_MS
 
 READY_TIMEOUT_S = 600  # a 1B model loads in seconds; the repack probe and a cold disk take longer
 STOP_TIMEOUT_S = 30
@@ -32,6 +33,7 @@ class ServerSetup:
     threads: int
     weight_repack: bool
     gpu_layers: int = 0  # layers offloaded to the GPU; -1: all of them
+    stream_interval_ms: float = STREAM_INTERVAL_MS  # ours only: how often a stream's new text goes out
     # Our server wants a key (imported as its admin key); llama_cpp.server ignores the header.
     api_key: str = field(default_factory=lambda: "sk-pnv-bench-" + secrets.token_urlsafe(24))
 
@@ -94,6 +96,7 @@ def start_ours(setup: ServerSetup, work_dir: Path) -> ServerProcess:
         PINAIVU_THREADS=str(setup.threads),
         PINAIVU_WEIGHT_REPACK="on" if setup.weight_repack else "off",
         PINAIVU_LOG_LEVEL="warning",
+        PINAIVU_STREAM_INTERVAL_MS=str(setup.stream_interval_ms),
         PINAIVU_API_KEY=setup.api_key,
         # limits must not shape the measurement
         PINAIVU_DEFAULT_RPM=str(10**9),

@@ -12,6 +12,7 @@ from pinaivu_local.bench.scenarios import NAMES, select
 from pinaivu_local.children import is_frozen
 from pinaivu_local.cli.common import build_settings, configure_logging, data_dir_option
 from pinaivu_local.errors import BenchError, ModelFileError
+from pinaivu_local.settings import STREAM_INTERVAL_MS
 
 
 def _gpu_layers(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
@@ -70,6 +71,13 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
     callback=_gpu_layers,
     help="Layers every server offloads to the GPU: a number, or 'all' (needs a GPU build: make install GPU=cuda).",
 )
+@click.option(
+    "--stream-interval-ms",
+    type=click.FloatRange(0, 1000),
+    default=STREAM_INTERVAL_MS,
+    show_default=True,
+    help="How often our server sends a stream's new text (its PINAIVU_STREAM_INTERVAL_MS); 0: every token.",
+)
 @click.option("--tiny", is_flag=True, help="Every scenario on the tiny test model: checks the machinery in seconds.")
 @click.option("--peer/--no-peer", default=True, show_default=True, help="Also measure llama_cpp.server.")
 @click.option(
@@ -96,6 +104,7 @@ def bench(
     threads: int,
     weight_repack: str | None,
     gpu_layers: int,
+    stream_interval_ms: float,
     tiny: bool,
     peer: bool,
     llama_server: Path | None,
@@ -139,6 +148,7 @@ def bench(
         peer=peer,
         llama_server=llama_server,
         gpu_layers=gpu_layers,
+        stream_interval_ms=stream_interval_ms,
     )
     try:
         report = run_bench(config, lambda line: click.echo(line, err=True))

@@ -59,6 +59,7 @@ class EngineOptions:
     weight_repack: bool
     gpu_offload: bool = False
     n_gpu_layers: int | None = None  # overrides every model's own setting when set
+    text_interval_s: float = 0.0  # a request's new text is handed over at most this often
 
     def gpu_layers(self, spec: ModelSpec) -> int:
         """Layers to offload for `spec`: the override or the catalog's, and 0 where the build cannot."""
@@ -208,6 +209,7 @@ class ModelPool:
                 parallel=spec.parallel,
                 n_threads=self._options.n_threads,
                 max_queue=self._options.max_queue,
+                text_interval_s=self._options.text_interval_s,
             )
             engine = ModelEngine(spec, model, Scheduler(model, config, spec.id))
         except BaseException:

@@ -49,6 +49,9 @@ class ContextConfig:
     n_threads: int
     max_queue: int
     n_batch: int = 512
+    # A request's new text is handed over at most this often (its first token and its end at once):
+    # each hand-over costs the event loop a wake-up and the stream an HTTP chunk (a system call).
+    text_interval_s: float = 0.0
 
 
 # Pause before serving again after the engine thread failed: doubles with each failure in a row.
@@ -84,6 +87,8 @@ class _Sequence:
     n_cached: int = 0  # leading tokens whose KV cells are in the cache
     n_reused: int = 0  # prompt tokens taken from the prefix cache when first admitted (usage's cached_tokens)
     n_generated: int = 0
+    held: str = ""  # text not handed over yet: its interval since the last hand-over has not passed
+    handed_at: float = 0.0  # monotonic time of the last hand-over of text
     # monotonic times: queued, given a slot (first time), first token, finished
     submitted_at: float = field(default_factory=time.monotonic)
     admitted_at: float | None = None
@@ -546,7 +551,18 @@ class Scheduler:
         elif seq.n_generated >= seq.max_tokens:
             self._complete(seq, "length", text + _drain(seq), out)
         elif text:
+            self._hand_over(seq, text, out)
+
+    def _hand_over(self, seq: _Sequence, text: str, out: list[tuple[_Sequence, object]]) -> None:
+        """Give `text` to the request's reader now, or hold it until its interval since the last has passed."""
+        if seq.trail is not None:  # with logprobs every delta carries its own tokens' entries
             out.append((seq, Delta(text, logprobs=_logprobs(seq, text, final=False))))
+            return
+        seq.held += text
+        now = time.monotonic()
+        if now - seq.handed_at >= self._config.text_interval_s:
+            out.append((seq, Delta(seq.held)))
+            seq.held, seq.handed_at = "", now
 
     def _logprob(self, seq: _Sequence, index: int, token: int) -> TokenLogprob:
         """`token`'s entry, from the logits the sampler saw (with the request's logit_bias)."""
@@ -555,6 +571,7 @@ class Scheduler:
         return token_logprob(row, seq.params.logit_bias, token, seq.trail.n_top, self._model.shape)
 
     def _complete(self, seq: _Sequence, reason: FinishReason, text: str, out: list[tuple[_Sequence, object]]) -> None:
+        text, seq.held = seq.held + text, ""
         usage = Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_generated, cached_tokens=seq.n_reused)
         out.append((seq, Delta(text, finish_reason=reason, usage=usage, logprobs=_logprobs(seq, text, final=True))))
         self._finish(seq, _DONE, out)
@@ -562,6 +579,9 @@ class Scheduler:
     def _finish(self, seq: _Sequence, last: object, out: list[tuple[_Sequence, object]]) -> None:
         """Send `last` (the end marker or an error) and free the sequence's slot and KV cells."""
         seq.finished_at = time.monotonic()
+        if seq.held:  # an error ends it: what it wrote so far still reaches the reader first
+            out.append((seq, Delta(seq.held)))
+            seq.held = ""
         out.append((seq, last))
         if seq in self._running:
             self._release(seq)

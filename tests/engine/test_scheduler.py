@@ -332,3 +332,54 @@ def test_completion_prompts_are_plain_text(pool: ModelPool) -> None:
     prepared = engine.prepare(TextPrompt("a<|eot_id|>b"), SamplingParams(), 4)
     assert 324 not in prepared.prompt and len(prepared.prompt) > 4
     assert engine.prepare(TokenPrompt([320, 324]), SamplingParams(), 4).prompt == [320, 324]  # ids stay ids
+
+
+@pytest.fixture
+def paced_pool(tiny_models: TinyModels, tmp_path: Path) -> Iterator[ModelPool]:
+    """A pool whose engine hands a request's text over at most once an hour: the first, then the end."""
+    spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=1024, n_gpu_layers=0, parallel=8)
+    options = EngineOptions(n_threads=1, max_queue=1, weight_repack=False, text_interval_s=3600.0)
+    opened = ModelPool(Catalog(file=tmp_path / "m.toml", models=(spec,)), options)
+    opened.open()
+    yield opened
+    opened.close()
+
+
+def test_held_text_comes_with_the_end_and_loses_nothing(pool: ModelPool, paced_pool: ModelPool) -> None:
+    """Within its interval a request's text is held, not dropped: the first text at once, the rest with the
+    finish, and every character of what the same request gives token by token."""
+    every_token = asyncio.run(generate(pool.get("tiny"), "pace", 24, chat=False, temperature=0, logit_bias=NO_EOG))
+    paced = asyncio.run(generate(paced_pool.get("tiny"), "pace", 24, chat=False, temperature=0, logit_bias=NO_EOG))
+    assert len([d for d in every_token if d.text]) > 2
+    assert joined(paced) == joined(every_token)
+    assert len(paced) == 2 and paced[0].text and paced[0].finish_reason is None
+    assert paced[1].finish_reason == "length" and paced[1].usage is not None and paced[1].usage.completion_tokens == 24
+
+
+def test_held_text_reaches_the_reader_before_an_error(
+    pool: ModelPool, paced_pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A generation that fails midway still hands over what it wrote before the error (a stream shows it)."""
+    import pinaivu_local.engine.scheduler as scheduler_module
+
+    reference = joined(asyncio.run(generate(pool.get("tiny"), "fail", 6, chat=False, temperature=0, logit_bias=NO_EOG)))
+    real_decode = scheduler_module.llama.llama_decode
+    calls = iter(range(100))
+
+    def decode_failing_at_the_seventh(ctx: object, batch: object) -> int:
+        # the prompt, then one token a step: the seventh decode comes after six sampled tokens
+        return -3 if next(calls) == 6 else int(real_decode(ctx, batch))
+
+    monkeypatch.setattr(scheduler_module.llama, "llama_decode", decode_failing_at_the_seventh)
+    received: list[Delta] = []
+
+    async def failing() -> None:
+        prepared = paced_pool.get("tiny").prepare(
+            TextPrompt("fail"), SamplingParams(temperature=0, logit_bias=NO_EOG), 24
+        )
+        async for delta in paced_pool.get("tiny").start(prepared):
+            received.append(delta)
+
+    with pytest.raises(EngineFailure):
+        asyncio.run(failing())
+    assert len(received) == 2 and joined(received) == reference
