@@ -47,9 +47,13 @@ class LlamaModel:
         self.n_ctx_train = llama.llama_model_n_ctx_train(model)
         self.size_bytes = llama.llama_model_size(model)
         self.n_layer = llama.llama_model_n_layer(model)
-        self._piece_buf = ctypes.create_string_buffer(256)
+        # Every token's bytes and the end-of-generation set, read once: the engine looks them up for every
+        # sequence at every step, and each call into llama.cpp gives up the GIL, which a busy event loop
+        # then holds for up to a switch interval before the engine thread gets it back.
+        self._pieces = self._read_pieces()
+        self._eog = frozenset(t for t in range(self.n_vocab) if llama.llama_vocab_is_eog(self.vocab, t))
         self.chat_template = self._chat_template()
-        self.max_token_bytes = self._longest_token_bytes()
+        self.max_token_bytes = max(map(len, self._pieces), default=1) or 1
 
     def close(self) -> None:
         """Free the weights."""
@@ -91,22 +95,27 @@ class LlamaModel:
                 tokens += self.tokenize(part.text, add_bos=False, special=part.markup)
         return tokens
 
-    def _longest_token_bytes(self) -> int:
-        """The most bytes one token stands for: a text of B bytes is at least B / this many tokens."""
-        return max((len(self.piece(t)) for t in range(self.n_vocab)), default=1) or 1
+    def _read_pieces(self) -> tuple[bytes, ...]:
+        """The bytes of every token of the vocabulary, in order; control tokens render as nothing."""
+        buf = ctypes.create_string_buffer(256)
+        pieces = []
+        for token in range(self.n_vocab):
+            n = llama.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            if n < 0:  # longer than the buffer: -n is the length
+                longer = ctypes.create_string_buffer(-n)
+                n = llama.llama_token_to_piece(self.vocab, token, longer, len(longer), 0, False)
+                pieces.append(longer.raw[:n])
+            else:
+                pieces.append(buf.raw[:n])
+        return tuple(pieces)
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token; control tokens render as nothing."""
-        n = llama.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = llama.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
-            return buf.raw[:n]
-        return self._piece_buf.raw[:n]
+        return self._pieces[token]
 
     def is_eog(self, token: int) -> bool:
         """Whether `token` ends a generation (<|eot_id|>, <|end_of_text|>, ...)."""
-        return bool(llama.llama_vocab_is_eog(self.vocab, token))
+        return token in self._eog
 
     def shape(self, token: int) -> TokenShape:
         """How a token is shown in logprobs: its text and bytes, or a control token's name and no bytes."""

@@ -311,6 +311,7 @@ class Scheduler:
         out: list[tuple[_Sequence, object]] = []
         for seq in held:
             seq.finished_at = time.monotonic()
+            _hand_over_held(seq, out)
             out.append((seq, retry))
             _free_sampler(seq)
         self._running.clear()
@@ -579,9 +580,7 @@ class Scheduler:
     def _finish(self, seq: _Sequence, last: object, out: list[tuple[_Sequence, object]]) -> None:
         """Send `last` (the end marker or an error) and free the sequence's slot and KV cells."""
         seq.finished_at = time.monotonic()
-        if seq.held:  # an error ends it: what it wrote so far still reaches the reader first
-            out.append((seq, Delta(seq.held)))
-            seq.held = ""
+        _hand_over_held(seq, out)
         out.append((seq, last))
         if seq in self._running:
             self._release(seq)
@@ -614,6 +613,13 @@ def _free_sampler(seq: _Sequence) -> None:
     if seq.sampler is not None:
         llama.llama_sampler_free(seq.sampler)
         seq.sampler = None
+
+
+def _hand_over_held(seq: _Sequence, out: list[tuple[_Sequence, object]]) -> None:
+    """Before an error ends `seq`: the text it held still reaches the reader, first."""
+    if seq.held:
+        out.append((seq, Delta(seq.held)))
+        seq.held = ""
 
 
 def _drain(seq: _Sequence) -> str:

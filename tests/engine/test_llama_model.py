@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def test_tokenize_round_trip_and_specials(model: LlamaModel) -> None:
     assert 324 in tokens  # <|eot_id|> parsed as the special token
     assert b"".join(model.piece(t) for t in tokens) == b"hello  world"  # specials render as nothing
     assert model.is_eog(324) and not model.is_eog(tokens[1])
+
+
+def test_pieces_and_ends_read_at_load_are_llama_cpps_own(model: LlamaModel) -> None:
+    """The vocabulary is read once at load (no call into llama.cpp per token per step): every token's bytes
+    and end-of-generation flag are exactly what llama.cpp answers for it."""
+    buf = ctypes.create_string_buffer(256)
+    for token in range(model.n_vocab):
+        n = llama.llama_token_to_piece(model.vocab, token, buf, len(buf), 0, False)
+        assert model.piece(token) == buf.raw[:n], token
+        assert model.is_eog(token) == bool(llama.llama_vocab_is_eog(model.vocab, token)), token
+    assert sum(model.is_eog(t) for t in range(model.n_vocab)) >= 1
 
 
 def test_text_is_plain_unless_asked(model: LlamaModel) -> None:
