@@ -74,6 +74,7 @@ class InferenceRequest:
     constraint: Constraint | None = None  # what tools / response_format hold the output to
     tool_names: tuple[str, ...] = ()  # the output is parsed for a call to one of these
     structure_digest: str | None = None  # SHA-256 of tools, tool_choice, ... as sent: kept in the record
+    text_interval_s: float | None = None  # how often its new text goes out; None: the server's setting
 
 
 class Run:
@@ -288,7 +289,7 @@ class Inference:
         """Start it: on the local engine, or with nodes on the node the router picks (None: no fleet)."""
         if self._fleet is None:
             assert engine is not None
-            return engine.start(prepared), None
+            return engine.start(prepared, text_interval_s=request.text_interval_s), None
         local_only = _local_only(request)
         if local_only is not None:  # not forwarded to nodes yet: only the gateway's own engine serves it
             if engine is None:
@@ -298,12 +299,16 @@ class Inference:
                     f"nodes yet; ask without {field}.",
                     param=field,
                 )
-            return engine.start(prepared), LOCAL
+            return engine.start(prepared, text_interval_s=request.text_interval_s), LOCAL
         forwarded = remote_request(
             request.kind, prepared.model_id, request.source, request.sampling, request.max_tokens, len(prepared.prompt)
         )
         prefix = prefix_key(prepared.model_id, scope, canonical_json(request.committed_input))
-        local = functools.partial(engine.start, prepared) if engine is not None else None
+        local = (
+            functools.partial(engine.start, prepared, text_interval_s=request.text_interval_s)
+            if engine is not None
+            else None
+        )
         return await self._fleet.start(
             forwarded, prefix, local, buffered=not request.streamed, model_sha256=request.model_sha256
         )

@@ -101,12 +101,18 @@ class ModelEngine:
         budget = self._budget(len(prompt), requested, param)
         return PreparedRequest(self.id, prompt, budget, sampling, cache_scope, constraint)
 
-    def start(self, prepared: PreparedRequest) -> GenerationStream:
-        """Queue a prepared request; raises Unavailable when the model cannot take it now."""
+    def start(self, prepared: PreparedRequest, *, text_interval_s: float | None = None) -> GenerationStream:
+        """Queue a prepared request; raises Unavailable when the model cannot take it now. Its new text
+        is handed over at most every `text_interval_s` (None: the engine's setting)."""
         if prepared.model_id != self.id:
             raise ValueError(f"a request prepared for {prepared.model_id} cannot run on {self.id}")
         return self._scheduler.submit(
-            prepared.prompt, prepared.sampling, prepared.max_tokens, prepared.cache_scope, prepared.constraint
+            prepared.prompt,
+            prepared.sampling,
+            prepared.max_tokens,
+            prepared.cache_scope,
+            prepared.constraint,
+            text_interval_s=text_interval_s,
         )
 
     @property

@@ -87,6 +87,7 @@ class _Sequence:
     n_cached: int = 0  # leading tokens whose KV cells are in the cache
     n_reused: int = 0  # prompt tokens taken from the prefix cache when first admitted (usage's cached_tokens)
     n_generated: int = 0
+    text_interval_s: float = 0.0  # new text is handed over at most this often
     held: str = ""  # text not handed over yet: its interval since the last hand-over has not passed
     handed_at: float = 0.0  # monotonic time of the last hand-over of text
     # monotonic times: queued, given a slot (first time), first token, finished
@@ -210,12 +211,16 @@ class Scheduler:
         max_tokens: int,
         cache_scope: str = "",
         constraint: Constraint | None = None,
+        *,
+        text_interval_s: float | None = None,
     ) -> GenerationStream:
-        """Queue a request; raise Unavailable when the queue is full or the engine is down."""
+        """Queue a request; raise Unavailable when the queue is full or the engine is down. Its new text
+        is handed over at most every `text_interval_s` (None: the context's setting)."""
         loop = asyncio.get_running_loop()
         guide = self.grammars.guide(constraint) if constraint else None
         sampler = build_sampler(params, self._model.n_vocab, max_tokens)
         seq = _Sequence(prompt, params, max_tokens, loop, Outbox(), sampler, cache_scope, guide)
+        seq.text_interval_s = self._config.text_interval_s if text_interval_s is None else text_interval_s
         try:
             with self._lock:
                 self._check_capacity()
@@ -561,7 +566,7 @@ class Scheduler:
             return
         seq.held += text
         now = time.monotonic()
-        if now - seq.handed_at >= self._config.text_interval_s:
+        if now - seq.handed_at >= seq.text_interval_s:
             out.append((seq, Delta(seq.held)))
             seq.held, seq.handed_at = "", now
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from pinaivu_local.api.stream_pacing import STREAM_INTERVAL_HEADER
 from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.scheduler import Timings
 from pinaivu_local.errors import EngineFailure, InvalidRequest, ModelNotFound, Unavailable
@@ -185,7 +186,10 @@ class Fleet:
         rotation unless it was only busy); a node's refusal of the request itself is raised as the client's."""
         if self._client is None:
             raise EngineFailure("the fleet is not running (a bug: its lifespan has not started)")
-        headers = {"authorization": f"Bearer {node.spec.api_key}"} if node.spec.api_key else {}
+        # Every token at once: a stream cut short is counted by its chunks (api/stream_pacing.py).
+        headers = {STREAM_INTERVAL_HEADER: "0"}
+        if node.spec.api_key:
+            headers["authorization"] = f"Bearer {node.spec.api_key}"
         sent = self._client.build_request("POST", f"{node.spec.v1}{request.path}", json=request.body, headers=headers)
         node.in_flight += 1  # counted from now: requests placed meanwhile see this one
         try:

@@ -338,8 +338,9 @@ def test_completion_prompts_are_plain_text(pool: ModelPool) -> None:
 def paced_pool(tiny_models: TinyModels, tmp_path: Path) -> Iterator[ModelPool]:
     """A pool whose engine hands a request's text over at most once an hour: the first, then the end."""
     spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=1024, n_gpu_layers=0, parallel=8)
+    slow = ModelSpec(id="slow", source=None, file=tiny_models.slow, n_ctx=1024, n_gpu_layers=0, parallel=1)
     options = EngineOptions(n_threads=1, max_queue=1, weight_repack=False, text_interval_s=3600.0)
-    opened = ModelPool(Catalog(file=tmp_path / "m.toml", models=(spec,)), options)
+    opened = ModelPool(Catalog(file=tmp_path / "m.toml", models=(spec, slow)), options)
     opened.open()
     yield opened
     opened.close()
@@ -350,10 +351,23 @@ def test_held_text_comes_with_the_end_and_loses_nothing(pool: ModelPool, paced_p
     finish, and every character of what the same request gives token by token."""
     every_token = asyncio.run(generate(pool.get("tiny"), "pace", 24, chat=False, temperature=0, logit_bias=NO_EOG))
     paced = asyncio.run(generate(paced_pool.get("tiny"), "pace", 24, chat=False, temperature=0, logit_bias=NO_EOG))
-    assert len([d for d in every_token if d.text]) > 2
-    assert joined(paced) == joined(every_token)
-    assert len(paced) == 2 and paced[0].text and paced[0].finish_reason is None
+    assert joined(paced) == joined(every_token) and len(joined(paced)) > len(paced[0].text) > 0
+    assert len(paced) == 2 and paced[0].finish_reason is None
     assert paced[1].finish_reason == "length" and paced[1].usage is not None and paced[1].usage.completion_tokens == 24
+
+
+def test_a_request_may_ask_for_its_own_interval(paced_pool: ModelPool) -> None:
+    """A request's interval wins over the engine's: 0 hands every token over as it comes (the slow model
+    makes a token every few milliseconds, so the reader keeps up and sees them one by one)."""
+    engine = paced_pool.get("slow")
+    prepared = engine.prepare(TextPrompt("pace"), SamplingParams(temperature=0, logit_bias=NO_EOG), 24)
+
+    async def run(interval: float | None) -> list[Delta]:
+        return [d async for d in engine.start(prepared, text_interval_s=interval)]
+
+    held, every_token = asyncio.run(run(None)), asyncio.run(run(0.0))
+    assert joined(held) == joined(every_token)
+    assert len(held) == 2 and len([d for d in every_token if d.text]) > 4
 
 
 def test_held_text_reaches_the_reader_before_an_error(
@@ -382,4 +396,4 @@ def test_held_text_reaches_the_reader_before_an_error(
 
     with pytest.raises(EngineFailure):
         asyncio.run(failing())
-    assert len(received) == 2 and joined(received) == reference
+    assert joined(received) == reference  # the first text, and what was held when the step failed

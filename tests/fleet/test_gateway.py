@@ -116,6 +116,25 @@ def test_openai_client_through_the_gateway_and_records_name_the_node(fleet: Flee
     assert chunks[-1].model_extra["pinaivu_receipt"] == record["receipt"]  # type: ignore[index]
 
 
+def content_chunks(v1: str) -> tuple[int, int]:
+    """(chunks with text, completion tokens) of a streamed 48-token chat."""
+    body = chat_body("pace", max_tokens=48, logit_bias=NO_EOG, stream=True, stream_options={"include_usage": True})
+    with httpx.stream("POST", f"{v1}/chat/completions", json=body, headers=AUTH, timeout=60) as response:
+        assert response.status_code == 200, response.read()
+        chunks = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    texts = [c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]
+    return len(texts), chunks[-1]["usage"]["completion_tokens"]
+
+
+def test_the_gateway_asks_its_nodes_for_every_token_at_once(fleet: Fleet) -> None:
+    """A node joins 20 ms of text into one chunk, but not for a gateway, which counts the tokens of a stream
+    cut short by its chunks: through the gateway, about a chunk per token."""
+    direct, tokens = content_chunks(fleet.nodes["a"].v1)
+    through, tokens_through = content_chunks(fleet.gateway.v1)
+    assert tokens == tokens_through == 48
+    assert through > direct and through >= tokens // 2
+
+
 def test_the_gateway_keeps_each_nodes_receipt_as_the_node_signed_it(fleet: Fleet, tmp_path: Path) -> None:
     """The gateway signs nothing it did not compute: the receipt is the node's, checked with the node's keys."""
     client = openai.OpenAI(api_key=TEST_KEY, base_url=fleet.gateway.v1, max_retries=0)

@@ -13,6 +13,7 @@ from pinaivu_local.api.inference import Inference
 from pinaivu_local.api.openapi_body import json_body
 from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
+from pinaivu_local.api.stream_pacing import requested_interval_s
 from pinaivu_local.api.validation import read_body
 
 
@@ -49,6 +50,8 @@ async def _complete(
     # level in a task group of their own, which costs more than the whole key lookup.
     context = context_of(request.scope)
     inference.check_requests(context)  # before parsing what may be megabytes
+    interval = requested_interval_s(request.headers)
     body = await read_body(request, schema)
-    run = await inference.start(context, replace(body.inference_request(), streamed=bool(body.stream)))
+    asked = replace(body.inference_request(), streamed=bool(body.stream), text_interval_s=interval)
+    run = await inference.start(context, asked)
     return await respond(request, run, stream=bool(body.stream))

@@ -1,0 +1,33 @@
+"""How often a stream's new text goes out: the server's PINAIVU_STREAM_INTERVAL_MS, or what a request asks.
+
+A gateway asks its nodes for every token at once (this header, 0): it counts the tokens of a stream that
+is cut short (its client left, its node failed) by the chunks it got, one token a chunk, so a node that
+joined the text of several tokens into one chunk would have it count too few.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from pinaivu_local.errors import InvalidRequest
+
+STREAM_INTERVAL_HEADER = "x-pinaivu-stream-interval-ms"
+MAX_INTERVAL_MS = 1000.0
+
+
+def requested_interval_s(headers: Mapping[str, str]) -> float | None:
+    """The interval the request's header asks for, in seconds; None without the header."""
+    value = headers.get(STREAM_INTERVAL_HEADER)
+    if value is None:
+        return None
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = math.nan
+    if not 0 <= ms <= MAX_INTERVAL_MS:  # NaN fails this too
+        raise InvalidRequest(
+            f"The header {STREAM_INTERVAL_HEADER} must be a number of milliseconds from 0 to "
+            f"{MAX_INTERVAL_MS:g}, not {value[:40]!r}; send it so, or leave it out."
+        )
+    return ms / 1000

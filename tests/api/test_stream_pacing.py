@@ -1,0 +1,48 @@
+"""How often a stream's text goes out: the server's interval (20 ms), or what a request's header asks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from pinaivu_local.api.stream_pacing import STREAM_INTERVAL_HEADER
+from tests.conftest import AUTH, NO_EOG, RunningServer
+
+BODY = {"model": "llama3.2:1b", "prompt": "pace me", "max_tokens": 64, "temperature": 0, "logit_bias": NO_EOG}
+
+
+def stream_texts(server: RunningServer, headers: dict[str, str]) -> tuple[list[str], dict[str, Any]]:
+    """The texts of a completion stream's chunks (empty ones left out), and its last chunk."""
+    body = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
+    with httpx.stream(
+        "POST", f"{server.v1}/completions", json=body, headers={**AUTH, **headers}, timeout=60
+    ) as response:
+        assert response.status_code == 200, response.read()
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    return [c["choices"][0]["text"] for c in chunks if c["choices"] and c["choices"][0]["text"]], chunks[-1]
+
+
+def test_a_request_may_ask_for_every_token_at_once(server: RunningServer) -> None:
+    """A gateway asks its nodes for a chunk per token (it counts a stream cut short by its chunks); a long
+    interval joins the text into the first token's chunk and the rest; the text is the same every way."""
+    every_token, last = stream_texts(server, {STREAM_INTERVAL_HEADER: "0"})
+    joined, _ = stream_texts(server, {STREAM_INTERVAL_HEADER: "1000"})
+    default, _ = stream_texts(server, {})
+    assert last["usage"]["completion_tokens"] == 64
+    assert "".join(every_token) == "".join(joined) == "".join(default)
+    assert len(every_token) > 16 and len(joined) <= 3  # the first text, the rest (a slow machine: one more)
+
+
+@pytest.mark.parametrize("value", ["fast", "-1", "1001", "nan", ""])
+def test_a_malformed_interval_is_refused_by_name(server: RunningServer, value: str) -> None:
+    response = httpx.post(
+        f"{server.v1}/completions", json=BODY, headers={**AUTH, STREAM_INTERVAL_HEADER: value}, timeout=60
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and STREAM_INTERVAL_HEADER in error["message"]
