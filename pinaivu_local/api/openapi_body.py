@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody
 from pydantic import BaseModel
 
 
-def json_body(model: type[BaseModel]) -> type[Operation]:
-    """An Operation class whose request body is `model`'s JSON schema (refs inlined)."""
+def json_body(model: type[BaseModel], headers: tuple[Parameter, ...] = ()) -> type[Operation]:
+    """An Operation class whose request body is `model`'s JSON schema (refs inlined), with the request
+    `headers` the route reads itself."""
     schema = _inline_refs(model.model_json_schema())
 
     @dataclass
@@ -23,6 +24,8 @@ def json_body(model: type[BaseModel]) -> type[Operation]:
             # to_schema() serialises plain dicts as they are, so the JSON schema goes in whole.
             media = OpenAPIMediaType(schema=schema)  # type: ignore[arg-type]
             self.request_body = RequestBody(content={"application/json": media}, required=True)
+            if headers:
+                self.parameters = [*(self.parameters or []), *headers]
 
     WithJsonBody.__name__ = f"{model.__name__}Operation"
     return WithJsonBody

@@ -10,10 +10,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from litestar.openapi.spec import OpenAPIType, Parameter, Schema
+
 from pinaivu_local.errors import InvalidRequest
 
 STREAM_INTERVAL_HEADER = "x-pinaivu-stream-interval-ms"
 MAX_INTERVAL_MS = 1000.0
+
+# The header in the OpenAPI document of the routes that read it.
+STREAM_INTERVAL_PARAMETER = Parameter(
+    name=STREAM_INTERVAL_HEADER,
+    param_in="header",
+    required=False,
+    schema=Schema(type=OpenAPIType.NUMBER, minimum=0, maximum=MAX_INTERVAL_MS),
+    description=(
+        "How often a stream's new text goes out, in milliseconds (0: every token as it is decoded); "
+        "without it, the server's PINAIVU_STREAM_INTERVAL_MS."
+    ),
+)
 
 
 def requested_interval_s(headers: Mapping[str, str]) -> float | None:

@@ -72,6 +72,7 @@ class RemoteGeneration:
         self._prompt_tokens = request.prompt_tokens
         self._closed = False
         self._holding = True  # counted in the node's in_flight (the fleet counted it when it opened)
+        self._opened_at = node.reports  # the node's load reports so far: later ones count it as running
         self._seen: dict[str, Any] = {}  # what the node's last chunk said beyond OpenAI's shape
 
     @property
@@ -149,6 +150,7 @@ class RemoteGeneration:
         self._connected = None
         self._node, self._response = await self._reopen(self._tried)
         self._holding = True
+        self._opened_at = self._node.reports
         self._tried.add(self._node.name)
         self._connected = time.monotonic()
 
@@ -156,7 +158,7 @@ class RemoteGeneration:
         """Give the node's slot back (once) and close its stream."""
         if self._holding:
             self._holding = False
-            self._node.in_flight -= 1
+            self._node.finished(self._request.model, self._opened_at)
         await self._response.aclose()
 
     def timings(self) -> Timings:

@@ -32,6 +32,9 @@ class NodeState:
     last_error: str | None = None
     models: dict[str, ModelLoad] = field(default_factory=dict)
     in_flight: int = 0  # requests this gateway has running there now
+    reports: int = 0  # load reports applied (health checks passed)
+    # Per model: requests of this gateway that the last report counted as running and that have ended since.
+    ended: dict[str, int] = field(default_factory=dict)
     # Each model's file SHA-256 as the node's own signed receipts named it (what a replay must match).
     hashes: dict[str, str] = field(default_factory=dict)
 
@@ -45,13 +48,22 @@ class NodeState:
         return self.condition == "up" and model in self.models
 
     def free(self, model: str) -> int:
-        """Free slots for `model`: what the node reported, or what this gateway knows it sent, whichever is busier."""
+        """Free slots for `model`: what the node reported (less this gateway's requests that have ended since),
+        or what this gateway knows it sent, whichever is busier."""
         load = self.models[model]
-        return load.slots - max(load.running + load.queued, self.in_flight)
+        return load.slots - max(load.running + load.queued - self.ended.get(model, 0), self.in_flight)
+
+    def finished(self, model: str, opened_at_report: int) -> None:
+        """One of this gateway's requests there ended; `opened_at_report`: `reports` when it was opened."""
+        self.in_flight -= 1
+        if opened_at_report < self.reports:  # the last report counted it as running: it is not any more
+            self.ended[model] = self.ended.get(model, 0) + 1
 
     def up(self, models: dict[str, ModelLoad]) -> None:
         """A health check passed."""
         self.models = models
+        self.reports += 1
+        self.ended.clear()
         if self.condition != "up":
             self.condition, self.since = "up", utcnow()
 

@@ -46,3 +46,11 @@ def test_a_malformed_interval_is_refused_by_name(server: RunningServer, value: s
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and STREAM_INTERVAL_HEADER in error["message"]
+
+
+def test_the_openapi_document_names_the_header(server: RunningServer) -> None:
+    paths = httpx.get(f"{server.base_url}/docs/openapi.json", timeout=10).json()["paths"]
+    for path in ("/v1/completions", "/v1/chat/completions"):
+        (header,) = [p for p in paths[path]["post"]["parameters"] if p["name"] == STREAM_INTERVAL_HEADER]
+        assert header["in"] == "header" and not header["required"]
+        assert (header["schema"]["minimum"], header["schema"]["maximum"]) == (0, 1000)

@@ -60,3 +60,27 @@ def test_prefix_key_looks_at_the_beginning_only() -> None:
     head = "x" * 600
     assert prefix_key(MODEL, "", head + "one") == prefix_key(MODEL, "", head + "two")
     assert prefix_key(MODEL, "", "a" + head) != prefix_key(MODEL, "", "b" + head)
+
+
+def test_requests_that_ended_since_the_last_report_are_not_load() -> None:
+    """Right after a burst the last report still shows it running: the node that holds a prefix keeps it
+    (a stale report made the gateway send the next question of a conversation elsewhere)."""
+    a, b = node("a"), node("b")
+    router = Router([a, b])
+    prefix = prefix_key(MODEL, "key_1", '[{"content":"system prompt"}]')
+    router.served(prefix, "a")
+    opened = [a.reports, a.reports]
+    a.in_flight = 2
+    a.up({MODEL: ModelLoad({"id": MODEL}, 2, running=2)})  # the report counts both as running
+    assert a.free(MODEL) == 0 and names(router.pick(MODEL, prefix)) == ["b", "a"]
+    for at in opened:
+        a.finished(MODEL, at)
+    assert a.free(MODEL) == 2 and names(router.pick(MODEL, prefix)) == ["a", "b"]
+    before = a.reports
+    a.in_flight = 1
+    a.up({MODEL: ModelLoad({"id": MODEL}, 2, running=2)})  # ours (opened before it) and another client's
+    a.finished(MODEL, before)
+    assert a.free(MODEL) == 1
+    a.in_flight = 1
+    a.finished(MODEL, a.reports)  # opened after the report, which did not count it: nothing to take off
+    assert a.free(MODEL) == 1

@@ -13,7 +13,7 @@ from pinaivu_local.api.inference import Inference
 from pinaivu_local.api.openapi_body import json_body
 from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
-from pinaivu_local.api.stream_pacing import requested_interval_s
+from pinaivu_local.api.stream_pacing import STREAM_INTERVAL_PARAMETER, requested_interval_s
 from pinaivu_local.api.validation import read_body
 
 
@@ -21,7 +21,7 @@ from pinaivu_local.api.validation import read_body
     "/chat/completions",
     status_code=200,
     summary="Create a chat completion",
-    operation_class=json_body(ChatCompletionRequest),
+    operation_class=json_body(ChatCompletionRequest, headers=(STREAM_INTERVAL_PARAMETER,)),
     responses=error_responses(400, 401, 403, 404, 422, 429, 500, 503),
 )
 async def chat_completions(request: Request[Any, Any, Any], inference: Inference) -> Response[Any]:
@@ -33,7 +33,7 @@ async def chat_completions(request: Request[Any, Any, Any], inference: Inference
     "/completions",
     status_code=200,
     summary="Create a text completion",
-    operation_class=json_body(CompletionRequest),
+    operation_class=json_body(CompletionRequest, headers=(STREAM_INTERVAL_PARAMETER,)),
     responses=error_responses(400, 401, 403, 404, 422, 429, 500, 503),
 )
 async def completions(request: Request[Any, Any, Any], inference: Inference) -> Response[Any]:
