@@ -24,8 +24,10 @@ def default_models_file() -> Path:
     return Path(__file__).with_name("models.toml")
 
 
-# The default of PINAIVU_STREAM_INTERVAL_MS (the bench starts our server with it too).
+# The default of PINAIVU_STREAM_INTERVAL_MS (the bench starts our server with it too), and the longest
+# interval it, a request's header and the bench accept.
 STREAM_INTERVAL_MS = 20.0
+MAX_STREAM_INTERVAL_MS = 1000.0
 
 
 class Settings(BaseSettings):
@@ -50,7 +52,10 @@ class Settings(BaseSettings):
     # once). Every chunk is a wake-up of the event loop and a system call: on 2 cores, where llama.cpp's
     # threads want both, one chunk per token costs a fifth of the throughput. 0: every token at once.
     stream_interval_ms: float = Field(
-        default=STREAM_INTERVAL_MS, ge=0, le=1000, description="a stream's new text goes out at most this often"
+        default=STREAM_INTERVAL_MS,
+        ge=0,
+        le=MAX_STREAM_INTERVAL_MS,
+        description="a stream's new text goes out at most this often",
     )
     n_gpu_layers: int | None = Field(
         default=None, ge=-1, description="overrides every model's n_gpu_layers (-1 = all, 0 = CPU only)"

@@ -13,16 +13,16 @@ from collections.abc import Mapping
 from litestar.openapi.spec import OpenAPIType, Parameter, Schema
 
 from pinaivu_local.errors import InvalidRequest
+from pinaivu_local.settings import MAX_STREAM_INTERVAL_MS
 
 STREAM_INTERVAL_HEADER = "x-pinaivu-stream-interval-ms"
-MAX_INTERVAL_MS = 1000.0
 
 # The header in the OpenAPI document of the routes that read it.
 STREAM_INTERVAL_PARAMETER = Parameter(
     name=STREAM_INTERVAL_HEADER,
     param_in="header",
     required=False,
-    schema=Schema(type=OpenAPIType.NUMBER, minimum=0, maximum=MAX_INTERVAL_MS),
+    schema=Schema(type=OpenAPIType.NUMBER, minimum=0, maximum=MAX_STREAM_INTERVAL_MS),
     description=(
         "How often a stream's new text goes out, in milliseconds (0: every token as it is decoded); "
         "without it, the server's PINAIVU_STREAM_INTERVAL_MS."
@@ -39,9 +39,9 @@ def requested_interval_s(headers: Mapping[str, str]) -> float | None:
         ms = float(value)
     except ValueError:
         ms = math.nan
-    if not 0 <= ms <= MAX_INTERVAL_MS:  # NaN fails this too
+    if not 0 <= ms <= MAX_STREAM_INTERVAL_MS:  # NaN fails this too
         raise InvalidRequest(
             f"The header {STREAM_INTERVAL_HEADER} must be a number of milliseconds from 0 to "
-            f"{MAX_INTERVAL_MS:g}, not {value[:40]!r}; send it so, or leave it out."
+            f"{MAX_STREAM_INTERVAL_MS:g}, not {value[:40]!r}; send it so, or leave it out."
         )
     return ms / 1000

@@ -12,7 +12,7 @@ from pinaivu_local.bench.scenarios import NAMES, select
 from pinaivu_local.children import is_frozen
 from pinaivu_local.cli.common import build_settings, configure_logging, data_dir_option
 from pinaivu_local.errors import BenchError, ModelFileError
-from pinaivu_local.settings import STREAM_INTERVAL_MS
+from pinaivu_local.settings import MAX_STREAM_INTERVAL_MS, STREAM_INTERVAL_MS
 
 
 def _gpu_layers(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
@@ -73,7 +73,7 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
 )
 @click.option(
     "--stream-interval-ms",
-    type=click.FloatRange(0, 1000),
+    type=click.FloatRange(0, MAX_STREAM_INTERVAL_MS),
     default=STREAM_INTERVAL_MS,
     show_default=True,
     help="How often our server sends a stream's new text (its PINAIVU_STREAM_INTERVAL_MS); 0: every token.",

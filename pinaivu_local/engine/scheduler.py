@@ -219,8 +219,10 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         guide = self.grammars.guide(constraint) if constraint else None
         sampler = build_sampler(params, self._model.n_vocab, max_tokens)
-        seq = _Sequence(prompt, params, max_tokens, loop, Outbox(), sampler, cache_scope, guide)
-        seq.text_interval_s = self._config.text_interval_s if text_interval_s is None else text_interval_s
+        interval = self._config.text_interval_s if text_interval_s is None else text_interval_s
+        seq = _Sequence(
+            prompt, params, max_tokens, loop, Outbox(), sampler, cache_scope, guide, text_interval_s=interval
+        )
         try:
             with self._lock:
                 self._check_capacity()
