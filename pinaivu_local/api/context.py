@@ -7,7 +7,7 @@ from typing import Any
 
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.errors import AuthenticationError
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.requestlog.records import FinishedRequest
 
 # The one key this project uses in the ASGI scope's per-request state.
 _STATE_KEY = "pinaivu_context"
@@ -20,7 +20,7 @@ class RequestContext:
     principal: Principal | None = None
     model_id: str | None = None
     request_id: str | None = None
-    record: RequestRecord | None = None
+    record: FinishedRequest | None = None
 
     def caller(self) -> Principal:
         """The authenticated caller; only routes behind the key guard ask."""

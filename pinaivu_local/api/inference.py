@@ -46,7 +46,7 @@ from pinaivu_local.receipts.identity import NodeIdentity
 from pinaivu_local.requestlog.commitment import canonical_json
 from pinaivu_local.requestlog.log import RequestLog
 from pinaivu_local.requestlog.model_hashes import ModelHashes
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.requestlog.records import FinishedRequest
 from pinaivu_local.requestlog.writer import Receipt
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class Run:
             record.receipt_signature = self.signed.signature
         self._receipt = self._hooks.recorded(record)
 
-    def _receipt_for(self, record: RequestRecord) -> SignedReceipt | None:
+    def _receipt_for(self, record: FinishedRequest) -> SignedReceipt | None:
         """A completed inference's receipt, made before anything of it is recorded or sent.
 
         Ours, signed now, when this process computed it. When a node did, the node's own receipt as it
@@ -172,7 +172,7 @@ class _RunHooks:
     context: RequestContext
     identity: NodeIdentity
 
-    def recorded(self, record: RequestRecord) -> Receipt:
+    def recorded(self, record: FinishedRequest) -> Receipt:
         """Queue the record for writing, count it, and let the access log see it."""
         receipt = self.request_log.submit(record)
         self.metrics.observe_record(record)

@@ -9,7 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pinaivu_local.engine.model_pool import ModelStatus
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.requestlog.records import FinishedRequest
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -95,7 +95,7 @@ class Metrics:
         elif status == 503:
             self.unavailable.labels(model).inc()
 
-    def observe_record(self, record: RequestRecord) -> None:
+    def observe_record(self, record: FinishedRequest) -> None:
         """Tokens and timings of a request that ran (replays are counted apart too)."""
         if record.replay_of is not None:
             self.replays.labels(record.model_id).inc()

@@ -15,7 +15,7 @@ from pinaivu_local.engine.results import Usage
 from pinaivu_local.fleet.fleet import Generation
 from pinaivu_local.fleet.remote import RemoteGeneration
 from pinaivu_local.requestlog.commitment import canonical_json, input_digest, output_digest
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.requestlog.records import FinishedRequest
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class RequestTrace:
         finish_reason: str | None = None,
         usage: Usage | None = None,
         error: str | None = None,
-    ) -> RequestRecord:
+    ) -> FinishedRequest:
         """The request as a record, with the output `text` it produced."""
         # A node's usage is the count (the gateway may only have estimated it); locally they agree.
         prompt_tokens = usage.prompt_tokens if usage else len(self.prepared.prompt)
@@ -54,7 +54,7 @@ class RequestTrace:
         decode_s = timings.total_s - (timings.first_token_s or timings.total_s)
         # tokens after the first, over the time after the first: the decoding speed
         speed = (completion_tokens - 1) / decode_s if completion_tokens > 1 and decode_s > 0 else None
-        return RequestRecord(
+        return FinishedRequest(
             request_id=self.completion.request_id,
             created_at=self.created_at,
             kind=self.completion.kind,

@@ -73,6 +73,9 @@ class SamplingParams:
             "logit_bias": {str(token): bias for token, bias in self.logit_bias.items()},
         }
         for name, value in large.items():
+            if not value:  # most requests: nothing to measure (every record makes this JSON)
+                values[name] = value
+                continue
             data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
             if len(data) <= KEEP_VERBATIM_BYTES:
                 values[name] = value

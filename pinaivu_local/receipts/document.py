@@ -13,7 +13,7 @@ from typing import Any
 
 from pinaivu_local.clock import as_utc
 from pinaivu_local.receipts.identity import ALGORITHM, NodeIdentity
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.requestlog.records import FinishedRequest
 
 FORMAT = "pinaivu-receipt/1"
 
@@ -84,7 +84,7 @@ class SignedReceipt:
         return cls(document, signature)
 
 
-def document_of(record: RequestRecord, identity: NodeIdentity) -> dict[str, Any]:
+def document_of(record: FinishedRequest, identity: NodeIdentity) -> dict[str, Any]:
     """The receipt document of a completed request's record (its model hash must be known)."""
     created = as_utc(record.created_at)
     if record.model_sha256 is None or record.output_sha256 is None or record.finish_reason is None:
@@ -110,7 +110,7 @@ def document_of(record: RequestRecord, identity: NodeIdentity) -> dict[str, Any]
     }
 
 
-def sign(record: RequestRecord, identity: NodeIdentity) -> SignedReceipt:
+def sign(record: FinishedRequest, identity: NodeIdentity) -> SignedReceipt:
     """The record's receipt, signed with the node's current key."""
     document = document_of(record, identity)
     return SignedReceipt(document, identity.sign(canonical(document)))

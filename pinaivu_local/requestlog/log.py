@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from pinaivu_local.clock import utcnow
 from pinaivu_local.keys.usage import KeyUsage
-from pinaivu_local.requestlog.records import RequestRecord, bounded
+from pinaivu_local.requestlog.records import FinishedRequest, RequestRecord, bounded
 from pinaivu_local.requestlog.writer import Receipt, RecordWriter
 from pinaivu_local.storage.database import Database
 
@@ -58,7 +58,7 @@ class RequestLog:
             housekeeping_every_s=PRUNE_EVERY_S,
         )
 
-    def submit(self, record: RequestRecord) -> Receipt:
+    def submit(self, record: FinishedRequest) -> Receipt:
         """Queue a finished request's record, cut to its bounded size; `await receipt.durable()` before
         the response goes out (called from the event loop; never blocks)."""
         return self._writer.submit(bounded(record))

@@ -14,10 +14,8 @@ from pinaivu_local.clock import as_utc
 MAX_ERROR_CHARS = 1000
 
 
-class RequestRecord(SQLModel, table=True):
-    """One inference request, written when it ends. Prompts and outputs only if content logging is on."""
-
-    __tablename__ = "request_log"
+class RequestFields(SQLModel):
+    """One inference request's record, written when it ends. Prompts and outputs only if content logging is on."""
 
     request_id: str = Field(primary_key=True)
     created_at: datetime = Field(index=True)
@@ -48,6 +46,12 @@ class RequestRecord(SQLModel, table=True):
     # signed, and the node's base64 Ed25519 signature over it.
     receipt: str | None = None
     receipt_signature: str | None = None
+
+
+class RequestRecord(RequestFields, table=True):
+    """A record as the request_log table holds it (what the explorer, replays and exports read)."""
+
+    __tablename__ = "request_log"
 
     def sampling_params(self) -> dict[str, Any]:
         """The sampling JSON as a dict."""
@@ -106,7 +110,20 @@ class RequestRecord(SQLModel, table=True):
         return view
 
 
-def bounded(record: RequestRecord) -> RequestRecord:
+class FinishedRequest(RequestFields):
+    """The record of a request that just ended, on its way to the writer: the same fields, no table.
+
+    Every inference request makes one on the event loop. An instance of the table class costs ten times
+    as much (about 200 us against 16: each attribute is set through SQLAlchemy's instrumentation), and
+    the writer inserts plain rows anyway.
+    """
+
+    def row(self) -> dict[str, Any]:
+        """The request_log row: column name to value."""
+        return self.model_dump()
+
+
+def bounded(record: FinishedRequest) -> FinishedRequest:
     """The record cut to its bounded size before it is queued: a long error message is truncated
     (the sampling JSON is bounded where it is made, in SamplingParams.to_json)."""
     if record.error is not None and len(record.error) > MAX_ERROR_CHARS:

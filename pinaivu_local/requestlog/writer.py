@@ -27,7 +27,7 @@ from sqlalchemy import Table
 from pinaivu_local.clock import utcnow
 from pinaivu_local.errors import InternalError, StorageUnavailable
 from pinaivu_local.keys.usage import KeyUsage, write_last_used
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.requestlog.records import FinishedRequest, RequestRecord
 from pinaivu_local.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ _TABLE: Table = RequestRecord.__table__  # type: ignore[attr-defined]  # SQLMode
 
 @dataclass(eq=False)
 class _Entry:
-    record: RequestRecord
+    record: FinishedRequest
     future: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
     state: str = _QUEUED
     withdrawn: bool = False  # its response gave up waiting: the record says 503
@@ -120,7 +120,7 @@ class RecordWriter:
 
     # ---- event loop side --------------------------------------------------------------
 
-    def submit(self, record: RequestRecord) -> Receipt:
+    def submit(self, record: FinishedRequest) -> Receipt:
         """Queue a finished request's record; never blocks, never refuses (admission is bounded instead)."""
         entry = _Entry(record)
         with self._cond:
@@ -261,7 +261,7 @@ class RecordWriter:
 
     def _rows(self, batch: list[_Entry]) -> list[dict[str, Any]]:
         """The records as rows. No lock needed: `withdraw` changes only queued records, these are being written."""
-        return [entry.record.model_dump() for entry in batch]
+        return [entry.record.row() for entry in batch]
 
     def _commit(self, rows: list[dict[str, Any]], usage: dict[str, datetime]) -> None:
         # A Core connection and insert, no ORM session: a response waits for this commit, and the
@@ -316,7 +316,7 @@ class RecordWriter:
                 entry.future.set_exception(error)
 
 
-def _mark_withdrawn(record: RequestRecord) -> None:
+def _mark_withdrawn(record: FinishedRequest) -> None:
     """The record of a request answered 503 because its record could not be written in time."""
     record.status_code = 503
     record.finish_reason = None

@@ -16,7 +16,7 @@ from pinaivu_local.api.services import services_of
 from pinaivu_local.clock import utcnow
 from pinaivu_local.engine.sampling import KEEP_VERBATIM_BYTES, SamplingParams
 from pinaivu_local.requestlog.commitment import input_digest
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.requestlog.records import FinishedRequest
 
 STOPS = [chr(ord("a") + i) * (256 * 1024) for i in range(4)]  # four 256 KB stop strings
 BIAS = {str(token): 0.0 for token in range(300)}  # ~3 KB of logit_bias
@@ -87,7 +87,7 @@ def test_a_listing_is_bounded_in_bytes_and_pages_on(app_client: TestClient[Lites
     now = utcnow()
     for i in range(100):
         request_log.submit(
-            RequestRecord(
+            FinishedRequest(
                 request_id=f"req_{i:032x}",
                 created_at=now - timedelta(seconds=i),
                 kind="text",

@@ -20,13 +20,13 @@ from pinaivu_local.receipts.verify import (
     read_receipt,
 )
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.requestlog.records import FinishedRequest
 
 MESSAGES = [{"role": "user", "content": "Hello, ünïcode"}]
 OUTPUT = "Hi there"
 
 
-def record(**changes: object) -> RequestRecord:
+def record(**changes: object) -> FinishedRequest:
     """A completed chat request's record."""
     values: dict[str, object] = {
         "request_id": "req_0123456789abcdef0123456789abcdef",
@@ -45,7 +45,7 @@ def record(**changes: object) -> RequestRecord:
         "output_sha256": output_digest(OUTPUT),
     }
     values.update(changes)
-    return RequestRecord(**values)
+    return FinishedRequest(**values)
 
 
 def test_the_document_is_canonical_json_of_plain_values(tmp_path: Path) -> None:

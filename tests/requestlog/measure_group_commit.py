@@ -24,12 +24,12 @@ from sqlalchemy import event
 from pinaivu_local.clock import utcnow
 from pinaivu_local.requestlog.commitment import input_digest
 from pinaivu_local.requestlog.log import RequestLog, Retention
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.requestlog.records import FinishedRequest
 from pinaivu_local.storage.database import Database
 
 
-def a_record() -> RequestRecord:
-    return RequestRecord(
+def a_record() -> FinishedRequest:
+    return FinishedRequest(
         request_id=f"req_{uuid.uuid4().hex}",
         created_at=utcnow(),
         kind="chat",

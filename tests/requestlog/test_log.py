@@ -15,14 +15,14 @@ from pinaivu_local.clock import utcnow
 from pinaivu_local.requestlog.commitment import canonical_json, first_divergence, input_digest
 from pinaivu_local.requestlog.log import RequestLog, Retention
 from pinaivu_local.requestlog.model_hashes import ModelHashes
-from pinaivu_local.requestlog.records import RequestRecord
+from pinaivu_local.requestlog.records import FinishedRequest
 from pinaivu_local.storage.database import Database
 
 
 def record(
     request_id: str, *, key: str = "key_a", model: str = "m", age_h: float = 0, tokens: int = 5
-) -> RequestRecord:
-    return RequestRecord(
+) -> FinishedRequest:
+    return FinishedRequest(
         request_id=request_id,
         created_at=utcnow() - timedelta(hours=age_h),
         kind="text",

@@ -10,7 +10,7 @@ import pytest
 from pinaivu_local.clock import utcnow
 from pinaivu_local.engine.sampling import KEEP_VERBATIM_BYTES, SamplingParams
 from pinaivu_local.requestlog.commitment import input_digest
-from pinaivu_local.requestlog.records import MAX_ERROR_CHARS, RequestRecord, bounded
+from pinaivu_local.requestlog.records import MAX_ERROR_CHARS, FinishedRequest, bounded
 
 
 def test_small_stop_and_bias_are_kept_verbatim_and_round_trip() -> None:
@@ -51,7 +51,7 @@ def test_records_written_before_the_bound_still_read() -> None:
 
 
 def test_long_errors_are_truncated() -> None:
-    record = RequestRecord(
+    record = FinishedRequest(
         request_id="req_1",
         created_at=utcnow(),
         kind="text",
