@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from pinaivu_local.api.stream_pacing import STREAM_INTERVAL_HEADER
-from tests.conftest import AUTH, NO_EOG, RunningServer
+from tests.conftest import AUTH, NO_EOG, RunningServer, TinyModels, start_server, write_catalog
 
 BODY = {"model": "llama3.2:1b", "prompt": "pace me", "max_tokens": 64, "temperature": 0, "logit_bias": NO_EOG}
 
@@ -27,12 +28,24 @@ def stream_texts(server: RunningServer, headers: dict[str, str]) -> tuple[list[s
     return [c["choices"][0]["text"] for c in chunks if c["choices"] and c["choices"][0]["text"]], chunks[-1]
 
 
-def test_a_request_may_ask_for_every_token_at_once(server: RunningServer) -> None:
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) -> Iterator[RunningServer]:
+    """A server on the slower tiny model: its tokens come a few milliseconds apart, so a reader on a busy
+    machine keeps up with them (the fast one's come faster than a loaded event loop writes, and a stream
+    that falls behind sends its waiting text as one chunk whatever the interval)."""
+    workdir = tmp_path_factory.mktemp("paced")
+    catalog = write_catalog(workdir / "models.toml", {"llama3.2:1b": {"path": str(tiny_models.slow), "n_ctx": 512}})
+    running = start_server(workdir, "--models-file", str(catalog))
+    yield running
+    running.stop()
+
+
+def test_a_request_may_ask_for_every_token_at_once(slow_server: RunningServer) -> None:
     """A gateway asks its nodes for a chunk per token (it counts a stream cut short by its chunks); a long
     interval joins the text into the first token's chunk and the rest; the text is the same every way."""
-    every_token, last = stream_texts(server, {STREAM_INTERVAL_HEADER: "0"})
-    joined, _ = stream_texts(server, {STREAM_INTERVAL_HEADER: "1000"})
-    default, _ = stream_texts(server, {})
+    every_token, last = stream_texts(slow_server, {STREAM_INTERVAL_HEADER: "0"})
+    joined, _ = stream_texts(slow_server, {STREAM_INTERVAL_HEADER: "1000"})
+    default, _ = stream_texts(slow_server, {})
     assert last["usage"]["completion_tokens"] == 64
     assert "".join(every_token) == "".join(joined) == "".join(default)
     assert len(every_token) > 16 and len(joined) <= 3  # the first text, the rest (a slow machine: one more)
