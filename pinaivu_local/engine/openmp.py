@@ -4,10 +4,11 @@ llama-cpp-python builds llama.cpp with OpenMP. After each multi-thread `llama_de
 of several sequences), libgomp's workers spin, waiting for the next one, for its default 300,000
 rounds: about 9 ms of a core per request here. llama-server does little between decodes, so its
 spinning costs nothing; this server's event loop and engine thread run Python there, and on a small
-machine the spinning worker takes the core they need. Short spins still cover the waits inside a
-decode (a few microseconds between its operations), so decodes are as fast as before; the worker only
-sleeps sooner once a decode is over. libgomp reads the setting when it is loaded, so this must run
-before the first `import llama_cpp` of the process.
+machine the spinning worker takes the core they need. ggml's barriers between a decode's operations
+are OpenMP barriers in this build, so the count governs those waits too: short spins cover them in a
+one-token decode (a few microseconds each), which is as fast as before, but a long prompt's prefill
+may wait longer there (README, Performance, has the measurement). libgomp reads the setting when it is
+loaded, so this must run before the first `import llama_cpp` of the process.
 """
 
 from __future__ import annotations
