@@ -22,6 +22,7 @@ from llguidance import LLExecutor, LLMatcher, LLTokenizer
 from llguidance.llamacpp import lltokenizer_from_vocab
 
 from pinaivu_local.engine.prepared import Constraint
+from pinaivu_local.engine.sampling import logits_row
 from pinaivu_local.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class Grammars:
         rows = [(g.matcher, row) for row, (g, _) in enumerate(active)]
         executor.unsafe_compute_mask_ptr(rows, self._bitmask.ctypes.data, self._bitmask.shape[1] * 4, len(rows))
         for row, (_, index) in enumerate(active):
-            logits = np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
+            logits = logits_row(ctx, index, self.n_vocab)
             # Each mask byte picks its 8 penalties (0 allowed, -inf forbidden) from a table, then one add:
             # several times faster than unpacking bits and storing through a boolean index.
             penalties = np.take(_BYTE_PENALTIES, self._bitmask[row].view(np.uint8), axis=0).reshape(-1)

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import llama_cpp.llama_cpp as llama
-import numpy as np
 
 from pinaivu_local.engine.batch import TokenBatch
 from pinaivu_local.engine.constraints import Grammars, Guide
@@ -30,7 +29,7 @@ from pinaivu_local.engine.outbox import Outbox
 from pinaivu_local.engine.prefix_cache import WarmSlots, waits_for_prefill
 from pinaivu_local.engine.prepared import Constraint
 from pinaivu_local.engine.results import Delta, FinishReason, Usage, coalesce
-from pinaivu_local.engine.sampling import SamplingParams, argmax_tokens, build_sampler
+from pinaivu_local.engine.sampling import SamplingParams, argmax_tokens, build_sampler, logits_row
 from pinaivu_local.engine.stops import StopMatcher
 from pinaivu_local.engine.threads import tune_generation_threads
 from pinaivu_local.errors import EngineFailure, Unavailable
@@ -77,7 +76,8 @@ class _Sequence:
     max_tokens: int
     loop: asyncio.AbstractEventLoop
     queue: Outbox
-    sampler: object  # built before queueing, so a sampler that cannot be built never reaches the thread
+    # built before queueing, so a sampler that cannot be built never reaches the thread; None when plain greedy
+    sampler: object | None
     cache_scope: str = ""  # only sequences of the same scope share cached prompt prefixes
     guide: Guide | None = None  # constrained decoding: follows generated tokens only, so re-prefill keeps it
     cancelled: bool = False
@@ -218,7 +218,8 @@ class Scheduler:
         is handed over at most every `text_interval_s` (None: the context's setting)."""
         loop = asyncio.get_running_loop()
         guide = self.grammars.guide(constraint) if constraint else None
-        sampler = build_sampler(params, self._model.n_vocab, max_tokens)
+        # A plain greedy request's tokens are the argmax of its logits (_decode_step): it needs no chain.
+        sampler = None if params.plain_greedy else build_sampler(params, self._model.n_vocab, max_tokens)
         interval = self._config.text_interval_s if text_interval_s is None else text_interval_s
         seq = _Sequence(
             prompt, params, max_tokens, loop, Outbox(), sampler, cache_scope, guide, text_interval_s=interval
@@ -575,7 +576,7 @@ class Scheduler:
     def _logprob(self, seq: _Sequence, index: int, token: int) -> TokenLogprob:
         """`token`'s entry, from the logits the sampler saw (with the request's logit_bias)."""
         assert seq.trail is not None
-        row = np.ctypeslib.as_array(llama.llama_get_logits_ith(self._ctx, index), shape=(self._model.n_vocab,))
+        row = logits_row(self._ctx, index, self._model.n_vocab)
         return token_logprob(row, seq.params.logit_bias, token, seq.trail.n_top, self._model.shape)
 
     def _complete(self, seq: _Sequence, reason: FinishReason, text: str, out: list[tuple[_Sequence, object]]) -> None:

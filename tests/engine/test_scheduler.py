@@ -105,6 +105,27 @@ def test_plain_greedy_reads_the_argmax_and_equals_the_greedy_sampler(pool: Model
     assert len(set(chain)) > 1
 
 
+def test_only_requests_that_sample_build_a_sampler_chain(pool: ModelPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain greedy request's tokens are argmaxes: it builds no llama.cpp chain (four foreign calls on the
+    event loop, one on the engine thread); a biased or seeded one does."""
+    import pinaivu_local.engine.scheduler as scheduler_module
+
+    built: list[SamplingParams] = []
+    real = scheduler_module.build_sampler
+
+    def counting(params: SamplingParams, n_vocab: int, max_tokens: int) -> object:
+        built.append(params)
+        return real(params, n_vocab, max_tokens)
+
+    monkeypatch.setattr(scheduler_module, "build_sampler", counting)
+    engine = pool.get("tiny")
+    plain = asyncio.run(generate(engine, "plain", 4, temperature=0, ignore_eos=True))
+    assert built == [] and plain[-1].usage is not None and plain[-1].usage.completion_tokens == 4
+    asyncio.run(generate(engine, "biased", 4, temperature=0, logit_bias=NO_EOG))
+    asyncio.run(generate(engine, "seeded", 4, temperature=0.8, seed=7, ignore_eos=True))
+    assert [(p.temperature, dict(p.logit_bias)) for p in built] == [(0, NO_EOG), (0.8, {})]
+
+
 def test_preemption_when_the_cache_fills_keeps_outputs_exact(
     tiny_models: TinyModels, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
