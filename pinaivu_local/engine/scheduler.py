@@ -341,7 +341,8 @@ class Scheduler:
                 return False
             if not self._running:
                 self._gather()
-            self._admit()
+            if self._pending:
+                self._admit()
         out: list[tuple[_Sequence, object]] = []
         self._drop_cancelled()
         try:
@@ -507,7 +508,9 @@ class Scheduler:
             if logits_index >= 0:
                 sampled.append((seq, logits_index))
         # Masks of the whole step at once (in parallel), written into the logits before any sampler runs.
-        self.grammars.mask(self._ctx, [(seq.guide, index) for seq, index in sampled if seq.guide])
+        guided = [(seq.guide, index) for seq, index in sampled if seq.guide]
+        if guided:
+            self.grammars.mask(self._ctx, guided)
         greedy = iter(
             argmax_tokens(self._ctx, [i for seq, i in sampled if seq.params.plain_greedy], self._model.n_vocab)
         )
@@ -603,6 +606,8 @@ class Scheduler:
 
     def _deliver(self, out: list[tuple[_Sequence, object]]) -> None:
         """One hop per event loop for everything this step produced."""
+        if not out:  # most steps of a stream: its text waits for its interval
+            return
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Sequence, object]]] = {}
         for seq, item in out:
             if not seq.cancelled or item is _DONE:
