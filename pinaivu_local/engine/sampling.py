@@ -152,8 +152,8 @@ def _address(pointer: object) -> int:
 
 
 def _floats(address: int, count: int) -> npt.NDArray[np.float32]:
-    # A third of np.ctypeslib.as_array's cost (7 us a row here), which every greedy step paid per sequence:
-    # ctypes keeps one array type per length, and numpy views its buffer without a copy.
+    # Under half of np.ctypeslib.as_array's cost (2.6 against 6.7 us a row here), which every greedy step
+    # paid per sequence: ctypes keeps one array type per length, and numpy views its buffer without a copy.
     return np.frombuffer(memoryview((ctypes.c_float * count).from_address(address)), np.float32)
 
 
