@@ -341,8 +341,7 @@ class Scheduler:
                 return False
             if not self._running:
                 self._gather()
-            if self._pending:
-                self._admit()
+            self._admit()
         out: list[tuple[_Sequence, object]] = []
         self._drop_cancelled()
         try:
@@ -392,6 +391,8 @@ class Scheduler:
         A request whose prompt begins with what a running sequence of its scope is prefilling right
         now waits for that prefill and then copies its cells, rather than computing them again.
         """
+        if not self._pending:  # most steps
+            return
         if any(s.cancelled for s in self._pending):  # clients gone while queued: not worth a place
             for seq in [s for s in self._pending if s.cancelled]:
                 _free_sampler(seq)
@@ -508,9 +509,7 @@ class Scheduler:
             if logits_index >= 0:
                 sampled.append((seq, logits_index))
         # Masks of the whole step at once (in parallel), written into the logits before any sampler runs.
-        guided = [(seq.guide, index) for seq, index in sampled if seq.guide]
-        if guided:
-            self.grammars.mask(self._ctx, guided)
+        self.grammars.mask(self._ctx, [(seq.guide, index) for seq, index in sampled if seq.guide])
         greedy = iter(
             argmax_tokens(self._ctx, [i for seq, i in sampled if seq.params.plain_greedy], self._model.n_vocab)
         )
