@@ -23,10 +23,11 @@ from pinaivu_local.engine.batch import TokenBatch
 from pinaivu_local.engine.constraints import Grammars, Guide
 from pinaivu_local.engine.detokenize import IncrementalText
 from pinaivu_local.engine.gathering import GATHER_MAX_S, StepClock
+from pinaivu_local.engine.kv_state import restore_sequence, save_sequence
 from pinaivu_local.engine.llama_model import LlamaModel
 from pinaivu_local.engine.logprobs import TokenLogprob, TokenTrail, token_logprob
 from pinaivu_local.engine.outbox import Outbox
-from pinaivu_local.engine.prefix_cache import WarmSlots, waits_for_prefill
+from pinaivu_local.engine.prefix_cache import MIN_REUSE, Reuse, SavedPrompt, SavedPrompts, waits_for_prefill
 from pinaivu_local.engine.prepared import Constraint
 from pinaivu_local.engine.results import Delta, FinishReason, Usage, coalesce
 from pinaivu_local.engine.sampling import SamplingParams, argmax_tokens, build_sampler, logits_row
@@ -86,6 +87,7 @@ class _Sequence:
     tokens: list[int] = field(init=False)
     n_cached: int = 0  # leading tokens whose KV cells are in the cache
     n_reused: int = 0  # prompt tokens taken from the prefix cache when first admitted (usage's cached_tokens)
+    suspended: SavedPrompt | None = None  # its cells, saved out of the cache when it was pre-empted
     n_generated: int = 0
     text_interval_s: float = 0.0  # new text is handed over at most this often
     held: str = ""  # text not handed over yet: its interval since the last hand-over has not passed
@@ -189,8 +191,9 @@ class Scheduler:
         self._lock = threading.Condition()
         self._pending: deque[_Sequence] = deque()
         self._running: list[_Sequence] = []
-        self._free_slots = list(range(config.parallel))
-        self._warm = WarmSlots()
+        self._free_slots = list(range(config.parallel))  # a free slot holds no cells
+        # Finished sequences' cells, saved out of the cache: as many tokens as the cache itself holds.
+        self._saved = SavedPrompts(self.n_ctx)
         self._clock = StepClock()
         self._stopping = False
         self._health = EngineHealth()
@@ -323,7 +326,7 @@ class Scheduler:
             out.append((seq, retry))
             _free_sampler(seq)
         self._running.clear()
-        self._warm = WarmSlots()
+        self._saved = SavedPrompts(self.n_ctx)
         self._free_slots = list(range(self._config.parallel))
         llama.llama_memory_clear(self._memory, True)  # cells in an unknown state: nobody reuses them
         self._deliver(out)
@@ -358,7 +361,6 @@ class Scheduler:
             for seq in list(self._running):
                 seq.n_cached = 0  # cells in an unknown state are not offered for reuse
                 self._finish(seq, error, out)
-            self._evict_warm()
         self._deliver(out)
         return True
 
@@ -368,6 +370,8 @@ class Scheduler:
         deadline = time.monotonic() + GATHER_MAX_S
         uncached: dict[int, int] = {}  # by id of a waiting sequence: each is matched against the cache once
         while not self._stopping and len(self._pending) < len(self._free_slots):
+            if not self._clock.gather_window(sum(len(s.tokens) for s in self._pending)):
+                return  # not worth a wait even if nothing were cached: no need to look at the cache
             for seq in self._pending:
                 if id(seq) not in uncached:
                     uncached[id(seq)] = self._uncached(seq)
@@ -381,8 +385,8 @@ class Scheduler:
                 return
 
     def _uncached(self, seq: _Sequence) -> int:
-        """The tokens of a waiting request that no warm slot holds: what its prefill would compute."""
-        reuse = self._warm.best(seq.tokens, seq.cache_scope, self._free_slots, [])
+        """The tokens of a waiting request that no saved prompt holds: what its prefill would compute."""
+        reuse = self._reusable(seq, [])
         return len(seq.tokens) - (reuse.length if reuse else 0)
 
     def _admit(self) -> None:
@@ -404,8 +408,6 @@ class Scheduler:
                 deferred.append(self._pending.popleft())
                 continue
             # Room for its tokens and one more. Later growth is met by pre-empting the youngest.
-            if self._cells_in_use() + len(seq.tokens) + 1 > self.n_ctx:
-                self._evict_warm()
             if self._running and self._cells_in_use() + len(seq.tokens) + 1 > self.n_ctx:
                 break  # FIFO: wait for room rather than let smaller requests overtake
             self._pending.popleft()
@@ -422,41 +424,41 @@ class Scheduler:
         if not prefilling:
             return False
         running = [(s.slot, s.cache_scope, s.tokens[: s.n_cached]) for s in self._running]
-        reuse = self._warm.best(seq.tokens, seq.cache_scope, self._free_slots, running)
+        reuse = self._reusable(seq, running)
         return waits_for_prefill(seq.tokens, seq.cache_scope, reuse.length if reuse else 0, prefilling)
 
     def _place(self, seq: _Sequence) -> None:
         """Give `seq` a free slot, starting from the longest cached prefix of its tokens."""
         running = [(s.slot, s.cache_scope, s.tokens[: s.n_cached]) for s in self._running]
-        reuse = self._warm.best(seq.tokens, seq.cache_scope, self._free_slots, running)
-        if reuse is not None and not reuse.from_running:
-            seq.slot = reuse.slot
-        else:  # a cold slot if there is one: warm cells may serve the next request of their scope
-            warm = set(self._warm.slots())
-            seq.slot = next((s for s in reversed(self._free_slots) if s not in warm), self._free_slots[-1])
-        self._free_slots.remove(seq.slot)
-        self._warm.forget(seq.slot)
-        if reuse is None:
-            llama.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
-            seq.n_cached = 0
-            return
-        if reuse.from_running:
-            llama.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
-            llama.llama_memory_seq_cp(self._memory, reuse.slot, seq.slot, 0, reuse.length)
+        reuse = self._reusable(seq, running)
+        seq.slot = self._free_slots.pop()
+        seq.n_cached = self._reuse(reuse, seq.slot) if reuse else 0
+        seq.suspended = None
+
+    def _reusable(self, seq: _Sequence, running: list[tuple[int, str, list[int]]]) -> Reuse | None:
+        """The longest cached prefix of `seq`'s tokens: its own cells if it was pre-empted, else a shared one."""
+        if seq.suspended is not None:  # all its tokens but the last: nothing is longer
+            return Reuse(len(seq.suspended.tokens), saved=seq.suspended)
+        return self._saved.best(seq.tokens, seq.cache_scope, running)
+
+    def _reuse(self, reuse: Reuse, slot: int) -> int:
+        """Put the cells of `reuse`'s prefix into the empty `slot`; how many tokens they hold (0: none fit)."""
+        if reuse.saved is None:
+            llama.llama_memory_seq_cp(self._memory, reuse.slot, slot, 0, reuse.length)
         else:
-            llama.llama_memory_seq_rm(self._memory, seq.slot, reuse.length, -1)
-        seq.n_cached = reuse.length
-        log.debug("sequence %d reuses %d cached prompt tokens", seq.slot, reuse.length)
+            # The whole saved prompt goes back in before its tail is cut: it needs room for all of it.
+            fits = self._cells_in_use() + len(reuse.saved.tokens) <= self.n_ctx
+            if not fits or not restore_sequence(self._ctx, reuse.saved.state, slot):
+                llama.llama_memory_seq_rm(self._memory, slot, -1, -1)
+                return 0
+            llama.llama_memory_seq_rm(self._memory, slot, reuse.length, -1)
+            self._saved.used(reuse.saved)
+        log.debug("sequence %d reuses %d cached prompt tokens", slot, reuse.length)
+        return reuse.length
 
     def _cells_in_use(self) -> int:
-        """An upper bound of the KV cells running sequences will hold after this step, plus warm ones."""
-        return sum(len(s.tokens) for s in self._running) + self._warm.cells()
-
-    def _evict_warm(self) -> None:
-        """Drop every warm slot's cells: room is needed."""
-        for slot in self._warm.slots():
-            llama.llama_memory_seq_rm(self._memory, slot, -1, -1)
-            self._warm.forget(slot)
+        """An upper bound of the KV cells running sequences will hold after this step."""
+        return sum(len(s.tokens) for s in self._running)
 
     def _drop_cancelled(self) -> None:
         for seq in [s for s in self._running if s.cancelled]:
@@ -464,17 +466,14 @@ class Scheduler:
 
     def _make_room(self) -> None:
         """Pre-empt the youngest sequences until every running one can grow by a token."""
-        if self._cells_in_use() > self.n_ctx:
-            self._evict_warm()
         while len(self._running) > 1 and self._cells_in_use() > self.n_ctx:
             self._preempt(self._running[-1])
 
     def _preempt(self, seq: _Sequence) -> None:
-        """Drop its cache and put it first in the queue; it resumes from its tokens so far."""
+        """Save its cells out of the cache and put it first in the queue; it resumes from its tokens so far."""
         log.debug("pre-empting sequence %d (%d tokens): the cache is full", seq.slot, len(seq.tokens))
         self._running.remove(seq)
-        llama.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
-        self._free_slots.append(seq.slot)
+        seq.suspended = self._vacate(seq)
         seq.n_cached = 0
         with self._lock:
             self._pending.appendleft(seq)
@@ -489,9 +488,6 @@ class Scheduler:
             if rc == 0:
                 self._clock.observe(batch.n_tokens, time.perf_counter() - started)
                 break
-            if rc == 1 and self._warm.cells():
-                self._evict_warm()
-                continue
             if rc == 1 and budget > len(self._running):
                 budget //= 2  # no KV slot for this many prompt tokens: try a smaller chunk
                 continue
@@ -596,12 +592,23 @@ class Scheduler:
             self._release(seq)
 
     def _release(self, seq: _Sequence) -> None:
-        """Free a finished or cancelled sequence's slot and sampler; its cells stay for reuse."""
+        """Free a finished or cancelled sequence's slot and sampler; its cells are saved for reuse."""
         self._running.remove(seq)
-        llama.llama_memory_seq_rm(self._memory, seq.slot, seq.n_cached, -1)
-        self._warm.keep(seq.slot, seq.tokens[: seq.n_cached], seq.cache_scope)
+        saved = self._vacate(seq)
+        if saved is not None:
+            self._saved.add(saved)
         _free_sampler(seq)
+
+    def _vacate(self, seq: _Sequence) -> SavedPrompt | None:
+        """Empty the sequence's slot and free it; a copy of its cells, if they are worth reusing."""
+        saved = None
+        if seq.n_cached >= MIN_REUSE:
+            state = save_sequence(self._ctx, seq.slot)
+            if state is not None:
+                saved = SavedPrompt(seq.tokens[: seq.n_cached], seq.cache_scope, state)
+        llama.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
         self._free_slots.append(seq.slot)
+        return saved
 
     def _deliver(self, out: list[tuple[_Sequence, object]]) -> None:
         """One hop per event loop for everything this step produced."""

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import llama_cpp.llama_cpp as llama
 import pytest
 
 from pinaivu_local.catalog import Catalog, ModelSpec
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
-from pinaivu_local.engine.prefix_cache import MIN_REUSE, MIN_WAIT, Reuse, WarmSlots, common_prefix, waits_for_prefill
+from pinaivu_local.engine.prefix_cache import (
+    MIN_REUSE,
+    MIN_WAIT,
+    Reuse,
+    SavedPrompt,
+    SavedPrompts,
+    common_prefix,
+    waits_for_prefill,
+)
 from pinaivu_local.engine.prepared import ChatPrompt
 from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
@@ -28,32 +38,72 @@ def test_common_prefix() -> None:
     assert common_prefix([1, 2], [1, 2]) == 2
 
 
-def test_best_prefers_the_longest_then_a_warm_slot() -> None:
-    warm = WarmSlots()
+def saved(tokens: list[int], scope: str = "k") -> SavedPrompt:
+    return SavedPrompt(tokens, scope, (ctypes.c_uint8 * 1)())
+
+
+def test_common_prefix_of_long_lists() -> None:
+    """The halving search finds the first difference wherever it is."""
+    base = list(range(1000))
+    for cut in (0, 1, 499, 500, 998, 999):
+        assert common_prefix(base, [*base[:cut], -1, *base[cut + 1 :]]) == cut
+    assert common_prefix(base, base[:300]) == 300
+
+
+def test_best_prefers_the_longest_then_a_running_sequence() -> None:
+    store = SavedPrompts(capacity=1000)
     tokens = list(range(40))
-    warm.keep(0, list(range(20)), "k")
-    warm.keep(1, [*range(30), 99], "k")
-    assert warm.best(tokens, "k", free=[0, 1], running=[]) == Reuse(1, 30, False)
-    assert warm.best(tokens, "k", free=[0, 1], running=[(5, "k", list(range(30)))]) == Reuse(1, 30, False)
-    assert warm.best(tokens, "k", free=[0], running=[(5, "k", list(range(35)))]) == Reuse(5, 35, True)
-    assert warm.cells() == 51
+    short, long = saved([*range(20), 77]), saved([*range(30), 99])
+    store.add(short)
+    store.add(long)
+    assert store.best(tokens, "k", running=[]) == Reuse(30, saved=long)
+    # a tie goes to the running sequence (its cells are shared, not copied); a longer one wins anyway
+    assert store.best(tokens, "k", running=[(5, "k", list(range(30)))]) == Reuse(30, slot=5)
+    assert store.best(tokens, "k", running=[(5, "k", list(range(35)))]) == Reuse(35, slot=5)
+    assert store.tokens() == 52
 
 
 def test_prefixes_are_shared_only_within_a_scope() -> None:
-    warm = WarmSlots()
-    warm.keep(0, list(range(40)), "alice")
-    assert warm.best(list(range(40)), "bob", free=[0], running=[(3, "alice", list(range(40)))]) is None
-    assert warm.best(list(range(40)), "alice", free=[0], running=[]) == Reuse(0, 39, False)
-    assert warm.best(list(range(40)), "bob", free=[], running=[(3, "bob", list(range(20)))]) == Reuse(3, 20, True)
+    store = SavedPrompts(capacity=1000)
+    alice = saved(list(range(40)), "alice")
+    store.add(alice)
+    assert store.best(list(range(40)), "bob", running=[(3, "alice", list(range(40)))]) is None
+    assert store.best(list(range(40)), "alice", running=[]) == Reuse(39, saved=alice)
+    assert store.best(list(range(40)), "bob", running=[(3, "bob", list(range(20)))]) == Reuse(20, slot=3)
 
 
 def test_the_last_token_is_always_decoded_and_short_prefixes_are_ignored() -> None:
-    warm = WarmSlots()
-    warm.keep(0, list(range(40)), "")
-    assert warm.best(list(range(40)), "", free=[0], running=[]) == Reuse(0, 39, False)
-    assert warm.best([*range(MIN_REUSE - 1), 77], "", free=[0], running=[]) is None
-    warm.forget(0)
-    assert warm.best(list(range(40)), "", free=[0], running=[]) is None
+    store = SavedPrompts(capacity=1000)
+    whole = saved(list(range(40)), "")
+    store.add(whole)
+    assert store.best(list(range(40)), "", running=[]) == Reuse(39, saved=whole)
+    assert store.best([*range(MIN_REUSE - 1), 77], "", running=[]) is None
+
+
+def test_saved_prompts_keep_within_capacity_dropping_the_least_recently_used() -> None:
+    store = SavedPrompts(capacity=100)
+    first, second = saved([1] * 40), saved([2] * 40)
+    store.add(first)
+    store.add(second)
+    store.used(first)  # served a request since: the older one now is `second`
+    third = saved([3] * 40)
+    store.add(third)
+    assert (len(store), store.tokens()) == (2, 80)
+    assert store.best([2] * 40, "k", []) is None
+    assert store.best([1] * 40, "k", []) == Reuse(39, saved=first)
+    store.add(saved([4] * 101))  # larger than the whole store: not kept, nothing dropped for it
+    assert (len(store), store.tokens()) == (2, 80)
+
+
+def test_a_conversation_turn_replaces_the_saved_turns_it_extends() -> None:
+    store = SavedPrompts(capacity=1000)
+    turn1, other = saved(list(range(30))), saved(list(range(30)), "other")
+    store.add(turn1)
+    store.add(other)
+    turn2 = saved(list(range(60)))
+    store.add(turn2)
+    assert (len(store), store.tokens()) == (2, 90)  # turn 1 is gone; the other scope's copy stays
+    assert store.best(list(range(25)), "k", []) == Reuse(24, saved=turn2)
 
 
 def test_a_request_waits_for_a_prefill_of_its_prefix_only_within_its_scope() -> None:
@@ -114,6 +164,27 @@ def test_a_shared_system_prompt_is_reused_and_changes_nothing(
     assert reused == asyncio.run(answer(fresh, "second question"))
     # the very same request again: everything but the last prompt token comes from the cache
     assert asyncio.run(answer(warm, "second question")) == reused
+
+
+def test_a_finished_sequence_leaves_no_cells_in_the_cache(pools: tuple[ModelPool, ModelPool]) -> None:
+    """Its cells are saved out (llama.cpp attends over every cell up to the last one in use) and come back."""
+    warm, _ = pools
+    scheduler = warm.get("tiny")._scheduler
+    asyncio.run(answer(warm, "first question"))
+    memory = llama.llama_get_memory(scheduler._ctx)
+    assert [llama.llama_memory_seq_pos_max(memory, slot) for slot in range(2)] == [-1, -1]
+    assert len(scheduler._saved) == 1
+
+    async def second() -> int:
+        engine = warm.get("tiny")
+        source = ChatPrompt([{"role": "system", "content": SYSTEM}, {"role": "user", "content": "second"}])
+        stream = engine.start(engine.prepare(source, SamplingParams(temperature=0, logit_bias=NO_EOG), 4))
+        deltas = [d async for d in stream]
+        assert deltas[-1].usage is not None
+        return deltas[-1].usage.cached_tokens
+
+    assert asyncio.run(second()) > 40  # the system prompt's cells, restored into a free slot
+    assert [llama.llama_memory_seq_pos_max(memory, slot) for slot in range(2)] == [-1, -1]
 
 
 def test_a_prefix_held_by_a_running_sequence_is_shared(

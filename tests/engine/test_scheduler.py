@@ -129,29 +129,36 @@ def test_only_requests_that_sample_build_a_sampler_chain(pool: ModelPool, monkey
 def test_preemption_when_the_cache_fills_keeps_outputs_exact(
     tiny_models: TinyModels, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Four sequences that cannot all fit a 256-token cache: the youngest are pre-empted and resumed."""
+    """Four sequences that cannot all fit a 256-token cache: the youngest are pre-empted, their cells saved
+    out of the cache, and resumed from those cells."""
     spec = ModelSpec(id="small", source=None, file=tiny_models.f16, n_ctx=256, n_gpu_layers=0, parallel=4)
-    small = ModelPool(Catalog(file=tmp_path / "m.toml", models=(spec,)), EngineOptions(1, 8, False))
-    small.open()
+    pools = [ModelPool(Catalog(file=tmp_path / "m.toml", models=(spec,)), EngineOptions(1, 8, False)) for _ in "ab"]
+    for opened in pools:
+        opened.open()
     try:
-        engine = small.get("small")
+        crowded, lone = (opened.get("small") for opened in pools)  # lone's saved prompts never reach crowded
         texts = [f"prompt number {i} " * (i + 1) for i in range(4)]  # all four are admitted at once
 
-        def one(text: str) -> Awaitable[list[Delta]]:
+        def one(engine: ModelEngine, text: str) -> Awaitable[list[Delta]]:
             return generate(engine, text, 120, chat=False, temperature=0, logit_bias=NO_EOG)
 
-        alone = [joined(asyncio.run(one(t))) for t in texts]  # type: ignore[arg-type]
+        alone = [joined(asyncio.run(one(lone, t))) for t in texts]  # type: ignore[arg-type]
 
         async def together() -> list[list[Delta]]:
-            return await asyncio.gather(*[one(t) for t in texts])
+            return await asyncio.gather(*[one(crowded, t) for t in texts])
 
         with caplog.at_level(logging.DEBUG, logger="pinaivu_local.engine.scheduler"):
             crowd = asyncio.run(together())
-        assert "pre-empting" in caplog.text
         assert [joined(d) for d in crowd] == alone
         assert all(d[-1].usage is not None and d[-1].usage.completion_tokens == 120 for d in crowd)
+        preempted = [r.args[1] for r in caplog.records if r.msg.startswith("pre-empting")]  # type: ignore[index]
+        reused = [r.args[1] for r in caplog.records if "reuses" in r.msg]  # type: ignore[index]
+        assert preempted
+        # each resumed with every token it had when pre-empted but the last, which was not decoded yet
+        assert all(tokens - 1 in reused for tokens in preempted)
     finally:
-        small.close()
+        for opened in pools:
+            opened.close()
 
 
 def test_queue_full_then_cancel_frees_the_slot(pool: ModelPool) -> None:
