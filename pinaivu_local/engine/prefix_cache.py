@@ -103,18 +103,18 @@ class SavedPrompts:
         if id(prompt) in self._prompts:
             self._prompts.move_to_end(id(prompt))
 
-    def best(self, tokens: list[int], scope: str, running: Iterable[tuple[int, str, list[int]]]) -> Reuse | None:
+    def best(self, tokens: list[int], scope: str, running: Iterable[tuple[int, str, list[int], int]]) -> Reuse | None:
         """The longest reusable prefix of `tokens` within `scope`, from a running sequence or a saved prompt.
 
-        `running` lists (slot, scope, tokens whose cells are cached) of the running sequences. A running
+        `running` lists (slot, scope, tokens, how many of them have cells) of the running sequences. A running
         sequence wins a tie: sharing its cells copies no data.
         """
         # The last token is always decoded again: its logits are needed for the first sample.
         usable = len(tokens) - 1
         best: Reuse | None = None
-        for slot, owner, cached in running:
+        for slot, owner, theirs, cached in running:
             if owner == scope:
-                length = min(common_prefix(cached, tokens), usable)
+                length = min(common_prefix(theirs, tokens), cached, usable)
                 if best is None or length > best.length:
                     best = Reuse(length, slot=slot)
         for saved in self._prompts.values():

@@ -423,19 +423,19 @@ class Scheduler:
         prefilling = [(s.cache_scope, s.tokens, s.n_cached) for s in self._running if s.n_cached < len(s.tokens) - 1]
         if not prefilling:
             return False
-        running = [(s.slot, s.cache_scope, s.tokens[: s.n_cached]) for s in self._running]
+        running = [(s.slot, s.cache_scope, s.tokens, s.n_cached) for s in self._running]
         reuse = self._reusable(seq, running)
         return waits_for_prefill(seq.tokens, seq.cache_scope, reuse.length if reuse else 0, prefilling)
 
     def _place(self, seq: _Sequence) -> None:
         """Give `seq` a free slot, starting from the longest cached prefix of its tokens."""
-        running = [(s.slot, s.cache_scope, s.tokens[: s.n_cached]) for s in self._running]
+        running = [(s.slot, s.cache_scope, s.tokens, s.n_cached) for s in self._running]
         reuse = self._reusable(seq, running)
         seq.slot = self._free_slots.pop()
         seq.n_cached = self._reuse(reuse, seq.slot) if reuse else 0
         seq.suspended = None
 
-    def _reusable(self, seq: _Sequence, running: list[tuple[int, str, list[int]]]) -> Reuse | None:
+    def _reusable(self, seq: _Sequence, running: list[tuple[int, str, list[int], int]]) -> Reuse | None:
         """The longest cached prefix of `seq`'s tokens: its own cells if it was pre-empted, else a shared one."""
         if seq.suspended is not None:  # all its tokens but the last: nothing is longer
             return Reuse(len(seq.suspended.tokens), saved=seq.suspended)

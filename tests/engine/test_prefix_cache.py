@@ -58,8 +58,8 @@ def test_best_prefers_the_longest_then_a_running_sequence() -> None:
     store.add(long)
     assert store.best(tokens, "k", running=[]) == Reuse(30, saved=long)
     # a tie goes to the running sequence (its cells are shared, not copied); a longer one wins anyway
-    assert store.best(tokens, "k", running=[(5, "k", list(range(30)))]) == Reuse(30, slot=5)
-    assert store.best(tokens, "k", running=[(5, "k", list(range(35)))]) == Reuse(35, slot=5)
+    assert store.best(tokens, "k", running=[(5, "k", [*range(30), 7, 7], 30)]) == Reuse(30, slot=5)
+    assert store.best(tokens, "k", running=[(5, "k", list(range(35)), 35)]) == Reuse(35, slot=5)
     assert store.tokens() == 52
 
 
@@ -67,9 +67,9 @@ def test_prefixes_are_shared_only_within_a_scope() -> None:
     store = SavedPrompts(capacity=1000)
     alice = saved(list(range(40)), "alice")
     store.add(alice)
-    assert store.best(list(range(40)), "bob", running=[(3, "alice", list(range(40)))]) is None
+    assert store.best(list(range(40)), "bob", running=[(3, "alice", list(range(40)), 40)]) is None
     assert store.best(list(range(40)), "alice", running=[]) == Reuse(39, saved=alice)
-    assert store.best(list(range(40)), "bob", running=[(3, "bob", list(range(20)))]) == Reuse(20, slot=3)
+    assert store.best(list(range(40)), "bob", running=[(3, "bob", list(range(40)), 20)]) == Reuse(20, slot=3)
 
 
 def test_the_last_token_is_always_decoded_and_short_prefixes_are_ignored() -> None:
