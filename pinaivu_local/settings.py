@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     # A client must send a whole request head within this time, or its connection is closed.
     header_timeout_s: float = Field(default=10.0, gt=0, le=300)
     max_connections: int = Field(default=1024, ge=1, description="open sockets at once; more are refused")
+    # Finished requests' KV cells are saved to host memory for later requests that begin the same way
+    # (engine/prefix_cache.py): at most this much per model. None: as many tokens as the model's context
+    # holds (the size of its KV cache); 0: none are kept.
+    prompt_cache_mib: float | None = Field(
+        default=None, ge=0, description="host memory per model for saved prompt prefixes, in MiB"
+    )
     # "key": a cached prompt prefix is reused only by the key that sent it (another key could time
     # its first token and learn what was sent); "all": shared by every key, for a one-tenant box.
     prefix_cache_sharing: Literal["key", "all"] = "key"

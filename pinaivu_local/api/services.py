@@ -164,7 +164,7 @@ def _open_limiter(settings: Settings, resources: contextlib.ExitStack) -> Limite
 
 
 def _engine_options(settings: Settings, catalog: Catalog) -> EngineOptions:
-    """Threads, queue, repacking and GPU offload, decided once for every model."""
+    """Threads, queue, repacking, GPU offload and saved prompts' memory, decided once for every model."""
     repack = decide_repack(settings.weight_repack, settings.data_dir)
     offload = supports_gpu_offload()
     _warn_without_offload(settings, catalog, offload)
@@ -175,6 +175,7 @@ def _engine_options(settings: Settings, catalog: Catalog) -> EngineOptions:
         offload,
         settings.n_gpu_layers,
         text_interval_s=settings.stream_interval_ms / 1000,
+        prompt_cache_bytes=None if settings.prompt_cache_mib is None else int(settings.prompt_cache_mib * 2**20),
     )
 
 

@@ -60,6 +60,7 @@ class EngineOptions:
     gpu_offload: bool = False
     n_gpu_layers: int | None = None  # overrides every model's own setting when set
     text_interval_s: float = 0.0  # a request's new text is handed over at most this often
+    prompt_cache_bytes: int | None = None  # host memory per model for saved prompts (None: its KV cache's size)
 
     def gpu_layers(self, spec: ModelSpec) -> int:
         """Layers to offload for `spec`: the override or the catalog's, and 0 where the build cannot."""
@@ -216,6 +217,7 @@ class ModelPool:
                 n_threads=self._options.n_threads,
                 max_queue=self._options.max_queue,
                 text_interval_s=self._options.text_interval_s,
+                prompt_cache_bytes=self._options.prompt_cache_bytes,
             )
             engine = ModelEngine(spec, model, Scheduler(model, config, spec.id))
         except BaseException:

@@ -72,12 +72,14 @@ class Reuse:
 
 
 class SavedPrompts:
-    """Saved prompts, the least recently used dropped first once they hold more than `capacity` tokens."""
+    """Saved prompts, the least recently used dropped first beyond `capacity` tokens or `max_bytes` of copies."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._prompts: OrderedDict[int, SavedPrompt] = OrderedDict()  # by id, least recently used first
         self._tokens = 0
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._prompts)
@@ -86,16 +88,22 @@ class SavedPrompts:
         """Tokens the saved prompts hold."""
         return self._tokens
 
+    @property
+    def keeps_any(self) -> bool:
+        """False when no memory is allowed: then nothing is worth copying out."""
+        return self.max_bytes != 0
+
     def add(self, prompt: SavedPrompt) -> None:
         """Keep `prompt`, in place of the saved prompts of its scope it extends (a conversation's earlier turn)."""
-        if len(prompt.tokens) > self.capacity:
+        if len(prompt.tokens) > self.capacity or (self.max_bytes is not None and len(prompt.state) > self.max_bytes):
             return
         for old in list(self._prompts.values()):
             if old.scope == prompt.scope and prompt.tokens[: len(old.tokens)] == old.tokens:
                 self._drop(old)
         self._prompts[id(prompt)] = prompt
         self._tokens += len(prompt.tokens)
-        while self._tokens > self.capacity:
+        self._bytes += len(prompt.state)
+        while self._tokens > self.capacity or (self.max_bytes is not None and self._bytes > self.max_bytes):
             self._drop(next(iter(self._prompts.values())))
 
     def used(self, prompt: SavedPrompt) -> None:
@@ -130,6 +138,7 @@ class SavedPrompts:
     def _drop(self, prompt: SavedPrompt) -> None:
         del self._prompts[id(prompt)]
         self._tokens -= len(prompt.tokens)
+        self._bytes -= len(prompt.state)
 
 
 def waits_for_prefill(

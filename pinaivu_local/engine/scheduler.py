@@ -52,6 +52,8 @@ class ContextConfig:
     # A request's new text is handed over at most this often (its first token and its end at once):
     # each hand-over costs the event loop a wake-up and the stream an HTTP chunk (a system call).
     text_interval_s: float = 0.0
+    # Host memory for finished sequences' saved cells; None: as many tokens as the context holds.
+    prompt_cache_bytes: int | None = None
 
 
 # Pause before serving again after the engine thread failed: doubles with each failure in a row.
@@ -192,8 +194,8 @@ class Scheduler:
         self._pending: deque[_Sequence] = deque()
         self._running: list[_Sequence] = []
         self._free_slots = list(range(config.parallel))  # a free slot holds no cells
-        # Finished sequences' cells, saved out of the cache: as many tokens as the cache itself holds.
-        self._saved = SavedPrompts(self.n_ctx)
+        # Finished sequences' cells, saved out of the cache: at most as many tokens as the cache holds.
+        self._saved = SavedPrompts(self.n_ctx, config.prompt_cache_bytes)
         self._clock = StepClock()
         self._stopping = False
         self._health = EngineHealth()
@@ -326,7 +328,7 @@ class Scheduler:
             out.append((seq, retry))
             _free_sampler(seq)
         self._running.clear()
-        self._saved = SavedPrompts(self.n_ctx)
+        self._saved = SavedPrompts(self.n_ctx, self._config.prompt_cache_bytes)
         self._free_slots = list(range(self._config.parallel))
         llama.llama_memory_clear(self._memory, True)  # cells in an unknown state: nobody reuses them
         self._deliver(out)
@@ -594,15 +596,15 @@ class Scheduler:
     def _release(self, seq: _Sequence) -> None:
         """Free a finished or cancelled sequence's slot and sampler; its cells are saved for reuse."""
         self._running.remove(seq)
-        saved = self._vacate(seq)
+        saved = self._vacate(seq, save=self._saved.keeps_any)
         if saved is not None:
             self._saved.add(saved)
         _free_sampler(seq)
 
-    def _vacate(self, seq: _Sequence) -> SavedPrompt | None:
-        """Empty the sequence's slot and free it; a copy of its cells, if they are worth reusing."""
+    def _vacate(self, seq: _Sequence, *, save: bool = True) -> SavedPrompt | None:
+        """Empty the sequence's slot and free it; a copy of its cells, if asked and worth reusing."""
         saved = None
-        if seq.n_cached >= MIN_REUSE:
+        if save and seq.n_cached >= MIN_REUSE:
             state = save_sequence(self._ctx, seq.slot)
             if state is not None:
                 saved = SavedPrompt(seq.tokens[: seq.n_cached], seq.cache_scope, state)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import AUTH, NO_EOG, RunningServer, TinyModels, start_server, write_catalog
+from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, start_server, write_catalog
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,14 @@ def test_another_key_never_gets_cached_tokens(server: RunningServer, client: ope
     assert cached(client, " x1") == 0
     assert cached(other, " y2") == 0
     assert cached(other, " z3") > 50  # its own cache serves it
+
+
+def test_no_prompt_memory_reports_nothing_cached(
+    server_factory: Callable[..., RunningServer], tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    """PINAIVU_PROMPT_CACHE_MIB=0: no finished request's cells are kept, so a repeated prefix is computed again."""
+    catalog = write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"path": str(tiny_models.f16), "n_ctx": 4096}})
+    running = server_factory("--models-file", str(catalog), env={"PINAIVU_PROMPT_CACHE_MIB": "0"})
+    client = openai.OpenAI(base_url=running.v1, api_key=TEST_KEY, max_retries=0, timeout=60)
+    system = system_prompt()
+    assert [chat(client, system, q).usage.prompt_tokens_details.cached_tokens for q in ("one", "two")] == [0, 0]

@@ -95,6 +95,19 @@ def test_saved_prompts_keep_within_capacity_dropping_the_least_recently_used() -
     assert (len(store), store.tokens()) == (2, 80)
 
 
+def test_saved_prompts_keep_within_their_memory() -> None:
+    """PINAIVU_PROMPT_CACHE_MIB: the copies' bytes are bounded as well as their tokens."""
+    store = SavedPrompts(capacity=1000, max_bytes=100)
+    sized = [SavedPrompt([i] * 10, "k", (ctypes.c_uint8 * 40)()) for i in range(3)]
+    for prompt in sized:
+        store.add(prompt)
+    assert (len(store), store.tokens()) == (2, 20)  # 120 bytes would not fit: the oldest went
+    assert store.best([0] * 10, "k", []) is None
+    store.add(SavedPrompt([9] * 10, "k", (ctypes.c_uint8 * 101)()))  # larger than all the memory: not kept
+    assert (len(store), store.tokens()) == (2, 20)
+    assert SavedPrompts(1000, max_bytes=0).keeps_any is False and store.keeps_any
+
+
 def test_a_conversation_turn_replaces_the_saved_turns_it_extends() -> None:
     store = SavedPrompts(capacity=1000)
     turn1, other = saved(list(range(30))), saved(list(range(30)), "other")
@@ -185,6 +198,28 @@ def test_a_finished_sequence_leaves_no_cells_in_the_cache(pools: tuple[ModelPool
 
     assert asyncio.run(second()) > 40  # the system prompt's cells, restored into a free slot
     assert [llama.llama_memory_seq_pos_max(memory, slot) for slot in range(2)] == [-1, -1]
+
+
+def test_no_prompt_memory_keeps_nothing(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """PINAIVU_PROMPT_CACHE_MIB=0: finished sequences are not copied out, so a repeated prompt is computed again."""
+    spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=2048, n_gpu_layers=0, parallel=2)
+    pool = ModelPool(
+        Catalog(file=tmp_path / "m.toml", models=(spec,)), EngineOptions(1, 4, False, prompt_cache_bytes=0)
+    )
+    pool.open()
+    try:
+
+        async def cached_tokens() -> int:
+            engine = pool.get("tiny")
+            source = ChatPrompt([{"role": "system", "content": SYSTEM}, {"role": "user", "content": "again"}])
+            deltas = [d async for d in engine.start(engine.prepare(source, SamplingParams(temperature=0), 4))]
+            assert deltas[-1].usage is not None
+            return deltas[-1].usage.cached_tokens
+
+        assert [asyncio.run(cached_tokens()) for _ in range(2)] == [0, 0]
+        assert len(pool.get("tiny")._scheduler._saved) == 0
+    finally:
+        pool.close()
 
 
 def test_a_prefix_held_by_a_running_sequence_is_shared(
