@@ -22,7 +22,7 @@ from pinaivu_local.engine.prefix_cache import (
     common_prefix,
     waits_for_prefill,
 )
-from pinaivu_local.engine.prepared import ChatPrompt
+from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt
 from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
 from tests.conftest import TinyModels
@@ -130,8 +130,8 @@ def test_a_request_waits_for_a_prefill_of_its_prefix_only_within_its_scope() -> 
     assert not waits_for_prefill(prompt, "k", 0, [("k", [*range(MIN_WAIT - 1), 999], 0)])
 
 
-def make_pool(tiny_models: TinyModels, folder: Path, parallel: int = 2) -> ModelPool:
-    spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=2048, n_gpu_layers=0, parallel=parallel)
+def make_pool(tiny_models: TinyModels, folder: Path, parallel: int = 2, n_ctx: int = 2048) -> ModelPool:
+    spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=n_ctx, n_gpu_layers=0, parallel=parallel)
     pool = ModelPool(Catalog(file=folder / "m.toml", models=(spec,)), EngineOptions(1, 4, False))
     pool.open()
     return pool
@@ -220,6 +220,39 @@ def test_no_prompt_memory_keeps_nothing(tiny_models: TinyModels, tmp_path: Path)
         assert len(pool.get("tiny")._scheduler._saved) == 0
     finally:
         pool.close()
+
+
+def test_a_saved_prompt_with_no_room_to_come_back_is_computed_instead(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """A restore puts the whole saved prompt back before cutting its tail: where the running sequences leave
+    no room for all of it, the request computes its prompt, and its answer is the same."""
+    pool, fresh = make_pool(tiny_models, tmp_path, n_ctx=256), make_pool(tiny_models, tmp_path, n_ctx=256)
+    engine = pool.get("tiny")
+    prompt = "the saved prompt " * 5  # saved with its 150-token answer: over 200 tokens
+    params = SamplingParams(temperature=0, logit_bias=NO_EOG)
+
+    async def complete(target: ModelPool, text: str, max_tokens: int) -> list[Delta]:
+        stream = target.get("tiny").start(target.get("tiny").prepare(TextPrompt(text), params, max_tokens))
+        return [d async for d in stream]
+
+    async def beside_another() -> list[Delta]:
+        with admission_paused(engine):  # admitted in one step: the other one's cells are counted first
+            other = engine.start(engine.prepare(TextPrompt("another prompt " * 4), params, 20))
+            ours = engine.start(engine.prepare(TextPrompt(prompt + "again"), params, 8))
+        [_ async for _ in other]
+        return [d async for d in ours]
+
+    try:
+        asyncio.run(complete(pool, prompt, 150))
+        assert pool.get("tiny")._scheduler._saved.tokens() > 200
+        crowded = asyncio.run(beside_another())
+        assert crowded[-1].usage is not None and crowded[-1].usage.cached_tokens == 0
+        alone = asyncio.run(complete(pool, prompt + "again", 8))  # with room, a saved prompt serves it
+        assert alone[-1].usage is not None and alone[-1].usage.cached_tokens == alone[-1].usage.prompt_tokens - 1
+        expected = "".join(d.text for d in asyncio.run(complete(fresh, prompt + "again", 8)))
+        assert "".join(d.text for d in crowded) == "".join(d.text for d in alone) == expected
+    finally:
+        pool.close()
+        fresh.close()
 
 
 def test_a_prefix_held_by_a_running_sequence_is_shared(
