@@ -596,7 +596,8 @@ class Scheduler:
     def _release(self, seq: _Sequence) -> None:
         """Free a finished or cancelled sequence's slot and sampler; its cells are saved for reuse."""
         self._running.remove(seq)
-        saved = self._vacate(seq, save=self._saved.keeps_any)
+        # Shutting down: nobody will reuse them (on a GPU each copy crosses to host memory).
+        saved = self._vacate(seq, save=self._saved.keeps_any and not self._stopping)
         if saved is not None:
             self._saved.add(saved)
         _free_sampler(seq)

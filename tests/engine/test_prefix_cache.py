@@ -255,6 +255,23 @@ def test_a_saved_prompt_with_no_room_to_come_back_is_computed_instead(tiny_model
         fresh.close()
 
 
+def test_shutting_down_saves_nothing(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """Closing ends the running sequences without copying their cells out: nobody would reuse them."""
+    pool = make_pool(tiny_models, tmp_path)
+    engine = pool.get("tiny")
+    scheduler = engine._scheduler
+
+    async def close_while_generating() -> None:
+        params = SamplingParams(temperature=0, ignore_eos=True)
+        stream = engine.start(engine.prepare(TextPrompt("a long answer " * 4), params, 1000))
+        async for _ in stream:
+            break  # it is running: its prompt's cells are in the cache
+        pool.close()
+
+    asyncio.run(close_while_generating())
+    assert len(scheduler._saved) == 0
+
+
 def test_a_prefix_held_by_a_running_sequence_is_shared(
     pools: tuple[ModelPool, ModelPool], caplog: pytest.LogCaptureFixture
 ) -> None:
