@@ -388,7 +388,7 @@ class Scheduler:
 
     def _uncached(self, seq: _Sequence) -> int:
         """The tokens of a waiting request that no saved prompt holds: what its prefill would compute."""
-        reuse = self._reusable(seq, [])
+        reuse = self._reusable(seq)  # gathering runs only while nothing runs: the saved prompts alone
         return len(seq.tokens) - (reuse.length if reuse else 0)
 
     def _admit(self) -> None:
@@ -425,22 +425,21 @@ class Scheduler:
         prefilling = [(s.cache_scope, s.tokens, s.n_cached) for s in self._running if s.n_cached < len(s.tokens) - 1]
         if not prefilling:
             return False
-        running = [(s.slot, s.cache_scope, s.tokens, s.n_cached) for s in self._running]
-        reuse = self._reusable(seq, running)
+        reuse = self._reusable(seq)
         return waits_for_prefill(seq.tokens, seq.cache_scope, reuse.length if reuse else 0, prefilling)
 
     def _place(self, seq: _Sequence) -> None:
         """Give `seq` a free slot, starting from the longest cached prefix of its tokens."""
-        running = [(s.slot, s.cache_scope, s.tokens, s.n_cached) for s in self._running]
-        reuse = self._reusable(seq, running)
+        reuse = self._reusable(seq)
         seq.slot = self._free_slots.pop()
         seq.n_cached = self._reuse(reuse, seq.slot) if reuse else 0
         seq.suspended = None
 
-    def _reusable(self, seq: _Sequence, running: list[tuple[int, str, list[int], int]]) -> Reuse | None:
+    def _reusable(self, seq: _Sequence) -> Reuse | None:
         """The longest cached prefix of `seq`'s tokens: its own cells if it was pre-empted, else a shared one."""
         if seq.suspended is not None:  # all its tokens but the last: nothing is longer
             return Reuse(len(seq.suspended.tokens), saved=seq.suspended)
+        running = [(s.slot, s.cache_scope, s.tokens, s.n_cached) for s in self._running]
         return self._saved.best(seq.tokens, seq.cache_scope, running)
 
     def _reuse(self, reuse: Reuse, slot: int) -> int:

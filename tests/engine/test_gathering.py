@@ -80,7 +80,7 @@ def test_short_steps_start_at_once(scheduler: tuple[Scheduler, LlamaModel]) -> N
 
 
 def test_only_uncached_prompt_tokens_count(scheduler: tuple[Scheduler, LlamaModel]) -> None:
-    """A prompt that a warm slot holds costs one token's compute: the window is that token's share, not the
+    """A prompt that a saved prompt holds costs one token's compute: the window is that token's share, not the
     whole prompt's (a repeated prompt of a 1B model on a CPU waited 18 ms for nobody)."""
     engine, model = scheduler
     prompt = model.tokenize("the same question asked again and again", add_bos=True)
@@ -89,7 +89,7 @@ def test_only_uncached_prompt_tokens_count(scheduler: tuple[Scheduler, LlamaMode
         with engine._lock:  # held from before the submission: the engine cannot admit it meanwhile
             first = engine.submit(prompt, SamplingParams(temperature=0, ignore_eos=True), 2)
             cold = engine._uncached(first._seq)
-        [_ async for _ in first]  # its end is delivered after its slot went warm
+        [_ async for _ in first]  # its end is delivered after its cells were saved
         with engine._lock:
             second = engine.submit(prompt, SamplingParams(temperature=0, ignore_eos=True), 2)
             warm = engine._uncached(second._seq)
