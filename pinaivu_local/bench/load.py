@@ -51,6 +51,13 @@ class Workload:
     shared_prefix_words: int = 0
 
 
+def duration(seconds: float) -> str:
+    """A time to first token for the tables: three significant digits, in ms below a second (a GPU's or a
+    small model's first token comes in a few ms, which seconds to two decimals would show as 0.00)."""
+    ms = float(f"{1000 * seconds:.3g}")
+    return f"{ms:g} ms" if ms < 1000 else f"{seconds:.2f} s"
+
+
 @dataclass(frozen=True)
 class StreamResult:
     """One streamed completion as the client saw it."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pinaivu_local.bench.load import REQUESTS_PER_ROUND, LevelResult
+from pinaivu_local.bench.load import REQUESTS_PER_ROUND, LevelResult, duration
 from pinaivu_local.bench.runner import LLAMA_SERVER, OURS, PEER, BenchReport, ScenarioRun, ServerRun, layers_label
 
 RATIO_NOTE = (
@@ -62,7 +62,7 @@ def _scenario(run: ScenarioRun) -> list[str]:
     ]
     header = ["streams"]
     for server in run.servers:
-        header += [f"{server.name} tok/s", "TTFT p50 s", "TTFT p95 s", "CPU ms/token", "other CPU"]
+        header += [f"{server.name} tok/s", "TTFT p50", "TTFT p95", "CPU ms/token", "other CPU"]
     for peer in peers:
         header += [f"vs {peer.name}: tok/s", "TTFT p50"]
     lines += [_row(header), _row(["---"] * len(header))]
@@ -72,8 +72,8 @@ def _scenario(run: ScenarioRun) -> list[str]:
             level = server.levels[i]
             row += [
                 f"{level.tokens_per_s:.1f}",
-                f"{level.ttft(50):.2f}",
-                f"{level.ttft(95):.2f}",
+                duration(level.ttft(50)),
+                duration(level.ttft(95)),
                 f"{level.cpu_ms_per_token:.2f}",
                 f"{100 * level.background_cpu:.0f}%",
             ]
@@ -104,7 +104,7 @@ def _summary(report: BenchReport) -> list[str]:
                 for p in peers
             ]
             lines.append(_row([f"{label}, {run.scenario.max_tokens} tokens", *speed]))
-            ttft = [f"{levels[n].best_ttft(50):.2f} s" if n in levels else "-" for n in names]
+            ttft = [duration(levels[n].best_ttft(50)) if n in levels else "-" for n in names]
             ttft += [
                 _ratio(levels[p].best_ttft(50), ours.best_ttft(50)) if ours and p in levels else "-" for p in peers
             ]
@@ -160,10 +160,10 @@ def _level_json(level: LevelResult) -> dict[str, Any]:
         "tokens": level.tokens,
         "wall_s": round(level.wall_s, 3),
         "tokens_per_s": round(level.tokens_per_s, 2),
-        "ttft_p50_s": round(level.ttft(50), 3),
-        "ttft_p95_s": round(level.ttft(95), 3),
+        "ttft_p50_s": round(level.ttft(50), 6),
+        "ttft_p95_s": round(level.ttft(95), 6),
         "best_round_tokens_per_s": round(level.best_tokens_per_s(), 2),
-        "best_round_ttft_p50_s": round(level.best_ttft(50), 3),
+        "best_round_ttft_p50_s": round(level.best_ttft(50), 6),
         "background_cpu": round(level.background_cpu, 3),
         "server_cpu_ms_per_token": round(level.cpu_ms_per_token, 3),
         "finish_reasons": sorted({str(s.finish_reason) for s in level.streams}),

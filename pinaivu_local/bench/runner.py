@@ -20,6 +20,7 @@ from pinaivu_local.bench.load import (
     Workload,
     calibrate_prompt,
     client_session,
+    duration,
     run_round,
 )
 from pinaivu_local.bench.model import ensure_bench_model
@@ -178,7 +179,7 @@ async def _measure(
                 per_server.append(level)
                 say(
                     f"{scenario.name}: {server.name}: {concurrency} streams: {level.tokens_per_s:.1f} tok/s, "
-                    f"TTFT {level.ttft(50):.2f} s"
+                    f"TTFT {duration(level.ttft(50))}"
                 )
     return tuple(
         # the prompt as the server's usage counted it (a chat's template included), else as calibrated

@@ -15,6 +15,7 @@ from pinaivu_local.bench.load import (
     Workload,
     _tokens,
     client_session,
+    duration,
     requests_per_stream,
     stream_completion,
 )
@@ -97,3 +98,15 @@ def test_a_refused_stream_is_a_bench_error_with_the_servers_answer() -> None:
 
     with pytest.raises(BenchError, match=r"stream failed \(404\).*no such model"):
         asyncio.run(ask())
+
+
+def test_times_to_first_token_keep_three_digits() -> None:
+    """A GPU's or a small model's first token comes in milliseconds: seconds to two decimals said 0.00."""
+    assert [duration(s) for s in (0.0041234, 0.0734, 0.73, 0.99996, 3.84, 124.163)] == [
+        "4.12 ms",
+        "73.4 ms",
+        "730 ms",
+        "1.00 s",
+        "3.84 s",
+        "124.16 s",
+    ]
