@@ -20,6 +20,9 @@ from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, fr
 
 # Nodes are polled this often, so the tests see them come and go quickly.
 POLL = {"PINAIVU_NODE_POLL_S": "0.5", "PINAIVU_NODE_TIMEOUT_S": "90", "NODE_KEY": TEST_KEY}
+# The nodes hold a stream's text for a second unless asked otherwise: a stream read from a node directly comes
+# in at most three chunks, whatever the machine's load, and one the gateway asked for every token in many.
+NODE_ENV = {"PINAIVU_STREAM_INTERVAL_MS": "1000"}
 
 
 @dataclass
@@ -33,7 +36,7 @@ class Fleet:
         port = int(self.nodes[name].base_url.rsplit(":", 1)[1])
         folder = self.workdir / f"{name}-again"
         folder.mkdir(exist_ok=True)
-        self.nodes[name] = start_server(folder, "--models-file", str(self.catalog), port=port)
+        self.nodes[name] = start_server(folder, "--models-file", str(self.catalog), env=NODE_ENV, port=port)
 
 
 def nodes_file(path: Path, nodes: dict[str, str], kind: str = "pinaivu") -> Path:
@@ -71,7 +74,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) -> 
         for name in ("a", "b"):
             folder = workdir / name
             folder.mkdir()
-            nodes[name] = start_server(folder, "--models-file", str(catalog))
+            nodes[name] = start_server(folder, "--models-file", str(catalog), env=NODE_ENV)
         listed = nodes_file(workdir / "nodes.toml", {name: node.base_url for name, node in nodes.items()})
         (workdir / "gw").mkdir()
         gateway = start_server(workdir / "gw", "--nodes", str(listed), "--no-local", env=POLL)
@@ -127,12 +130,14 @@ def content_chunks(v1: str) -> tuple[int, int]:
 
 
 def test_the_gateway_asks_its_nodes_for_every_token_at_once(fleet: Fleet) -> None:
-    """A node joins 20 ms of text into one chunk, but not for a gateway, which counts the tokens of a stream
-    cut short by its chunks: through the gateway, about a chunk per token."""
+    """A node joins its interval's text into one chunk, but not for a gateway, which counts the tokens of a
+    stream cut short by its chunks. Asked directly, the nodes here (1 s) send the first token's text and the
+    rest (a slow machine: one chunk more); through the gateway, a chunk per token, or per few where the node's
+    event loop fell behind (18 of 48 on a loaded machine), never just those."""
     direct, tokens = content_chunks(fleet.nodes["a"].v1)
     through, tokens_through = content_chunks(fleet.gateway.v1)
     assert tokens == tokens_through == 48
-    assert through > direct and through >= tokens // 2
+    assert direct <= 3 < through
 
 
 def test_the_gateway_keeps_each_nodes_receipt_as_the_node_signed_it(fleet: Fleet, tmp_path: Path) -> None:
