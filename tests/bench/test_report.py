@@ -25,7 +25,7 @@ def test_the_report_names_the_gpu_and_the_layers() -> None:
     assert (data["gpu_layers"], data["gpus"]) == (-1, ["NVIDIA H200"])
 
 
-def test_a_scenario_table_shows_milliseconds_and_ratios_of_the_unrounded_times() -> None:
+def test_a_scenario_table_shows_times_to_first_token_in_milliseconds_with_their_ratio() -> None:
     def level(ttft_s: float) -> LevelResult:
         streams = tuple(StreamResult(ttft_s, 0.05, 64, "length") for _ in range(8))
         return LevelResult(concurrency=1, wall_s=0.4, streams=streams, round_walls=(0.4,))
