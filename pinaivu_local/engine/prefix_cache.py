@@ -96,7 +96,7 @@ class SavedPrompts:
 
     def add(self, prompt: SavedPrompt) -> None:
         """Keep `prompt`, in place of the saved prompts of its scope it extends (a conversation's earlier turn)."""
-        if len(prompt.tokens) > self.capacity or (self.max_bytes is not None and len(prompt.state) > self.max_bytes):
+        if not self._within(len(prompt.tokens), len(prompt.state)):
             return
         for old in list(self._prompts.values()):
             if old.scope == prompt.scope and prompt.tokens[: len(old.tokens)] == old.tokens:
@@ -104,7 +104,7 @@ class SavedPrompts:
         self._prompts[id(prompt)] = prompt
         self._tokens += len(prompt.tokens)
         self._bytes += len(prompt.state)
-        while self._tokens > self.capacity or (self.max_bytes is not None and self._bytes > self.max_bytes):
+        while not self._within(self._tokens, self._bytes):
             self._drop(next(iter(self._prompts.values())))
 
     def used(self, prompt: SavedPrompt) -> None:
@@ -135,6 +135,9 @@ class SavedPrompts:
         if best is None or best.length < MIN_REUSE:
             return None
         return best
+
+    def _within(self, tokens: int, n_bytes: int) -> bool:
+        return tokens <= self.capacity and (self.max_bytes is None or n_bytes <= self.max_bytes)
 
     def _drop(self, prompt: SavedPrompt) -> None:
         del self._prompts[id(prompt)]
