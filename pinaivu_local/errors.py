@@ -103,6 +103,18 @@ class RateLimited(PinaivuError):
         self.retryable = retryable  # False: the request can never fit the limit
 
 
+class RequestTimeout(PinaivuError):
+    """The client did not send its whole request body in time; its connection is closed."""
+
+    code = "request_timeout"
+
+
+class PayloadTooLarge(PinaivuError):
+    """A request body larger than its endpoint accepts."""
+
+    code = "payload_too_large"
+
+
 class RouteNotFound(PinaivuError):
     """No such endpoint."""
 

@@ -3,7 +3,9 @@
 A pure class with an injectable clock: each admitted request is remembered with its time and
 token reservation for one window; a request is admitted only if, with it, the last window holds
 at most `rpm` requests and `tpm` tokens. Exact under any concurrency (the event loop serialises
-calls), and a reservation is corrected to the real usage when the request ends.
+calls), and a reservation is corrected to the real usage when the request ends. A request counts
+against `rpm` from the moment it is taken, whatever its outcome; only its tokens are given back when
+it never ran.
 """
 
 from __future__ import annotations
@@ -57,48 +59,54 @@ class Snapshot:
 
 
 class Admission(Protocol):
-    """An admitted request's hold on its key's window."""
+    """A request's place in its key's window: counted once taken, whatever becomes of the request."""
+
+    async def reserve(self, tokens: int) -> None:
+        """Hold `tokens` for the request until it ends, or raise RateLimited (tokens) saying when they fit."""
 
     def settle(self, actual_tokens: int) -> None:
         """Replace the reserved tokens by what the request really used."""
 
     def cancel(self) -> None:
-        """The request never ran: it consumes nothing."""
+        """The request never ran: its tokens are given back (the request itself still counts)."""
 
 
 class Limiter(Protocol):
     """Per-key limits: this process's RateLimiter, or the Redis one several gateways share."""
 
-    def check_requests(self, key: str, limits: Limits) -> None:
-        """RateLimited if one more request would pass the requests limit; reserves nothing."""
+    async def take(self, key: str, limits: Limits) -> Admission:
+        """Count one request of `key` now, or raise RateLimited (requests) saying when one more fits."""
 
-    def admit(self, key: str, limits: Limits, tokens: int) -> Admission:
-        """Count a request of `tokens` tokens, or raise RateLimited saying which limit and when."""
-
-    def snapshot(self, key: str, limits: Limits) -> Snapshot:
+    async def snapshot(self, key: str, limits: Limits) -> Snapshot:
         """Remaining capacity and time to a full reset, for the headers."""
+
+    async def close(self) -> None:
+        """Release what it holds (connections); called once, when the server stops."""
 
 
 class Reservation:
-    """An admitted request's place in the window; settle() corrects its tokens at the end."""
+    """A request's entry in the window: reserve() holds its tokens, settle() corrects them at the end."""
 
-    def __init__(self, limiter: RateLimiter, key: str, entry: _Entry) -> None:
+    def __init__(self, limiter: RateLimiter, key: str, limits: Limits, entry: _Entry) -> None:
         self._limiter = limiter
         self._key = key
+        self._limits = limits
         self._entry = entry
         self._open = True
+
+    async def reserve(self, tokens: int) -> None:
+        """Hold `tokens` for the request until it ends, or raise RateLimited (tokens) saying when they fit."""
+        self._limiter._reserve(self._key, self._limits, self._entry, tokens)
 
     def settle(self, actual_tokens: int) -> None:
         """Replace the reserved tokens by what the request really used."""
         if self._open:
             self._open = False
-            self._limiter._retoken(self._key, self._entry, actual_tokens)
+            self._limiter._retoken(self._key, self._entry, max(0, actual_tokens))
 
     def cancel(self) -> None:
-        """The request never ran (e.g. 503): it consumes nothing."""
-        if self._open:
-            self._open = False
-            self._limiter._remove(self._key, self._entry)
+        """The request never ran (e.g. 503): its tokens are given back; it still counts as a request."""
+        self.settle(0)
 
 
 class RateLimiter:
@@ -109,32 +117,20 @@ class RateLimiter:
         self._window_s = window_s
         self._windows: dict[str, _Window] = {}
 
-    def check_requests(self, key: str, limits: Limits) -> None:
-        """RateLimited if one more request would pass the requests limit; reserves nothing.
+    async def take(self, key: str, limits: Limits) -> Reservation:
+        """Count one request of `key` now, or raise RateLimited (requests) saying when one more fits.
 
-        Cheap, so it runs before any costly work (tokenizing); admit() checks again.
+        A request counts from here, whatever its outcome: refused work still cost the server its work.
         """
         now = self._clock()
-        self._check_requests(self._prune(key, now), limits, now)
-
-    def admit(self, key: str, limits: Limits, tokens: int) -> Reservation:
-        """Count a request of `tokens` tokens, or raise RateLimited saying which limit and when."""
-        now = self._clock()
         window = self._prune(key, now)
-        self._check_requests(window, limits, now)
-        if window.tokens + tokens > limits.tpm:
-            raise tokens_limited(limits, tokens, window.tokens, self._token_wait(window, limits, tokens, now))
-        entry = _Entry(now, tokens)
-        window.entries.append(entry)
-        window.tokens += tokens
-        return Reservation(self, key, entry)
-
-    def _check_requests(self, window: _Window, limits: Limits, now: float) -> None:
         if len(window.entries) + 1 > limits.rpm:
-            wait = window.entries[0].at + self._window_s - now
-            raise requests_limited(limits, wait)
+            raise requests_limited(limits, window.entries[0].at + self._window_s - now)
+        entry = _Entry(now, 0)
+        window.entries.append(entry)
+        return Reservation(self, key, limits, entry)
 
-    def snapshot(self, key: str, limits: Limits) -> Snapshot:
+    async def snapshot(self, key: str, limits: Limits) -> Snapshot:
         """Remaining capacity and time to a full reset, for the headers."""
         now = self._clock()
         window = self._prune(key, now)
@@ -148,6 +144,17 @@ class RateLimiter:
             reset_requests_s=max(0.0, newest + self._window_s - now),
             reset_tokens_s=max(0.0, newest_tokens + self._window_s - now),
         )
+
+    async def close(self) -> None:
+        """Nothing to release: the windows live in this process."""
+
+    def _reserve(self, key: str, limits: Limits, entry: _Entry, tokens: int) -> None:
+        now = self._clock()
+        window = self._prune(key, now)
+        in_use = window.tokens - entry.tokens if entry.live else window.tokens
+        if in_use + tokens > limits.tpm:
+            raise tokens_limited(limits, tokens, in_use, self._token_wait(window, limits, tokens, now))
+        self._retoken(key, entry, tokens)
 
     def _prune(self, key: str, now: float) -> _Window:
         window = self._windows.setdefault(key, _Window())
@@ -172,13 +179,6 @@ class RateLimiter:
         if entry.live:
             self._windows[key].tokens += tokens - entry.tokens
             entry.tokens = tokens
-
-    def _remove(self, key: str, entry: _Entry) -> None:
-        if entry.live:
-            entry.live = False
-            window = self._windows[key]
-            window.entries.remove(entry)
-            window.tokens -= entry.tokens
 
 
 def retry_after_seconds(retry_after_ms: int) -> int:

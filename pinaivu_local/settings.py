@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     # A client must send a whole request head within this time, or its connection is closed.
     header_timeout_s: float = Field(default=10.0, gt=0, le=300)
     max_connections: int = Field(default=1024, ge=1, description="open sockets at once; more are refused")
+    # A request's body must have arrived this long after its head, or it gets 408 and the connection closes:
+    # a body dripped a byte at a time would otherwise hold its socket for as long as the client likes.
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    # Requests one key may have in flight at once (reading, queued or running); more get 429 at once.
+    # Unset: an eighth of max_connections (at least 1), so one key never holds every socket.
+    max_in_flight_per_key: int | None = Field(default=None, ge=1, description="requests in flight per key")
+    # Every Redis call (the shared rate limits) is bounded by this; past it, 503 storage_unavailable.
+    redis_timeout_s: float = Field(default=2.0, gt=0, le=60)
     # Finished requests' KV cells are saved to host memory for later requests that begin the same way
     # (engine/prefix_cache.py): at most this much per model. None: as many tokens as the model's context
     # holds (the size of its KV cache); 0: none are kept.
@@ -108,6 +116,10 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    def in_flight_per_key(self) -> int:
+        """Requests one key may have in flight: the setting, else an eighth of max_connections."""
+        return self.max_in_flight_per_key or max(1, self.max_connections // 8)
 
     def effective_threads(self) -> int:
         """Threads llama.cpp uses per model."""

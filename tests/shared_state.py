@@ -84,7 +84,9 @@ def running_redis(port: int) -> Iterator[str]:
     import redis
 
     home = Path(tempfile.mkdtemp(prefix="pinaivu-redis-"))
+    # DEBUG SLEEP (a stalled Redis, on purpose) from loopback clients only.
     command = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(home)]
+    command += ["--enable-debug-command", "local"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     try:

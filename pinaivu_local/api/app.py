@@ -11,6 +11,7 @@ from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 
 from pinaivu_local import __version__
+from pinaivu_local.api.body_deadline import body_deadline
 from pinaivu_local.api.dependencies import DEPENDENCIES
 from pinaivu_local.api.error_rendering import EXCEPTION_HANDLERS
 from pinaivu_local.api.guards import require_admin, require_key
@@ -46,6 +47,7 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
                     yield
             finally:
                 del app.state[STATE_KEY]
+                await services.limiter.close()
 
     v1 = Router(
         path="/v1",
@@ -78,7 +80,7 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
             static_files(),
         ],
         dependencies=DEPENDENCIES,
-        middleware=[observability, ratelimit_headers],
+        middleware=[observability, ratelimit_headers, body_deadline],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(title="pinaivu-local", version=__version__, path="/docs"),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pinaivu_local.api.auth import Principal
+from pinaivu_local.api.in_flight import Slot
 from pinaivu_local.errors import AuthenticationError
 from pinaivu_local.requestlog.records import FinishedRequest
 
@@ -21,6 +22,7 @@ class RequestContext:
     model_id: str | None = None
     request_id: str | None = None
     record: FinishedRequest | None = None
+    in_flight: Slot | None = None  # its place in its key's requests in flight, released when it ends
 
     def caller(self) -> Principal:
         """The authenticated caller; only routes behind the key guard ask."""

@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.exceptions import MethodNotAllowedException as LitestarMethodNotAllowed
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from pinaivu_local import errors
 from pinaivu_local.ratelimit import retry_after_seconds
@@ -25,6 +26,8 @@ _STATUS: tuple[tuple[type[errors.PinaivuError], int, str], ...] = (
     (errors.KeyNotActive, 409, "invalid_request_error"),
     (errors.RouteNotFound, 404, "invalid_request_error"),
     (errors.MethodNotAllowed, 405, "invalid_request_error"),
+    (errors.RequestTimeout, 408, "invalid_request_error"),
+    (errors.PayloadTooLarge, 413, "invalid_request_error"),
     (errors.RateLimited, 429, "requests"),
     (errors.Unavailable, 503, "service_unavailable"),
     (errors.EngineFailure, 500, "server_error"),
@@ -53,6 +56,8 @@ def render_pinaivu_error(_: Request[Any, Any, Any], exc: Exception) -> Response[
     headers = {}
     if isinstance(exc, errors.Unavailable):
         headers["retry-after"] = str(exc.retry_after)
+    if isinstance(exc, errors.RequestTimeout | errors.PayloadTooLarge):
+        headers["connection"] = "close"  # the rest of its body may still come: the socket is not reusable
     if isinstance(exc, errors.RateLimited):
         type_ = exc.limit_type  # OpenAI's 429s say which limit: "requests" or "tokens"
         headers["retry-after"] = str(retry_after_seconds(exc.retry_after_ms))
@@ -76,9 +81,19 @@ def render_http_exception(request: Request[Any, Any, Any], exc: Exception) -> Re
         ours = errors.AuthenticationError(str(exc.detail))
     elif isinstance(exc, PermissionDeniedException):
         ours = errors.PermissionDenied(str(exc.detail))
+    elif isinstance(exc, RequestEntityTooLarge):
+        ours = errors.PayloadTooLarge(
+            f"The request body is larger than {request.method} {request.url.path} accepts"
+            f"{_limit_of(request)}; send a smaller one."
+        )
     else:
         return Response(error_body(str(exc.detail), "invalid_request_error"), status_code=exc.status_code)
     return render_pinaivu_error(request, ours)
+
+
+def _limit_of(request: Request[Any, Any, Any]) -> str:
+    limit = request.route_handler.resolve_request_max_body_size()
+    return f" ({limit} bytes at most)" if limit else ""
 
 
 def render_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

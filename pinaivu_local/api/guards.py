@@ -15,10 +15,15 @@ from pinaivu_local.errors import PermissionDenied
 
 
 async def require_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Authenticate before validation, and remember the caller in the request's context."""
-    authenticator = services_of(connection.app).authenticator
-    principal = await authenticator.authenticate_async(connection.headers.get("authorization"))
-    context_of(connection.scope).principal = principal
+    """Authenticate before validation, remember the caller in the request's context, count it in flight.
+
+    The observability middleware releases its place in flight when the response has ended.
+    """
+    services = services_of(connection.app)
+    principal = await services.authenticator.authenticate_async(connection.headers.get("authorization"))
+    context = context_of(connection.scope)
+    context.principal = principal
+    context.in_flight = services.in_flight.enter(principal.key_id, principal.name)
 
 
 async def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

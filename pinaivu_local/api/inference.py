@@ -1,9 +1,9 @@
 """The one inference flow chat, completions and replays share: admit, run, end (once, however it ends).
 
 Checks run in the contract's order: (authentication in the guard, the requests limit and validation
-by the route,) model, permission, context budget, storage, tokens limit, capacity. A reservation is
-settled to the tokens really used when the run ends, or refunded when the engine gave the request
-back unserved.
+by the route,) model, permission, context budget, storage, tokens limit, capacity. A request counts
+against its key's requests limit from take_request on, whatever its outcome; its reserved tokens are
+settled to those really used when the run ends, or given back when it never ran.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from pinaivu_local.engine.prepared import (
     Constraint,
     PreparedRequest,
     PromptSource,
-    TokenPrompt,
-    text_bytes,
 )
 from pinaivu_local.engine.results import Delta, Usage
 from pinaivu_local.engine.results import FinishReason as EngineFinish
@@ -75,6 +73,7 @@ class InferenceRequest:
     tool_names: tuple[str, ...] = ()  # the output is parsed for a call to one of these
     structure_digest: str | None = None  # SHA-256 of tools, tool_choice, ... as sent: kept in the record
     text_interval_s: float | None = None  # how often its new text goes out; None: the server's setting
+    body_bytes: int | None = None  # the size of the body it came in (None: unknown, sized as large)
 
 
 class Run:
@@ -130,7 +129,7 @@ class Run:
         self._ended = True
         self._generation.close()
         if status == 503:
-            self._reservation.cancel()  # the engine gave it back unserved (restarting): it costs nothing
+            self._reservation.cancel()  # the engine gave it back unserved (restarting): its tokens cost nothing
         else:
             self._reservation.settle(self._generation.tokens_used)
         record = self._trace.record(
@@ -206,13 +205,20 @@ class Inference:
         self._metrics = metrics
         self._log_content = log_content
 
-    def check_requests(self, context: RequestContext) -> None:
-        """RateLimited when the caller is over its requests limit: checked before the body is even read."""
-        principal = context.caller()
-        self._limiter.check_requests(principal.key_id, principal.limits)
+    async def take_request(self, context: RequestContext) -> Admission:
+        """Count the caller's request against its requests limit, before its body is even read.
 
-    async def start(self, context: RequestContext, request: InferenceRequest, *, replay_of: str | None = None) -> Run:
-        """Check, admit and queue `request`; raises the first check that fails. The Run must be ended.
+        RateLimited when it is over. From here the request counts whatever its outcome: refused work
+        (a prompt that cannot fit, a schema that does not compile) still cost the server its work.
+        """
+        principal = context.caller()
+        return await self._limiter.take(principal.key_id, principal.limits)
+
+    async def start(
+        self, context: RequestContext, request: InferenceRequest, admission: Admission, *, replay_of: str | None = None
+    ) -> Run:
+        """Check, reserve and queue `request`, counted by `admission` (take_request); raises the first check
+        that fails. The Run must be ended.
 
         Every run is recorded; a verification replay names the request it runs again (`replay_of`).
         """
@@ -220,8 +226,6 @@ class Inference:
         engine, model_id = self._resolve(request.model)
         context.model_id = model_id
         principal.check_model(model_id)
-        # Again (a replay comes here directly): a key over its requests limit must not make us tokenize.
-        self._limiter.check_requests(principal.key_id, principal.limits)
         scope = "" if self._share_prefixes else principal.key_id
         if engine is not None:
             prepare = functools.partial(
@@ -246,11 +250,11 @@ class Inference:
         # Serve nothing that cannot be recorded: 503 storage_unavailable while records cannot be
         # written (disk full, locked) or too many wait to be. Before the rate limit: costs no quota.
         self._request_log.raise_if_unavailable()
-        reservation = self._limiter.admit(principal.key_id, principal.limits, prepared.reserved_tokens)
+        await admission.reserve(prepared.reserved_tokens)
         try:
             generation, node = await self._place(request, prepared, engine, scope)
         except BaseException:
-            reservation.cancel()  # never ran: costs no quota
+            admission.cancel()  # never ran: its tokens cost nothing (the request still counts)
             raise
         completion = Completion(
             request.kind,
@@ -272,7 +276,7 @@ class Inference:
             structure_digest=request.structure_digest,
         )
         hooks = _RunHooks(self._request_log, self._metrics, context, self._identity)
-        return Run(completion, generation, reservation, trace, hooks)
+        return Run(completion, generation, admission, trace, hooks)
 
     def _resolve(self, model: str) -> tuple[ModelEngine | None, str]:
         """The local engine of the model (None where only nodes serve it) and its id; ModelNotFound, or
@@ -325,21 +329,24 @@ class Inference:
             ) from None
 
 
-# A prompt up to this size, without tools or a grammar to compile, is rendered and tokenized on the event loop.
+# A request whose body is up to this size, without tools or a grammar to compile, is rendered and
+# tokenized on the event loop.
 INLINE_PREPARE_BYTES = 16 * 1024
 INLINE_PREPARE_MESSAGES = 64
 
 
 def _small(request: InferenceRequest) -> bool:
-    """Whether preparing `request` is quick enough to do on the event loop (well under a millisecond)."""
+    """Whether preparing `request` is quick enough to do on the event loop (well under a millisecond).
+
+    Judged by the body's size, which bounds every byte the template can write (message text, call
+    arguments, names) at no cost: no walk of the request on the event loop.
+    """
     source = request.source
+    if request.body_bytes is None or request.body_bytes > INLINE_PREPARE_BYTES:
+        return False
     if request.constraint is not None or (isinstance(source, ChatPrompt) and source.tools):
         return False
-    if isinstance(source, ChatPrompt) and len(source.messages) > INLINE_PREPARE_MESSAGES:
-        return False
-    if isinstance(source, TokenPrompt):
-        return len(source.tokens) <= INLINE_PREPARE_BYTES // 4
-    return text_bytes(source) <= INLINE_PREPARE_BYTES
+    return not (isinstance(source, ChatPrompt) and len(source.messages) > INLINE_PREPARE_MESSAGES)
 
 
 def _local_only(request: InferenceRequest) -> tuple[str, str] | None:

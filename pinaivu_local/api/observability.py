@@ -35,6 +35,9 @@ def observability(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, capture)
         finally:
+            context = context_of(scope)
+            if context.in_flight is not None:
+                context.in_flight.release()
             _finish(services_of(scope["app"]), scope, context_of(scope), status, (time.monotonic() - started) * 1000)
 
     return middleware

@@ -40,9 +40,12 @@ _WHEN = {
     401: "No usable API key (missing, malformed, unknown, revoked, expired)",
     403: "The key may not do this (a model outside its list, or /admin without an admin key)",
     404: "No such model, key or request (for this key)",
+    408: "The request body did not arrive in time (PINAIVU_BODY_TIMEOUT_S); the connection is closed",
     409: "The key is revoked and cannot be rotated",
+    413: "The request body is larger than this endpoint accepts",
     422: "The body breaks the schema: one entry per problem",
-    429: "The key's requests or tokens per minute are used up (Retry-After says when)",
+    429: "The key's requests or tokens per minute are used up, or it has too many requests in flight "
+    "(Retry-After says when)",
     500: "A failure of ours or of llama.cpp, for this request only",
     503: "No capacity now: queue full, engine restarting or storage failing (Retry-After says when)",
 }

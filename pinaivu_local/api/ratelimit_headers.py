@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -9,7 +10,10 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.context import context_of
 from pinaivu_local.api.services import services_of
+from pinaivu_local.errors import StorageUnavailable
 from pinaivu_local.ratelimit import Limiter, format_duration
+
+log = logging.getLogger(__name__)
 
 
 def ratelimit_headers(app: ASGIApp) -> ASGIApp:
@@ -24,7 +28,7 @@ def ratelimit_headers(app: ASGIApp) -> ASGIApp:
             principal = context_of(scope).principal
             if message["type"] == "http.response.start" and principal is not None:
                 limiter = services_of(scope["app"]).limiter
-                message["headers"] = [*message.get("headers", []), *_headers(limiter, principal)]
+                message["headers"] = [*message.get("headers", []), *await _headers(limiter, principal)]
             await send(message)
 
         await app(scope, receive, send_with_headers)
@@ -32,8 +36,13 @@ def ratelimit_headers(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def _headers(limiter: Limiter, principal: Principal) -> list[tuple[bytes, bytes]]:
-    snap = limiter.snapshot(principal.key_id, principal.limits)
+async def _headers(limiter: Limiter, principal: Principal) -> list[tuple[bytes, bytes]]:
+    try:
+        snap = await limiter.snapshot(principal.key_id, principal.limits)
+    except StorageUnavailable:
+        # The response is decided already; without its limits' store it goes out without the headers.
+        log.warning("no x-ratelimit-* headers: the rate-limit store does not answer")
+        return []
     values: dict[str, Any] = {
         "x-ratelimit-limit-requests": snap.limits.rpm,
         "x-ratelimit-remaining-requests": snap.remaining_requests,

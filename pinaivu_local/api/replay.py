@@ -74,7 +74,8 @@ class Replayer:
             structure_digest=digest,
         )
         try:
-            run = await self._inference.start(context, request, replay_of=record.request_id)
+            admission = await self._inference.take_request(context)
+            run = await self._inference.start(context, request, admission, replay_of=record.request_id)
         except _NOT_NOW as exc:
             return {"performed": False, "reason": exc.message}
         try:

@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from pinaivu_local.api.inference import InferenceRequest
 from pinaivu_local.api.structured import ResponseFormat, Tool, ToolChoice, output_structure, structure_digest
-from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt
+from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt, nesting_depth
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.errors import InvalidRequest
 
@@ -19,6 +19,9 @@ MAX_STOPS = 4
 MAX_TOP_LOGPROBS = 20  # chat's top_logprobs, as OpenAI
 MAX_LEGACY_LOGPROBS = 5  # /v1/completions' logprobs, OpenAI's legacy limit
 _TOKEN_ID = re.compile(r"[0-9]{1,9}")
+# The chat template writes call arguments (and our rendering marks them) level by level, recursively:
+# deeper than any real call, and deeper would exhaust the stack (a 500) where a 400 belongs.
+MAX_ARGUMENT_NESTING = 64
 
 
 class StrictBody(BaseModel):
@@ -67,10 +70,19 @@ class FunctionCall(StrictBody):
 
     def argument_values(self) -> dict[str, Any]:
         """The arguments as the chat template writes them (a JSON object)."""
+        too_deep = False
         try:
             values = json.loads(self.arguments)
         except json.JSONDecodeError:
             values = None
+        except RecursionError:  # nested past Python's own limit, far deeper than ours
+            values, too_deep = None, True
+        if too_deep or (isinstance(values, dict) and nesting_depth(values) > MAX_ARGUMENT_NESTING):
+            raise InvalidRequest(
+                f"The arguments of the call to {self.name} in the history nest more than {MAX_ARGUMENT_NESTING} "
+                "levels deep; send flatter arguments.",
+                param="messages",
+            )
         if not isinstance(values, dict):
             raise InvalidRequest(
                 f"The arguments of the call to {self.name} in the history are not a JSON object; "
@@ -160,6 +172,10 @@ class _Generation(StrictBody):
     user: str | None = None
     # Not OpenAI: keep generating past end-of-generation tokens, to max_tokens (benchmarks, tests).
     ignore_eos: bool = False
+
+    def has_schemas(self) -> bool:
+        """Whether building its inference request compiles JSON schemas into grammars (tools, response_format)."""
+        return False
 
     @field_validator("n")
     @classmethod
@@ -311,6 +327,10 @@ class ChatCompletionRequest(_Generation):
     def token_limit(self) -> int | None:
         """max_completion_tokens, else the older max_tokens."""
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    def has_schemas(self) -> bool:
+        """Whether building its inference request compiles JSON schemas into grammars (tools, response_format)."""
+        return bool(self.tools) or self.response_format is not None
 
     def inference_request(self) -> InferenceRequest:
         """The conversation as the inference flow takes it; the messages as sent are committed to."""

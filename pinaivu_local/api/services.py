@@ -12,6 +12,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 
 from pinaivu_local.api.auth import KeyAuthenticator
+from pinaivu_local.api.in_flight import InFlight
 from pinaivu_local.api.inference import Inference
 from pinaivu_local.api.metrics import Metrics
 from pinaivu_local.api.replay import Replayer
@@ -50,6 +51,7 @@ class Services:
     key_store: KeyStore
     authenticator: KeyAuthenticator
     limiter: Limiter
+    in_flight: InFlight
     request_log: RequestLog
     model_hashes: ModelHashes
     metrics: Metrics
@@ -80,7 +82,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
         hashes.start([spec.file for spec in catalog.models if spec.id in pool.ready_ids()])
         metrics = Metrics()
         metrics.watch_models(pool.statuses)
-        limiter = _open_limiter(settings, resources)
+        limiter = _open_limiter(settings)
         fleet = _fleet(settings, pool, hashes)
         inference = Inference(
             pool,
@@ -100,6 +102,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
             key_store=key_store,
             authenticator=KeyAuthenticator(key_store, Limits(rpm=settings.default_rpm, tpm=settings.default_tpm)),
             limiter=limiter,
+            in_flight=InFlight(settings.in_flight_per_key()),
             request_log=request_log,
             model_hashes=hashes,
             metrics=metrics,
@@ -150,12 +153,16 @@ def _local_loads(pool: ModelPool) -> dict[str, ModelLoad]:
     }
 
 
-def _open_limiter(settings: Settings, resources: contextlib.ExitStack) -> Limiter:
-    """The rate limiter: in this process, or in Redis (PINAIVU_REDIS_URL) to share limits across gateways."""
+def _open_limiter(settings: Settings) -> Limiter:
+    """The rate limiter: in this process, or in Redis (PINAIVU_REDIS_URL) to share limits across gateways.
+
+    Closed by the app's lifespan, on the event loop its Redis connections belong to.
+    """
     if settings.redis_url is None:
         return RateLimiter(window_s=settings.ratelimit_window_s)
-    limiter = RedisRateLimiter(settings.redis_url.get_secret_value(), window_s=settings.ratelimit_window_s)
-    resources.callback(limiter.close)
+    limiter = RedisRateLimiter(
+        settings.redis_url.get_secret_value(), window_s=settings.ratelimit_window_s, timeout_s=settings.redis_timeout_s
+    )
     try:
         limiter.ping()
     except StorageUnavailable:

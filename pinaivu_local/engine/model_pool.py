@@ -98,7 +98,7 @@ class ModelEngine:
         # No token is longer than max_token_bytes: a text that cannot fit even so is refused
         # before it is tokenized (megabytes of it would keep a thread busy for nothing).
         self._budget(-(-text_bytes(source) // self._model.max_token_bytes), requested, param, at_least=True)
-        prompt = self._tokens(source)
+        prompt = self._tokens(source, requested, param)
         budget = self._budget(len(prompt), requested, param)
         return PreparedRequest(self.id, prompt, budget, sampling, cache_scope, constraint)
 
@@ -121,10 +121,16 @@ class ModelEngine:
         """Time constrained decoding has spent on token masks so far (for the bench)."""
         return self._scheduler.grammars.stats
 
-    def _tokens(self, source: PromptSource) -> list[int]:
+    def _tokens(self, source: PromptSource, requested: int | None, param: str) -> list[int]:
         if isinstance(source, ChatPrompt):
+            parts = self._model.chat_template.render_parts(source.messages, source.tools)
+            # Checked again as rendered, before tokenizing: a template may write client data at more than
+            # its own size (tools indented per level). Only the client's text: a control token's markup
+            # is one token however long its name.
+            client = sum(len(part.text.encode()) for part in parts if not part.markup)
+            self._budget(-(-client // self._model.max_token_bytes), requested, param, at_least=True)
             # The template writes <|begin_of_text|> itself, so no BOS is added here.
-            return self._model.tokenize_prompt(self._model.chat_template.render_parts(source.messages, source.tools))
+            return self._model.tokenize_prompt(parts)
         if isinstance(source, TextPrompt):
             return self._model.tokenize(source.text, add_bos=True)
         self._check_tokens(source.tokens, "prompt")

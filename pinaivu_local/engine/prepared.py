@@ -34,12 +34,56 @@ PromptSource = ChatPrompt | TextPrompt | TokenPrompt
 
 
 def text_bytes(source: PromptSource) -> int:
-    """Bytes of client text in a prompt (0 for token ids, which are counted as they are)."""
+    """Bytes of client data the rendered prompt holds, at least (0 for token ids, which are counted as they are).
+
+    For a chat: every message's content, every call's name and arguments, and the tools, all of which
+    the chat template writes; a size judged on `content` alone let megabytes of arguments through.
+    """
     if isinstance(source, ChatPrompt):
-        return sum(len((m.get("content") or "").encode()) for m in source.messages)
+        total = data_bytes(source.tools)
+        for message in source.messages:
+            total += len((message.get("content") or "").encode())
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") or {}
+                total += data_bytes(function.get("name")) + data_bytes(function.get("arguments"))
+        return total
     if isinstance(source, TextPrompt):
         return len(source.text.encode())
     return 0
+
+
+def data_bytes(value: Any) -> int:
+    """What JSON data takes written out, at least: its strings' UTF-8 bytes (keys too), a byte per other value.
+
+    Iterative, so no nesting can exhaust the stack.
+    """
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item.encode())
+        elif isinstance(item, dict):
+            stack += item.keys()
+            stack += item.values()
+        elif isinstance(item, list | tuple):
+            stack += item
+        elif item is not None:
+            total += 1
+    return total
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply JSON data nests (a scalar: 0, `[1]`: 1); iterative, so any depth can be measured."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list | tuple) else None
+        if children is not None:
+            deepest = max(deepest, depth + 1)
+            stack += ((child, depth + 1) for child in children)
+    return deepest
 
 
 @dataclass(frozen=True)

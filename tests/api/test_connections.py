@@ -1,8 +1,12 @@
-"""Connections that never finish their request head are closed; sockets past the cap are refused."""
+"""Slow clients cannot hold the server: heads and bodies that never finish are cut off, sockets past the
+cap are refused, and one key's requests in flight are capped so other keys keep their room."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -11,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import AUTH, TEST_KEY, RunningServer
 
 PARTIAL_HEAD = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # the blank line that ends a head never comes
 
@@ -75,3 +79,90 @@ def test_sockets_past_the_cap_are_refused(guarded: RunningServer) -> None:
         assert len(refused) >= 10
     assert httpx.get(f"{guarded.base_url}/health", timeout=10).status_code == 200
     assert "refused a connection" in guarded.log()
+
+
+def dripping_head(key: str, length: int = 1_000_000) -> bytes:
+    """A whole chat request head promising `length` bytes of body, and the body's first byte."""
+    return (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n{{"
+    ).encode()
+
+
+@contextmanager
+def dripping(held: list[socket.socket], every_s: float = 0.3) -> Iterator[None]:
+    """Send one more body byte on each socket every `every_s`, as a slow-loris client does."""
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.wait(every_s):
+            for s in held:
+                with contextlib.suppress(OSError):  # closed by the server: what the test waits for
+                    s.sendall(b" ")
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def response_head(s: socket.socket, within: float) -> bytes:
+    """What the server sent on `s` before closing it (or within `within` seconds)."""
+    s.settimeout(within)
+    received = b""
+    try:
+        while chunk := s.recv(65536):
+            received += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return received
+
+
+def new_key(server: RunningServer, name: str) -> str:
+    made = httpx.post(f"{server.base_url}/admin/keys", json={"name": name}, headers=AUTH, timeout=10)
+    return str(made.json()["key"])
+
+
+def chat(server: RunningServer, key: str) -> httpx.Response:
+    body = {"model": "llama3.2:1b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    return httpx.post(
+        f"{server.v1}/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def test_a_body_dripped_a_byte_at_a_time_gets_408_and_its_connection_closes(
+    server_factory: Callable[..., RunningServer], two_models: Path
+) -> None:
+    """Each byte arrives well inside any per-read timeout; the deadline counts from the head all the same."""
+    server = server_factory("--models-file", str(two_models), env={"PINAIVU_BODY_TIMEOUT_S": "2"})
+    with sockets(server, 1, dripping_head(TEST_KEY)) as held, dripping(held):
+        answer = response_head(held[0], within=30)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+    assert chat(server, TEST_KEY).status_code == 200  # the key's place in flight was given back
+
+
+def test_one_key_cannot_hold_every_connection(server_factory: Callable[..., RunningServer], two_models: Path) -> None:
+    """A key at its cap of requests in flight is refused at once (429); another key is served meanwhile;
+    the places come back when the held requests end."""
+    env = {"PINAIVU_MAX_CONNECTIONS": "20", "PINAIVU_MAX_IN_FLIGHT_PER_KEY": "3"}
+    server = server_factory("--models-file", str(two_models), env=env)
+    other = new_key(server, "other")
+    with sockets(server, 3, dripping_head(TEST_KEY)) as held, dripping(held):
+        deadline = time.monotonic() + 30
+        while (refused := chat(server, TEST_KEY)).status_code != 429 and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the server has read the three heads
+        assert refused.status_code == 429, refused.text[:300]
+        error = refused.json()["error"]
+        assert error["code"] == "rate_limit_exceeded" and "in flight" in error["message"]
+        assert refused.headers["retry-after"] == "1"
+        assert chat(server, other).status_code == 200
+    deadline = time.monotonic() + 30
+    while (again := chat(server, TEST_KEY)).status_code == 429 and time.monotonic() < deadline:
+        time.sleep(0.1)  # until the server has seen the three sockets close
+    assert again.status_code == 200

@@ -81,3 +81,53 @@ def test_a_request_that_can_never_fit_the_token_limit_is_not_retried(server: Run
         assert "can never fit" in refused.message
     # Without x-should-retry the SDK would have slept Retry-After (60 s) twice before giving up.
     assert time.monotonic() - started < 20
+
+
+def history_with_arguments(arguments: str) -> list[dict[str, Any]]:
+    """An agent's second turn: a call with these arguments, its result, and the question again."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": arguments}}
+    return [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+    ]
+
+
+def test_megabytes_of_call_arguments_are_sized_before_they_are_rendered(server: RunningServer) -> None:
+    """8 MB of arguments are counted like content: refused by their bytes alone ("at least"), never
+    rendered and tokenized (seconds of a thread, and on the event loop before the fix)."""
+    arguments = '{"text": "' + "a" * 8_000_000 + '"}'
+    body = {"model": "llama3.2:1b", "messages": history_with_arguments(arguments), "max_tokens": 1}
+    refused = httpx.post(f"{server.v1}/chat/completions", json=body, headers=AUTH, timeout=120)
+    assert refused.status_code == 400, refused.text[:300]
+    error = refused.json()["error"]
+    assert error["code"] == "context_length_exceeded" and "at least" in error["message"]
+
+
+def test_tools_are_sized_before_they_are_rendered(server: RunningServer) -> None:
+    tool = {"type": "function", "function": {"name": "f", "description": "d" * 2_000_000, "parameters": {}}}
+    refused = chat(server, "hi", tools=[tool])
+    assert refused.status_code == 400 and "at least" in refused.json()["error"]["message"]
+
+
+def test_deeply_nested_arguments_are_a_400_not_a_500(server: RunningServer) -> None:
+    for depth in (100, 5000):  # past our limit, and past Python's own recursion limit
+        arguments = '{"a": ' * depth + "1" + "}" * depth
+        body = {"model": "llama3.2:1b", "messages": history_with_arguments(arguments), "max_tokens": 1}
+        refused = httpx.post(f"{server.v1}/chat/completions", json=body, headers=AUTH, timeout=60)
+        assert refused.status_code == 400, refused.text[:300]
+        assert "levels deep" in refused.json()["error"]["message"]
+    nested = '{"a": ' * 40 + "1" + "}" * 40  # deep, but within the limit: served
+    body = {"model": "llama3.2:1b", "messages": history_with_arguments(nested), "max_tokens": 1}
+    assert httpx.post(f"{server.v1}/chat/completions", json=body, headers=AUTH, timeout=60).status_code == 200
+
+
+def test_a_receipt_check_refuses_a_body_no_receipt_could_be(server: RunningServer) -> None:
+    """9 MB bodies to POST /v1/receipts/verify were parsed in full; a receipt is a few KB."""
+    huge = httpx.post(
+        f"{server.v1}/receipts/verify",
+        content=b'{"receipt": {"x": "' + b"a" * 9_000_000 + b'"}, "signature": "s"}',
+        headers={**AUTH, "content-type": "application/json"},
+        timeout=60,
+    )
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"

@@ -71,7 +71,7 @@ def test_a_finished_run_leaves_one_record_with_what_verification_needs(app_clien
     assert [r["request_id"] for r in listed].count(body["request_id"]) == 1
 
 
-def test_a_request_the_engine_gives_back_costs_no_quota(
+def test_a_request_the_engine_gives_back_costs_no_tokens(
     app_client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = new_key(app_client, rpm=10, tpm=10_000)
@@ -79,7 +79,8 @@ def test_a_request_the_engine_gives_back_costs_no_quota(
     fail_next_admission(engine, monkeypatch, RuntimeError("injected failure"))
     refused = app_client.post("/v1/chat/completions", json=CHAT, headers=key)
     assert refused.status_code == 503
-    assert refused.headers["x-ratelimit-remaining-requests"] == "10"
+    # It was a request (every authenticated inference request counts), but its tokens are given back.
+    assert refused.headers["x-ratelimit-remaining-requests"] == "9"
     assert refused.headers["x-ratelimit-remaining-tokens"] == "10000"
 
 

@@ -101,19 +101,45 @@ def test_headers_present_and_decreasing(limited: RunningServer) -> None:
     bad = httpx.post(
         f"{limited.v1}/chat/completions", json={"model": "nope", "messages": []}, headers=headers, timeout=10
     )
-    assert bad.status_code == 422 and bad.headers["x-ratelimit-remaining-requests"] == "7"
+    # ... and it counted, as every authenticated inference request does, whatever its outcome
+    assert bad.status_code == 422 and bad.headers["x-ratelimit-remaining-requests"] == "6"
 
 
-def test_rejected_requests_do_not_consume_quota(limited: RunningServer) -> None:
-    key = new_key(limited, rpm=2)
+@pytest.fixture
+def minute_window(
+    server_factory: Callable[..., RunningServer], tiny_models: TinyModels, tmp_path: Path
+) -> RunningServer:
+    """A server with the real one-minute window: nothing leaves it while a test runs, however slow."""
+    catalog = write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"path": str(tiny_models.f16), "n_ctx": 512}})
+    return server_factory("--models-file", str(catalog))
+
+
+def test_refused_requests_count_against_the_requests_limit_but_cost_no_tokens(minute_window: RunningServer) -> None:
+    """Refused work is not free: a key at 3 rpm that sends a bad body, an unknown model and a prompt that
+    cannot fit has used its minute; the tokens limit is untouched."""
+    key = new_key(minute_window, rpm=3, tpm=10_000)
     headers = {"authorization": f"Bearer {key}"}
-    for wrong in ({"model": "llama3.2:1b"}, {**body(), "model": "gpt-4"}, {**body(), "max_tokens": 10_000}):
-        assert httpx.post(f"{limited.v1}/chat/completions", json=wrong, headers=headers, timeout=10).status_code < 429
+    url = f"{minute_window.v1}/chat/completions"
+    wrong = ({"model": "llama3.2:1b"}, {**body(), "model": "gpt-4"}, {**body(), "max_tokens": 10_000})
+    statuses = [httpx.post(url, json=w, headers=headers, timeout=10).status_code for w in wrong]
+    assert statuses == [422, 404, 400]
+    refused = httpx.post(url, json=body(), headers=headers, timeout=30)
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "requests"
+    assert refused.headers["x-ratelimit-remaining-tokens"] == "10000"
+
+
+def test_a_schema_that_takes_long_to_compile_counts_before_it_is_compiled(minute_window: RunningServer) -> None:
+    """The hostile case of the issue: a key at 2 rpm sends schemas whose grammar is refused; only two are
+    compiled, the rest are 429s at once."""
+    key = new_key(minute_window, rpm=2)
+    headers = {"authorization": f"Bearer {key}"}
+    bad_schema = {"type": "object", "properties": {"a": {"type": "nonsense"}}}
+    request = {**body(), "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": bad_schema}}}
     statuses = [
-        httpx.post(f"{limited.v1}/chat/completions", json=body(), headers=headers, timeout=30).status_code
-        for _ in range(2)
+        httpx.post(f"{minute_window.v1}/chat/completions", json=request, headers=headers, timeout=30).status_code
+        for _ in range(5)
     ]
-    assert statuses == [200, 200]
+    assert statuses == [400, 400, 429, 429, 429]
 
 
 def test_the_sdk_retries_after_the_advertised_delay(limited: RunningServer) -> None:

@@ -70,3 +70,42 @@ def test_exact_rpm_across_both(gateways: tuple[RunningServer, RunningServer]) ->
     for refused in (r for r in responses if r.status_code == 429):
         assert refused.json()["error"]["type"] == "requests"
         assert 50 <= int(refused.headers["retry-after"]) <= 60
+
+
+def test_a_stalled_redis_is_a_bounded_503_and_never_freezes_the_server(
+    server_factory: Callable[..., RunningServer], tiny_models: TinyModels, tmp_path: Path, redis_url: str
+) -> None:
+    """Redis frozen for 8 s (DEBUG SLEEP): a chat is refused 503 storage_unavailable after the limiter's
+    0.5 s timeout, and /v1/node is served meanwhile (the synchronous limiter froze the event loop until
+    its own 5 s socket timeout, so both waited 5 s)."""
+    import concurrent.futures
+    import threading
+    import time
+
+    import redis
+
+    catalog = write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"path": str(tiny_models.f16), "n_ctx": 512}})
+    env = {"PINAIVU_REDIS_URL": redis_url, "PINAIVU_REDIS_TIMEOUT_S": "0.5"}
+    server = server_factory("--models-file", str(catalog), env=env)
+    assert chat(server, AUTH["authorization"].split()[1]).status_code == 200
+    stall_s = 8
+    sleeper = threading.Thread(
+        target=lambda: redis.Redis.from_url(redis_url, socket_timeout=60).execute_command("DEBUG", "SLEEP", stall_s)
+    )
+    sleeper.start()
+    try:
+        time.sleep(0.3)  # the sleep has begun
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            refused = pool.submit(chat, server, AUTH["authorization"].split()[1])
+            node = httpx.get(f"{server.v1}/node", timeout=30)
+            node_s = time.monotonic() - started
+            answer = refused.result()
+            answer_s = time.monotonic() - started
+        assert node.status_code == 200 and node_s < 3
+        assert answer.status_code == 503, answer.text[:300]
+        assert answer.json()["error"]["code"] == "storage_unavailable"
+        assert answer_s < 3
+    finally:
+        sleeper.join()
+    assert chat(server, AUTH["authorization"].split()[1]).status_code == 200  # Redis is back, so is the limiter

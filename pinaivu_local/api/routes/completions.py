@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +15,7 @@ from pinaivu_local.api.openapi_body import json_body
 from pinaivu_local.api.openapi_errors import error_responses
 from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
 from pinaivu_local.api.stream_pacing import STREAM_INTERVAL_PARAMETER, requested_interval_s
-from pinaivu_local.api.validation import read_body
+from pinaivu_local.api.validation import OFF_LOOP_BYTES, read_body
 
 
 @post(
@@ -22,7 +23,7 @@ from pinaivu_local.api.validation import read_body
     status_code=200,
     summary="Create a chat completion",
     operation_class=json_body(ChatCompletionRequest, headers=(STREAM_INTERVAL_PARAMETER,)),
-    responses=error_responses(400, 401, 403, 404, 422, 429, 500, 503),
+    responses=error_responses(400, 401, 403, 404, 408, 422, 429, 500, 503),
 )
 async def chat_completions(request: Request[Any, Any, Any], inference: Inference) -> Response[Any]:
     """Answer a conversation, whole or as a stream of chunks."""
@@ -34,7 +35,7 @@ async def chat_completions(request: Request[Any, Any, Any], inference: Inference
     status_code=200,
     summary="Create a text completion",
     operation_class=json_body(CompletionRequest, headers=(STREAM_INTERVAL_PARAMETER,)),
-    responses=error_responses(400, 401, 403, 404, 422, 429, 500, 503),
+    responses=error_responses(400, 401, 403, 404, 408, 422, 429, 500, 503),
 )
 async def completions(request: Request[Any, Any, Any], inference: Inference) -> Response[Any]:
     """Continue a prompt, whole or as a stream of chunks."""
@@ -49,9 +50,14 @@ async def _complete(
     # The request's context is read here, not injected: Litestar resolves two dependencies of one
     # level in a task group of their own, which costs more than the whole key lookup.
     context = context_of(request.scope)
-    inference.check_requests(context)  # before parsing what may be megabytes
+    admission = await inference.take_request(context)  # counted before parsing what may be megabytes
     interval = requested_interval_s(request.headers)
     body = await read_body(request, schema)
-    asked = replace(body.inference_request(), streamed=bool(body.stream), text_interval_s=interval)
-    run = await inference.start(context, asked)
+    size = len(await request.body())  # read once: Litestar keeps it
+    # Building the request decodes every call's arguments and compiles tools' and response_format's
+    # schemas into grammars, in proportion to the input: off the event loop unless it is small and plain.
+    build = body.inference_request
+    built = build() if size <= OFF_LOOP_BYTES and not body.has_schemas() else await asyncio.to_thread(build)
+    asked = replace(built, streamed=bool(body.stream), text_interval_s=interval, body_bytes=size)
+    run = await inference.start(context, asked, admission)
     return await respond(request, run, stream=bool(body.stream))

@@ -15,6 +15,8 @@ from pinaivu_local.receipts.document import FORMAT, MalformedReceipt, SignedRece
 from pinaivu_local.receipts.identity import NodeIdentity
 from pinaivu_local.receipts.verify import Outcome, TrustedKeys, check_signature
 
+MAX_RECEIPT_BODY_BYTES = 64 * 1024
+
 
 class ReceiptEnvelope(StrictBody):
     """A receipt as clients get it: the document and the signature."""
@@ -34,7 +36,9 @@ async def node_identity(identity: NodeIdentity) -> dict[str, Any]:
     status_code=200,
     summary="Check a receipt's signature against this node's keys",
     operation_class=json_body(ReceiptEnvelope),
-    responses=error_responses(400, 401, 422),
+    responses=error_responses(400, 401, 413, 422),
+    # A receipt is a few KB; anything near this is not one, and parsing it would be free work.
+    request_max_body_size=MAX_RECEIPT_BODY_BYTES,
 )
 async def verify_receipt(request: Request[Any, Any, Any], identity: NodeIdentity) -> dict[str, Any]:
     """For clients that cannot check Ed25519 themselves (the explorer in a browser without it).

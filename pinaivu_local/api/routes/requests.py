@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +26,7 @@ from pinaivu_local.api.structured import (
     output_structure,
     structure_digest,
 )
-from pinaivu_local.api.validation import read_body
+from pinaivu_local.api.validation import OFF_LOOP_BYTES, read_body
 from pinaivu_local.engine.prepared import ChatPrompt, PromptSource, TextPrompt, TokenPrompt
 from pinaivu_local.errors import InvalidRequest, RequestNotFound
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
@@ -136,13 +139,39 @@ async def verify_request(
     """Hashes first; then, for a deterministic request (temperature 0 or a seed), a replay."""
     record = _visible(request_log, context.caller(), request_id)
     body = await read_body(request, VerifyRequest)
+    size = len(await request.body())  # read once: Litestar keeps it
+    check = functools.partial(_checked, record, body)
+    # Hashing the input, decoding call arguments and compiling schemas take time in proportion to the
+    # input: off the event loop unless it is small and plain.
+    plain = size <= OFF_LOOP_BYTES and body.tools is None and body.response_format is None
+    checked = check() if plain else await asyncio.to_thread(check)
+    result = checked.result
+    if body.replay and result["verified"]:
+        result["replay"] = await replayer.replay(
+            context, record, checked.source, checked.held, body.output, checked.structure
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A verification's hashes compared, and what a replay of it would run."""
+
+    result: dict[str, Any]
     source: PromptSource
-    structure, digest = body.structure()
+    held: Any
+    structure: tuple[OutputStructure, str | None]
+
+
+def _checked(record: RequestRecord, body: VerifyRequest) -> _Checked:
+    """Compare the caller's input and output with the record's commitment."""
+    source: PromptSource
+    structure = body.structure()
     if record.kind == "chat":
         if body.messages is None:
             raise InvalidRequest("This was a chat request: send the `messages` you sent.", param="messages")
         held: Any = [m.model_dump(exclude_none=True) for m in body.messages]
-        source = ChatPrompt(template_messages(body.messages), structure.template_tools)
+        source = ChatPrompt(template_messages(body.messages), structure[0].template_tools)
     else:
         if body.prompt is None:
             raise InvalidRequest("This was a text completion: send the `prompt` you sent.", param="prompt")
@@ -158,6 +187,4 @@ async def verify_request(
         "verified": input_ok and output_ok,
         "replay": None,
     }
-    if body.replay and input_ok and output_ok:
-        result["replay"] = await replayer.replay(context, record, source, held, body.output, (structure, digest))
-    return result
+    return _Checked(result, source, held, structure)
