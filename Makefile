@@ -22,8 +22,11 @@ else
 endif
 # The pinned version, read from pyproject.toml so there is one place to change it.
 LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
+# Every other dependency installs at the version constraints.txt names (`make lock` refreshes it), so a new
+# release of any of them changes neither CI nor the single file until the lock is refreshed on purpose.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet -c constraints.txt
 
-.PHONY: install install-dev install-bench serve serve-test-models browser services test lint bench dist clean
+.PHONY: install install-dev install-bench serve serve-test-models browser services test lint bench dist lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,20 +40,20 @@ $(VENV)/.llama-$(GPU): | $(BIN)/python
 		$(BIN)/python -m pip install --quiet $(PIP_CACHE) --force-reinstall --no-deps "$(LLAMA_CPP)"
 	touch $@
 
-$(VENV)/.installed: pyproject.toml $(VENV)/.llama-$(GPU) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml constraints.txt $(VENV)/.llama-$(GPU) | $(BIN)/python
+	$(PIP_INSTALL) -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PIP_INSTALL) -e '.[dev]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(PIP_INSTALL) -e '.[bench]'
 	touch $@
 
 $(VENV)/.installed-dist: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dist]'
+	$(PIP_INSTALL) -e '.[dist]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -103,6 +106,17 @@ lint: install-dev
 	$(BIN)/ruff check pinaivu_local tests packaging
 	$(BIN)/ruff format --check pinaivu_local tests packaging
 	$(BIN)/mypy
+
+# Refresh constraints.txt: the newest release of every dependency (all extras) that pyproject.toml allows,
+# resolved in a scratch virtualenv. Review the diff, run `make test`, commit it.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet '.[dev,bench,dist]'
+	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^pinaivu-local'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock build
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
