@@ -26,7 +26,7 @@ from pinaivu_local.engine.gathering import GATHER_MAX_S, StepClock
 from pinaivu_local.engine.kv_state import restore_sequence, save_sequence
 from pinaivu_local.engine.llama_model import LlamaModel
 from pinaivu_local.engine.logprobs import TokenLogprob, TokenTrail, token_logprob
-from pinaivu_local.engine.outbox import Outbox
+from pinaivu_local.engine.outbox import Outbox, TextPacing
 from pinaivu_local.engine.prefix_cache import MIN_REUSE, Reuse, SavedPrompt, SavedPrompts, waits_for_prefill
 from pinaivu_local.engine.prepared import Constraint
 from pinaivu_local.engine.results import Delta, FinishReason, Usage, coalesce
@@ -91,9 +91,7 @@ class _Sequence:
     n_reused: int = 0  # prompt tokens taken from the prefix cache when first admitted (usage's cached_tokens)
     suspended: SavedPrompt | None = None  # its cells, saved out of the cache when it was pre-empted
     n_generated: int = 0
-    text_interval_s: float = 0.0  # new text is handed over at most this often
-    held: str = ""  # text not handed over yet: its interval since the last hand-over has not passed
-    handed_at: float = 0.0  # monotonic time of the last hand-over of text
+    pacing: TextPacing = field(default_factory=lambda: TextPacing(0.0))  # new text: at once, or held a while
     # monotonic times: queued, given a slot (first time), first token, finished
     submitted_at: float = field(default_factory=time.monotonic)
     admitted_at: float | None = None
@@ -170,9 +168,13 @@ class GenerationStream:
 class Scheduler:
     """Owns a model's context and batch on its own thread."""
 
-    def __init__(self, model: LlamaModel, config: ContextConfig, name: str) -> None:
+    def __init__(
+        self, model: LlamaModel, config: ContextConfig, name: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """`clock`: what requests' text intervals are measured with (monotonic seconds)."""
         self._model = model
         self._config = config
+        self._now = clock
         params = llama.llama_context_default_params()
         params.n_ctx = config.n_ctx
         params.n_batch = min(config.n_batch, config.n_ctx)
@@ -226,9 +228,8 @@ class Scheduler:
         # A plain greedy request's tokens are the argmax of its logits (_decode_step): it needs no chain.
         sampler = None if params.plain_greedy else build_sampler(params, self._model.n_vocab, max_tokens)
         interval = self._config.text_interval_s if text_interval_s is None else text_interval_s
-        seq = _Sequence(
-            prompt, params, max_tokens, loop, Outbox(), sampler, cache_scope, guide, text_interval_s=interval
-        )
+        pacing = TextPacing(interval, self._now)
+        seq = _Sequence(prompt, params, max_tokens, loop, Outbox(), sampler, cache_scope, guide, pacing=pacing)
         try:
             with self._lock:
                 self._check_capacity()
@@ -566,11 +567,9 @@ class Scheduler:
         if seq.trail is not None:  # with logprobs every delta carries its own tokens' entries
             out.append((seq, Delta(text, logprobs=_logprobs(seq, text, final=False))))
             return
-        seq.held += text
-        now = time.monotonic()
-        if now - seq.handed_at >= seq.text_interval_s:
-            out.append((seq, Delta(seq.held)))
-            seq.held, seq.handed_at = "", now
+        ready = seq.pacing.push(text)
+        if ready:
+            out.append((seq, Delta(ready)))
 
     def _logprob(self, seq: _Sequence, index: int, token: int) -> TokenLogprob:
         """`token`'s entry, from the logits the sampler saw (with the request's logit_bias)."""
@@ -579,7 +578,7 @@ class Scheduler:
         return token_logprob(row, seq.params.logit_bias, token, seq.trail.n_top, self._model.shape)
 
     def _complete(self, seq: _Sequence, reason: FinishReason, text: str, out: list[tuple[_Sequence, object]]) -> None:
-        text, seq.held = seq.held + text, ""
+        text = seq.pacing.drain() + text
         usage = Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_generated, cached_tokens=seq.n_reused)
         out.append((seq, Delta(text, finish_reason=reason, usage=usage, logprobs=_logprobs(seq, text, final=True))))
         self._finish(seq, _DONE, out)
@@ -638,9 +637,9 @@ def _free_sampler(seq: _Sequence) -> None:
 
 def _hand_over_held(seq: _Sequence, out: list[tuple[_Sequence, object]]) -> None:
     """Before an error ends `seq`: the text it held still reaches the reader, first."""
-    if seq.held:
-        out.append((seq, Delta(seq.held)))
-        seq.held = ""
+    held = seq.pacing.drain()
+    if held:
+        out.append((seq, Delta(held)))
 
 
 def _drain(seq: _Sequence) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pinaivu_local.engine.outbox import Outbox
+from pinaivu_local.engine.outbox import Outbox, TextPacing
 from pinaivu_local.engine.results import Delta, Usage, coalesce
 from pinaivu_local.engine.scheduler import _coalesced
 
@@ -34,3 +34,43 @@ def test_only_text_only_deltas_are_joined() -> None:
     assert Delta("x").text_only and not Delta("x", finish_reason="length").text_only
     last = Delta("x", finish_reason="length", usage=Usage(1, 1))
     assert coalesce(last, [Delta("y")]) is last
+
+
+class Clock:
+    """Monotonic seconds that pass only when the test says."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pacing_hands_the_first_text_over_at_once_then_at_most_every_interval() -> None:
+    clock = Clock(1000.0)
+    pacing = TextPacing(1.0, clock)
+    assert pacing.push("a") == "a"
+    handed = []
+    for text in "bcdefg":
+        clock.now += 0.25
+        handed.append(pacing.push(text))
+    # held while less than a second has passed since the last hand-over, then all of it, in order
+    assert handed == ["", "", "", "bcde", "", ""]
+    assert pacing.drain() == "fg" and pacing.drain() == ""  # the end takes what is held: nothing lost
+    clock.now += 0.25
+    assert pacing.push("h") == ""  # the interval runs from the last hand-over, not from the drain
+
+
+def test_the_first_text_goes_at_once_on_a_clock_that_has_just_started() -> None:
+    """A monotonic clock counts from boot: on a machine up for less than the interval the first text still goes."""
+    clock = Clock(0.0)
+    pacing = TextPacing(3600.0, clock)
+    assert pacing.push("a") == "a"
+    clock.now = 3599.5
+    assert pacing.push("b") == ""
+
+
+def test_no_interval_hands_every_text_over() -> None:
+    pacing = TextPacing(0.0, Clock(7.0))  # even with no time passing between texts
+    assert [pacing.push(text) for text in "abc"] == ["a", "b", "c"]
+    assert pacing.drain() == ""

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import llama_cpp.llama_cpp as llama
 import pytest
 
 from pinaivu_local.catalog import Catalog, ModelSpec
+from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.model_pool import EngineOptions, ModelEngine, ModelPool
 from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt
 from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
-from pinaivu_local.engine.scheduler import GenerationStream
+from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
 from pinaivu_local.errors import (
     ContextLengthExceeded,
     EngineFailure,
@@ -366,36 +369,106 @@ def test_completion_prompts_are_plain_text(pool: ModelPool) -> None:
 def paced_pool(tiny_models: TinyModels, tmp_path: Path) -> Iterator[ModelPool]:
     """A pool whose engine hands a request's text over at most once an hour: the first, then the end."""
     spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=1024, n_gpu_layers=0, parallel=8)
-    slow = ModelSpec(id="slow", source=None, file=tiny_models.slow, n_ctx=1024, n_gpu_layers=0, parallel=1)
     options = EngineOptions(n_threads=1, max_queue=1, weight_repack=False, text_interval_s=3600.0)
-    opened = ModelPool(Catalog(file=tmp_path / "m.toml", models=(spec, slow)), options)
+    opened = ModelPool(Catalog(file=tmp_path / "m.toml", models=(spec,)), options)
     opened.open()
     yield opened
     opened.close()
 
 
-def test_held_text_comes_with_the_end_and_loses_nothing(pool: ModelPool, paced_pool: ModelPool) -> None:
+STEP_S = 0.25  # what each engine step takes on the clock of a Lockstep
+PACE = "eeePPPPPPPPPPPPPPPPPPPPP"  # the tiny model's greedy 24 tokens after "pace", a character a token
+
+
+class Lockstep:
+    """Paces an engine thread from the test: each of its steps takes STEP_S on `clock`, and after a step that
+    handed text over it waits until the reader has taken it. The reader always keeps up, whatever the
+    machine's speed or load, so each hand-over reaches it as a delta of its own."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._taken = threading.Semaphore(0)
+
+    def clock(self) -> float:
+        return self.now
+
+    def pace(self, scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch) -> None:
+        deliver = scheduler._deliver
+
+        def deliver_then_wait(out: list[tuple[object, object]]) -> None:  # the end of every step
+            deliver(out)  # type: ignore[arg-type]
+            self.now += STEP_S
+            if out:
+                self._taken.acquire(timeout=30)  # a reader that never comes: go on, and its test fails
+
+        monkeypatch.setattr(scheduler, "_deliver", deliver_then_wait)
+
+    def read(self, start: Callable[[], GenerationStream]) -> list[Delta]:
+        """Every delta of the stream `start` opens (on the event loop), taken one by one."""
+
+        async def read() -> list[Delta]:
+            deltas = []
+            async for delta in start():
+                deltas.append(delta)
+                self._taken.release()
+            return deltas
+
+        return asyncio.run(read())
+
+
+def test_held_text_comes_with_the_end_and_loses_nothing(
+    pool: ModelPool, paced_pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Within its interval a request's text is held, not dropped: the first text at once, the rest with the
     finish, and every character of what the same request gives token by token."""
     every_token = asyncio.run(generate(pool.get("tiny"), "pace", 24, chat=False, temperature=0, logit_bias=NO_EOG))
-    paced = asyncio.run(generate(paced_pool.get("tiny"), "pace", 24, chat=False, temperature=0, logit_bias=NO_EOG))
-    assert joined(paced) == joined(every_token) and len(joined(paced)) > len(paced[0].text) > 0
-    assert len(paced) == 2 and paced[0].finish_reason is None
+    engine = paced_pool.get("tiny")
+    steps = Lockstep()  # a reader that falls behind would see the same two deltas from an engine holding nothing
+    steps.pace(engine._scheduler, monkeypatch)
+    prepared = engine.prepare(TextPrompt("pace"), SamplingParams(temperature=0, logit_bias=NO_EOG), 24)
+    paced = steps.read(lambda: engine.start(prepared))
+    assert joined(paced) == joined(every_token) == PACE
+    assert [len(d.text) for d in paced] == [1, 23] and paced[0].finish_reason is None
     assert paced[1].finish_reason == "length" and paced[1].usage is not None and paced[1].usage.completion_tokens == 24
 
 
-def test_a_request_may_ask_for_its_own_interval(paced_pool: ModelPool) -> None:
-    """A request's interval wins over the engine's: 0 hands every token over as it comes (the slow model
-    makes a token every few milliseconds, so the reader keeps up and sees them one by one)."""
-    engine = paced_pool.get("slow")
-    prepared = engine.prepare(TextPrompt("pace"), SamplingParams(temperature=0, logit_bias=NO_EOG), 24)
+@pytest.fixture
+def in_step(tiny_models: TinyModels, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., list[Delta]]]:
+    """Greedy completions of "pace" from a scheduler that hands text over at most once a second of a
+    Lockstep's clock (every fourth step), read delta by delta: the function takes a request's interval."""
+    llama.llama_backend_init()
+    model = LlamaModel(tiny_models.f16, LoadOptions(n_gpu_layers=0))
+    steps = Lockstep()
+    config = ContextConfig(n_ctx=256, parallel=1, n_threads=1, max_queue=1, text_interval_s=4 * STEP_S)
+    scheduler = Scheduler(model, config, "tiny", clock=steps.clock)
+    steps.pace(scheduler, monkeypatch)
+    prompt = model.tokenize("pace", add_bos=True)
+    params = SamplingParams(temperature=0, logit_bias=NO_EOG)
+    try:
+        yield lambda interval_s=None: steps.read(
+            lambda: scheduler.submit(prompt, params, 24, text_interval_s=interval_s)
+        )
+    finally:
+        scheduler.close()
+        model.close()
 
-    async def run(interval: float | None) -> list[Delta]:
-        return [d async for d in engine.start(prepared, text_interval_s=interval)]
 
-    held, every_token = asyncio.run(run(None)), asyncio.run(run(0.0))
-    assert joined(held) == joined(every_token)
-    assert len(held) == 2 and len([d for d in every_token if d.text]) > 4
+def test_the_interval_is_honoured_when_the_reader_keeps_up(in_step: Callable[..., list[Delta]]) -> None:
+    """The first token's text at once, then the text of each interval's four steps, the last ones with the end."""
+    deltas = in_step()
+    assert joined(deltas) == PACE
+    assert [len(d.text) for d in deltas] == [1, 4, 4, 4, 4, 4, 3]
+    assert [d.finish_reason for d in deltas] == [None] * 6 + ["length"]
+
+
+def test_a_request_may_ask_for_its_own_interval(in_step: Callable[..., list[Delta]]) -> None:
+    """A request's interval wins over the engine's: 0 hands every token over as it comes, an hour holds all
+    but the first until the end, None is the engine's second."""
+    every_token, engines, held = in_step(0.0), in_step(None), in_step(3600.0)
+    assert joined(every_token) == joined(engines) == joined(held) == PACE
+    assert [len(d.text) for d in every_token] == [1] * 24
+    assert [len(d.text) for d in engines] == [1, 4, 4, 4, 4, 4, 3]
+    assert [len(d.text) for d in held] == [1, 23]
 
 
 def test_held_text_reaches_the_reader_before_an_error(
