@@ -15,11 +15,11 @@ from pinaivu_local.api.logprob_shapes import chat_logprobs, legacy_logprobs
 from pinaivu_local.api.tool_calls import ArgumentsPiece, CallStart, ContentPiece, Event
 from pinaivu_local.engine.logprobs import TokenLogprob
 from pinaivu_local.engine.results import Usage
+from pinaivu_local.wire import RECEIPT_FIELD
 
 SYSTEM_FINGERPRINT = "fp_pinaivu_local"
-# A completed answer's signed receipt: this header on a whole body, this field on a stream's last chunk.
+# A completed answer's signed receipt: this header on a whole body, RECEIPT_FIELD on a stream's last chunk.
 RECEIPT_HEADER = "x-pinaivu-receipt"
-RECEIPT_FIELD = "pinaivu_receipt"
 
 Kind = Literal["chat", "text"]
 # The engine's reasons, plus OpenAI's for an answer that is a tool call.

@@ -14,8 +14,7 @@ from litestar.openapi.spec import OpenAPIType, Parameter, Schema
 
 from pinaivu_local.errors import InvalidRequest
 from pinaivu_local.settings import MAX_STREAM_INTERVAL_MS
-
-STREAM_INTERVAL_HEADER = "x-pinaivu-stream-interval-ms"
+from pinaivu_local.wire import STREAM_INTERVAL_HEADER
 
 # The header in the OpenAPI document of the routes that read it.
 STREAM_INTERVAL_PARAMETER = Parameter(

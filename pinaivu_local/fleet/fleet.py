@@ -13,7 +13,6 @@ from typing import Any, Protocol
 
 import httpx
 
-from pinaivu_local.api.stream_pacing import STREAM_INTERVAL_HEADER
 from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.scheduler import Timings
 from pinaivu_local.errors import EngineFailure, InvalidRequest, ModelNotFound, Unavailable
@@ -23,6 +22,7 @@ from pinaivu_local.fleet.remote import RemoteGeneration, RemoteRequest
 from pinaivu_local.fleet.router import Router
 from pinaivu_local.fleet.state import ModelLoad, NodeState
 from pinaivu_local.suggest import suggest
+from pinaivu_local.wire import STREAM_INTERVAL_HEADER
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource, SSEError
 
-from pinaivu_local.api.openai_shapes import RECEIPT_FIELD
 from pinaivu_local.engine.results import Delta, FinishReason, Usage
 from pinaivu_local.engine.scheduler import Timings
 from pinaivu_local.errors import EngineFailure
 from pinaivu_local.fleet.state import NodeState
 from pinaivu_local.receipts.document import MalformedReceipt, SignedReceipt
+from pinaivu_local.wire import RECEIPT_FIELD
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +194,12 @@ async def _deltas(response: httpx.Response, request: RemoteRequest, seen: dict[s
     usage: Usage | None = None
     chunks = 0
     try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
+        async for event in EventSource(response).aiter_sse():
+            if not event.data:  # a comment or a keep-alive: nothing to read
                 continue
-            data = line[5:].strip()
-            if data == "[DONE]":
+            if event.data == "[DONE]":
                 break
-            chunk = json.loads(data)
+            chunk = json.loads(event.data)
             if "error" in chunk:
                 raise NodeDropped(f"error event: {str(chunk['error'].get('message', chunk['error']))[:200]}")
             receipt = chunk.get(RECEIPT_FIELD)
@@ -218,7 +218,7 @@ async def _deltas(response: httpx.Response, request: RemoteRequest, seen: dict[s
         raise NodeDropped("timed out") from None
     except httpx.TransportError as exc:
         raise NodeDropped(f"connection lost ({exc.__class__.__name__})") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (SSEError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise NodeDropped(f"not an OpenAI stream ({exc.__class__.__name__})") from None
     if finish is None:
         raise NodeDropped("the stream ended without a finish reason")

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pinaivu_local.api.stream_pacing import STREAM_INTERVAL_HEADER
+from pinaivu_local.wire import STREAM_INTERVAL_HEADER
 from tests.conftest import AUTH, NO_EOG, RunningServer, TinyModels, start_server, write_catalog
 
 BODY = {"model": "llama3.2:1b", "prompt": "pace me", "max_tokens": 64, "temperature": 0, "logit_bias": NO_EOG}
