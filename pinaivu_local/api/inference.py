@@ -45,7 +45,7 @@ from pinaivu_local.requestlog.commitment import canonical_json
 from pinaivu_local.requestlog.log import RequestLog
 from pinaivu_local.requestlog.model_hashes import ModelHashes
 from pinaivu_local.requestlog.records import FinishedRequest
-from pinaivu_local.requestlog.writer import Receipt
+from pinaivu_local.requestlog.writer import PendingWrite
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Run:
         self._parts: list[str] = []
         self._logprobs: list[TokenLogprob] = []
         self._ended = False
-        self._receipt: Receipt | None = None
+        self._write: PendingWrite | None = None
         self.signed: SignedReceipt | None = None  # a completed run's signed receipt, once ended
 
     async def deltas(self) -> AsyncIterator[Delta]:
@@ -140,7 +140,7 @@ class Run:
         if self.signed is not None:
             record.receipt = canonical(self.signed.document).decode()
             record.receipt_signature = self.signed.signature
-        self._receipt = self._hooks.recorded(record)
+        self._write = self._hooks.recorded(record)
 
     def _receipt_for(self, record: FinishedRequest) -> SignedReceipt | None:
         """A completed inference's receipt, made before anything of it is recorded or sent.
@@ -158,8 +158,8 @@ class Run:
         Call it after end() and before the response's last bytes (delivery.py). Raises
         StorageUnavailable (503) when the record cannot be written in time; it then says 503 too.
         """
-        if self._receipt is not None:
-            await self._receipt.durable()
+        if self._write is not None:
+            await self._write.durable()
 
 
 @dataclass(frozen=True)
@@ -171,12 +171,12 @@ class _RunHooks:
     context: RequestContext
     identity: NodeIdentity
 
-    def recorded(self, record: FinishedRequest) -> Receipt:
+    def recorded(self, record: FinishedRequest) -> PendingWrite:
         """Queue the record for writing, count it, and let the access log see it."""
-        receipt = self.request_log.submit(record)
+        pending = self.request_log.submit(record)
         self.metrics.observe_record(record)
         self.context.record = record
-        return receipt
+        return pending
 
 
 class Inference:

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from pinaivu_local.clock import utcnow
 from pinaivu_local.keys.usage import KeyUsage
 from pinaivu_local.requestlog.records import FinishedRequest, RequestRecord, bounded
-from pinaivu_local.requestlog.writer import Receipt, RecordWriter
+from pinaivu_local.requestlog.writer import PendingWrite, RecordWriter
 from pinaivu_local.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ class RequestLog:
             housekeeping_every_s=PRUNE_EVERY_S,
         )
 
-    def submit(self, record: FinishedRequest) -> Receipt:
-        """Queue a finished request's record, cut to its bounded size; `await receipt.durable()` before
+    def submit(self, record: FinishedRequest) -> PendingWrite:
+        """Queue a finished request's record, cut to its bounded size; `await pending.durable()` before
         the response goes out (called from the event loop; never blocks)."""
         return self._writer.submit(bounded(record))
 

@@ -1,6 +1,6 @@
 """Writes request records durably, in groups, on one thread; a record is retried until it is written.
 
-Every submitted record gets a Receipt, resolved when the transaction that holds it has committed
+Every submitted record gets a PendingWrite, resolved when the transaction that holds it has committed
 (the database syncs at commit). Records that arrive while a transaction commits go together into
 the next one (group commit), so the sync is paid once per batch. A batch that fails because of the
 storage (disk full, locked by another process, I/O error) stays queued and is tried again, backing
@@ -52,8 +52,8 @@ class _Entry:
     withdrawn: bool = False  # its response gave up waiting: the record says 503
 
 
-class Receipt:
-    """A submitted record; `durable()` waits until it is written."""
+class PendingWrite:
+    """A submitted record's write; `durable()` waits until it is done (not a signed receipt: receipts/)."""
 
     def __init__(self, writer: RecordWriter, entry: _Entry) -> None:
         self._writer = writer
@@ -120,13 +120,13 @@ class RecordWriter:
 
     # ---- event loop side --------------------------------------------------------------
 
-    def submit(self, record: FinishedRequest) -> Receipt:
+    def submit(self, record: FinishedRequest) -> PendingWrite:
         """Queue a finished request's record; never blocks, never refuses (admission is bounded instead)."""
         entry = _Entry(record)
         with self._cond:
             self._queued.append(entry)
             self._cond.notify_all()
-        return Receipt(self, entry)
+        return PendingWrite(self, entry)
 
     def raise_if_unavailable(self) -> None:
         """StorageUnavailable while writes fail or the backlog is full: admit nothing that cannot be recorded."""

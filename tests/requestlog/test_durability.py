@@ -56,7 +56,7 @@ def test_a_batch_locked_out_past_the_busy_timeout_is_retried_not_dropped(tmp_pat
     log = open_log(database)
     try:
         with write_lock(database.path):
-            receipt = log.submit(record("req_locked"))
+            pending = log.submit(record("req_locked"))
             wait_until(lambda: log.health()["state"] == "failing")
             health = log.health()
             assert health["reason"] == "the database is locked by another process" and health["backlog"] == 1
@@ -65,8 +65,8 @@ def test_a_batch_locked_out_past_the_busy_timeout_is_retried_not_dropped(tmp_pat
                 log.raise_if_unavailable()
             assert refused.value.code == "storage_unavailable" and str(tmp_path) not in refused.value.message
             time.sleep(0.5)  # several failed attempts
-            assert not receipt.future.done()
-        receipt.future.result(timeout=RETRY_MAX_S + 5)
+            assert not pending.future.done()
+        pending.future.result(timeout=RETRY_MAX_S + 5)
         assert stored(database.path, "SELECT request_id, status_code FROM request_log") == [("req_locked", 200)]
         assert log.health()["state"] == "ok"
         log.raise_if_unavailable()
@@ -80,12 +80,12 @@ def test_the_backlog_is_bounded(tmp_path: Path) -> None:
     log = open_log(database, backlog=3)
     try:
         with write_lock(database.path):
-            receipts = [log.submit(record(f"req_{i}")) for i in range(3)]
+            writes = [log.submit(record(f"req_{i}")) for i in range(3)]
             with pytest.raises(StorageUnavailable, match="3 records waiting"):
                 log.raise_if_unavailable()
             assert log.health()["state"] == "full"
-        for receipt in receipts:
-            receipt.future.result(timeout=10)
+        for pending in writes:
+            pending.future.result(timeout=10)
         log.raise_if_unavailable()
         assert stored(database.path, "SELECT count(*) FROM request_log") == [(3,)]
     finally:
@@ -114,11 +114,11 @@ def test_a_response_that_gives_up_leaves_a_503_record(tmp_path: Path) -> None:
     log = open_log(database)
     try:
         with write_lock(database.path):
-            receipt = log.submit(record("req_gave_up"))
+            pending = log.submit(record("req_gave_up"))
             with pytest.raises(StorageUnavailable, match="locked by another process") as gave_up:
-                asyncio.run(receipt.durable(timeout=30))
+                asyncio.run(pending.durable(timeout=30))
             assert gave_up.value.retry_after >= 1
-        receipt.future.result(timeout=RETRY_MAX_S + 5)
+        pending.future.result(timeout=RETRY_MAX_S + 5)
         status, error = stored(database.path, "SELECT status_code, error FROM request_log")[0]
         assert status == 503 and "storage unavailable" in str(error)
     finally:
@@ -135,8 +135,8 @@ def test_records_arriving_together_share_a_commit(tmp_path: Path) -> None:
     try:
 
         async def many() -> None:
-            receipts = [log.submit(record(f"req_{i}")) for i in range(200)]
-            await asyncio.gather(*(r.durable() for r in receipts))
+            writes = [log.submit(record(f"req_{i}")) for i in range(200)]
+            await asyncio.gather(*(r.durable() for r in writes))
 
         asyncio.run(many())
         assert stored(database.path, "SELECT count(*) FROM request_log") == [(200,)]
