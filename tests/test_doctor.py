@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 from pinaivu_local.cli import main
 from pinaivu_local.weights.gguf_info import read_gguf_info
-from tests.conftest import TinyModels, write_catalog
+from tests.helpers import TinyModels, write_catalog
 
 
 def doctor(tmp_path: Path, *args: str, data_dir: Path | None = None) -> Result:

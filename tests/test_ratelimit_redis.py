@@ -13,7 +13,7 @@ import redis
 from pinaivu_local.errors import RateLimited, StorageUnavailable
 from pinaivu_local.ratelimit import Limits
 from pinaivu_local.ratelimit_redis import RedisRateLimiter, RedisReservation
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def limiter(url: str, window_s: float = 60.0, timeout_s: float = 2.0) -> RedisRateLimiter:

@@ -26,7 +26,7 @@ import pytest
 
 from pinaivu_local import __version__
 from pinaivu_local.engine.repack import cpu_identity
-from tests.conftest import AUTH, TEST_KEY, TinyModels, free_port, write_catalog
+from tests.helpers import AUTH, TEST_KEY, TinyModels, free_port, write_catalog
 from tests.weights.hub import Hub
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import AUTH, TEST_KEY, RunningServer
+from tests.helpers import AUTH, TEST_KEY, RunningServer
 
 
 @pytest.fixture

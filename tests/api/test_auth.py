@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import RunningServer, TinyModels, write_catalog
+from tests.helpers import RunningServer, TinyModels, write_catalog
 
 KEY = "sk-pnv-" + "a" * 40
 

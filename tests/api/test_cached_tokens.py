@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, start_server, write_catalog
+from tests.helpers import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, start_server, write_catalog
 
 
 @pytest.fixture(scope="module")

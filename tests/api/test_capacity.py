@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import AUTH, NO_EOG, RunningServer, TinyModels, write_catalog
+from tests.helpers import AUTH, NO_EOG, RunningServer, TinyModels, write_catalog
 
 
 @pytest.fixture

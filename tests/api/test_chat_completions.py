@@ -11,7 +11,7 @@ import httpx
 import openai
 
 from pinaivu_local.tiny_gguf import write_tiny_model
-from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer, write_catalog
+from tests.helpers import AUTH, NO_EOG, TEST_KEY, RunningServer, write_catalog
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello"}]
 

@@ -7,7 +7,7 @@ import json
 import httpx
 import openai
 
-from tests.conftest import AUTH, NO_EOG, RunningServer
+from tests.helpers import AUTH, NO_EOG, RunningServer
 
 
 def test_text_completion_shape(client: openai.OpenAI) -> None:

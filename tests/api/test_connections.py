@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import AUTH, TEST_KEY, RunningServer
+from tests.helpers import AUTH, TEST_KEY, RunningServer
 
 PARTIAL_HEAD = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # the blank line that ends a head never comes
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import AUTH, RunningServer
+from tests.helpers import AUTH, RunningServer
 
 WORKERS = 6
 

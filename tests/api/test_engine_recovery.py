@@ -11,8 +11,8 @@ from litestar.testing import TestClient
 
 from pinaivu_local.api.services import services_of
 from pinaivu_local.engine.model_pool import ModelPool
-from tests.conftest import NO_EOG
 from tests.faults import fail_next_admission
+from tests.helpers import NO_EOG
 
 CHAT: dict[str, Any] = {
     "model": "llama3.2:1b",

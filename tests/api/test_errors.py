@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import AUTH, RunningServer
+from tests.helpers import AUTH, RunningServer
 
 CHAT = "/chat/completions"
 

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from pinaivu_local.requestlog.commitment import canonical_json, input_digest, output_digest
-from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, write_catalog
+from tests.helpers import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, write_catalog
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import TEST_KEY, RunningServer
+from tests.helpers import TEST_KEY, RunningServer
 
 MIN_REQUESTS = 1000
 SEED = "20261125"  # fixed, so a failure in CI reproduces here; change it to explore further

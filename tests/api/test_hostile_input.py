@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import openai
 
-from tests.conftest import AUTH, RunningServer
+from tests.helpers import AUTH, RunningServer
 
 # 800 KB of one special token's string: with special-token parsing on, llama.cpp takes ~17 s on it.
 HOSTILE = "<|eot_id|>" * 80_000

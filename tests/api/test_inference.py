@@ -13,8 +13,8 @@ from litestar.testing import TestClient
 from pinaivu_local.api.services import services_of
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
-from tests.conftest import NO_EOG
 from tests.faults import fail_next_admission
+from tests.helpers import NO_EOG
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello", "name": "ann"}]
 CHAT: dict[str, Any] = {"model": "llama3.2:1b", "messages": MESSAGES, "max_tokens": 6, "temperature": 0}

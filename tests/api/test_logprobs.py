@@ -14,7 +14,7 @@ import pytest
 from openai.types.chat import ChatCompletionTokenLogprob
 
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
-from tests.conftest import AUTH, NO_EOG, RunningServer, TinyModels
+from tests.helpers import AUTH, NO_EOG, RunningServer, TinyModels
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 PROMPT = [17, 42, 99, 100, 7, 250]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 
-from tests.conftest import AUTH, RunningServer
+from tests.helpers import AUTH, RunningServer
 
 
 def test_list_models(client: openai.OpenAI) -> None:

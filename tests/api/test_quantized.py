@@ -7,7 +7,7 @@ from pathlib import Path
 
 import openai
 
-from tests.conftest import NO_EOG, TEST_KEY, RunningServer, TinyModels, write_catalog
+from tests.helpers import NO_EOG, TEST_KEY, RunningServer, TinyModels, write_catalog
 
 
 def test_quantized_models_generate(

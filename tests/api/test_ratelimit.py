@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import TEST_KEY, RunningServer, TinyModels, write_catalog
+from tests.helpers import TEST_KEY, RunningServer, TinyModels, write_catalog
 
 WINDOW_S = 2  # a short window so retries happen within the test
 

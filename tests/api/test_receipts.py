@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import openai
 
-from tests.conftest import AUTH, TEST_KEY, RunningServer, TinyModels
+from tests.helpers import AUTH, TEST_KEY, RunningServer, TinyModels
 
 MESSAGES = [{"role": "user", "content": "Prove it"}]
 

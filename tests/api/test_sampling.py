@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import AUTH, NO_EOG, RunningServer
+from tests.helpers import AUTH, NO_EOG, RunningServer
 
 MESSAGES = [{"role": "user", "content": "repeat"}]
 

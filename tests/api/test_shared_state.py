@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import AUTH, RunningServer, TinyModels, write_catalog
+from tests.helpers import AUTH, RunningServer, TinyModels, write_catalog
 
 
 @pytest.fixture

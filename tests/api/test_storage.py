@@ -26,7 +26,7 @@ from pinaivu_local.keys.bootstrap import ensure_admin_key
 from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.settings import Settings
 from pinaivu_local.storage.database import Database
-from tests.conftest import TEST_KEY, TinyModels, write_catalog
+from tests.helpers import TEST_KEY, TinyModels, write_catalog
 
 CHAT = {"model": "llama3.2:1b", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 3}
 

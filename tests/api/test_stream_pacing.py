@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from pinaivu_local.wire import STREAM_INTERVAL_HEADER
-from tests.conftest import AUTH, NO_EOG, RunningServer, TinyModels, start_server, write_catalog
+from tests.helpers import AUTH, NO_EOG, RunningServer, TinyModels, start_server, write_catalog
 
 BODY = {"model": "llama3.2:1b", "prompt": "pace me", "max_tokens": 64, "temperature": 0, "logit_bias": NO_EOG}
 

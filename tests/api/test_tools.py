@@ -15,7 +15,7 @@ import openai
 import pydantic
 import pytest
 
-from tests.conftest import AUTH, RunningServer, TinyModels, start_server, write_catalog
+from tests.helpers import AUTH, RunningServer, TinyModels, start_server, write_catalog
 
 WEATHER_PARAMETERS = {
     "type": "object",

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from pinaivu_local.cli import main
 from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.storage.database import Database
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def keys(data_dir: Path, *args: str) -> Result:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from pinaivu_local.cli import main
 from pinaivu_local.sizes import human_bytes
 from pinaivu_local.weights.partial import PartRecord, Version, save
-from tests.conftest import TinyModels, write_catalog
+from tests.helpers import TinyModels, write_catalog
 from tests.weights.hub import Hub
 from tests.weights.ollama_store import add_to_ollama_store
 

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from pinaivu_local.engine.devices import supports_gpu_offload
-from tests.conftest import AUTH, TEST_KEY, RunningServer, TinyModels, write_catalog
+from tests.helpers import AUTH, TEST_KEY, RunningServer, TinyModels, write_catalog
 from tests.weights.hub import Hub
 
 

@@ -19,7 +19,7 @@ from pinaivu_local.engine.prepared import ChatPrompt, Constraint, TextPrompt
 from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.errors import InvalidRequest
-from tests.conftest import TinyModels
+from tests.helpers import TinyModels
 
 NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
 

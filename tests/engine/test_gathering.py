@@ -12,7 +12,7 @@ from pinaivu_local.engine.gathering import GATHER_MAX_S, GATHER_MIN_S, GATHER_SH
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
-from tests.conftest import TinyModels
+from tests.helpers import TinyModels
 
 ARRIVAL_GAP_S = 0.005  # between submissions: what the event loop spends admitting each request, and more
 

@@ -11,7 +11,7 @@ import pytest
 
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.errors import ModelFileError
-from tests.conftest import TinyModels
+from tests.helpers import TinyModels
 
 
 @pytest.fixture(scope="module")

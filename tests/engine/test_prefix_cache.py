@@ -25,7 +25,7 @@ from pinaivu_local.engine.prefix_cache import (
 from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt
 from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
-from tests.conftest import TinyModels
+from tests.helpers import TinyModels
 from tests.faults import admission_paused
 
 NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}

@@ -17,7 +17,7 @@ from pinaivu_local.engine.batch import TokenBatch
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.sampling import SamplingParams, argmax_tokens, build_sampler
 from pinaivu_local.errors import InternalError, InvalidRequest
-from tests.conftest import TinyModels
+from tests.helpers import TinyModels
 
 N_VOCAB = 8
 

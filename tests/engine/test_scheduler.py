@@ -27,7 +27,7 @@ from pinaivu_local.errors import (
     ModelNotFound,
     Unavailable,
 )
-from tests.conftest import TinyModels
+from tests.helpers import TinyModels
 from tests.faults import fail_next_admission
 
 NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}

@@ -12,7 +12,7 @@ from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import ContextConfig, Scheduler
 from pinaivu_local.engine.threads import NO_SLOWER, fewest_as_fast
-from tests.conftest import TinyModels
+from tests.helpers import TinyModels
 
 
 def test_one_thread_only_where_it_is_no_slower() -> None:

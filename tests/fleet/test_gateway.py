@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, free_port, start_server, write_catalog
+from tests.helpers import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, free_port, start_server, write_catalog
 
 # Nodes are polled this often, so the tests see them come and go quickly.
 POLL = {"PINAIVU_NODE_POLL_S": "0.5", "PINAIVU_NODE_TIMEOUT_S": "90", "NODE_KEY": TEST_KEY}

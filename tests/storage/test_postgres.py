@@ -13,7 +13,7 @@ import pinaivu_local.requestlog.records  # noqa: F401
 from pinaivu_local.errors import ConfigError
 from pinaivu_local.storage import migrations
 from pinaivu_local.storage.database import Database, database_url
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def test_fresh_database_gets_every_step_and_the_models_columns(postgres_url: str) -> None:

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import NO_EOG, TEST_KEY, RunningServer
+from tests.helpers import NO_EOG, TEST_KEY, RunningServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # CI installs Debian's chromium and sets this, so a missing browser fails there instead of skipping.

@@ -9,7 +9,7 @@ import pytest
 from pinaivu_local.errors import ModelFileError
 from pinaivu_local.tiny_gguf import TinyShape
 from pinaivu_local.weights.gguf_info import check_gguf, kv_cache_bytes, read_gguf_info
-from tests.conftest import TinyModels
+from tests.helpers import TinyModels
 
 
 @pytest.mark.parametrize(("attr", "quant"), [("f16", "F16"), ("q8", "Q8_0"), ("q4", "Q4_0")])

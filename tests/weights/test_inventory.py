@@ -11,7 +11,7 @@ from pinaivu_local.catalog import ModelSpec
 from pinaivu_local.errors import PullError
 from pinaivu_local.weights.checksum import write_record
 from pinaivu_local.weights.inventory import inspect, remove
-from tests.conftest import TinyModels
+from tests.helpers import TinyModels
 
 
 def spec(file: Path) -> ModelSpec:

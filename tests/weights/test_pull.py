@@ -16,7 +16,7 @@ from pinaivu_local.settings import Settings
 from pinaivu_local.weights.checksum import read_record, record_path
 from pinaivu_local.weights.progress import SilentProgress
 from pinaivu_local.weights.pull import Puller
-from tests.conftest import TinyModels
+from tests.helpers import TinyModels
 from tests.weights.hub import Hub
 from tests.weights.ollama_store import add_to_ollama_store
 

@@ -14,7 +14,7 @@ from pinaivu_local.settings import Settings
 from pinaivu_local.tiny_gguf import write_tiny_model
 from pinaivu_local.weights.progress import SilentProgress
 from pinaivu_local.weights.pull import Puller
-from tests.conftest import TinyModels
+from tests.helpers import TinyModels
 from tests.weights.hub import Hub
 from tests.weights.test_pull import RecordingProgress, spec_for
 
