@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import llama_cpp.llama_cpp as llama
 import pytest
 
+import pinaivu_local.engine.gathering as gathering
+import pinaivu_local.engine.scheduler as scheduler_module
 from pinaivu_local.engine.gathering import GATHER_MAX_S, GATHER_MIN_S, GATHER_SHARE, MIN_TOKENS, StepClock
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.sampling import SamplingParams
@@ -56,27 +58,59 @@ async def _arrive_apart(scheduler: Scheduler, model: LlamaModel, n: int) -> list
     return streams
 
 
-def test_long_steps_gather_simultaneous_arrivals_into_one(scheduler: tuple[Scheduler, LlamaModel]) -> None:
-    """Where a prompt token costs a second (as if), three requests 5 ms apart are prefilled in one step."""
-    engine, model = scheduler
-    engine._clock.per_token_s = 1.0
-    streams = asyncio.run(_arrive_apart(engine, model, 3))
-    first_tokens = [s._seq.first_token_at for s in streams]
-    admitted = [s._seq.admitted_at for s in streams]
-    assert None not in first_tokens and None not in admitted
-    assert max(admitted) - min(admitted) < 0.001  # admitted together, in one step
-    assert max(first_tokens) - min(first_tokens) < ARRIVAL_GAP_S / 2  # sampled in the same step
-    assert streams[0].timings().queue_s >= 2 * ARRIVAL_GAP_S * 0.9  # the first waited for the others
-    assert streams[0].timings().queue_s < GATHER_MAX_S + 0.05  # and no longer than the cap
+def first_step_sizes(engine: Scheduler, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Filled as the engine runs: how many sequences each of its batches holds."""
+    sizes: list[int] = []
+    fill = engine._fill_batch
+
+    def counted(budget: int) -> tuple[llama.llama_batch, list[tuple[object, int, int]]]:
+        batch, plan = fill(budget)
+        sizes.append(len(plan))
+        return batch, plan  # type: ignore[return-value]
+
+    monkeypatch.setattr(engine, "_fill_batch", counted)
+    return sizes
 
 
-def test_short_steps_start_at_once(scheduler: tuple[Scheduler, LlamaModel]) -> None:
-    """The tiny model's steps take microseconds: nobody waits, the first answers before the second comes."""
+def test_long_steps_gather_simultaneous_arrivals_into_one(
+    scheduler: tuple[Scheduler, LlamaModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a prompt token costs a thousand seconds (as if), requests that keep arriving are prefilled in one
+    step: the engine waits for each next one until its slots are full. With no cap on the wait, however late
+    a busy event loop submits them."""
     engine, model = scheduler
-    streams = asyncio.run(_arrive_apart(engine, model, 3))
-    assert engine._clock.gather_window(30) == 0.0
-    first, second = streams[0]._seq, streams[1]._seq
-    assert first.first_token_at is not None and first.first_token_at < second.submitted_at
+    engine._clock.per_token_s = 1000.0
+    monkeypatch.setattr(gathering, "GATHER_MAX_S", 3600.0)
+    monkeypatch.setattr(scheduler_module, "GATHER_MAX_S", 3600.0)
+    sizes = first_step_sizes(engine, monkeypatch)
+    streams = asyncio.run(_arrive_apart(engine, model, 4))  # its four slots
+    assert sizes[0] == 4  # prefilled together, in the first step
+    assert streams[0].timings().queue_s >= 3 * ARRIVAL_GAP_S * 0.9  # the first waited for the others
+
+
+def test_the_wait_for_arrivals_is_capped(scheduler: tuple[Scheduler, LlamaModel]) -> None:
+    """Where a step would take minutes, a request alone waits GATHER_MAX_S for company, not a share of them."""
+    engine, model = scheduler
+    engine._clock.per_token_s = 1000.0  # a share of its prompt's step: over a minute
+    streams = asyncio.run(_arrive_apart(engine, model, 1))
+    assert GATHER_MAX_S * 0.9 <= streams[0].timings().queue_s < 10  # the cap, however slow the machine
+
+
+def test_short_steps_start_at_once(scheduler: tuple[Scheduler, LlamaModel], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a prompt token costs microseconds (a GPU, the tiny model), nobody waits for others to arrive."""
+    engine, model = scheduler
+    engine._clock.per_token_s = 1e-5
+    timed_waits: list[float] = []
+    wait = engine._lock.wait
+
+    def recorded(timeout: float | None = None) -> bool:
+        if timeout is not None:
+            timed_waits.append(timeout)
+        return wait(timeout)
+
+    monkeypatch.setattr(engine._lock, "wait", recorded)
+    asyncio.run(_arrive_apart(engine, model, 3))
+    assert engine._clock.gather_window(30) == 0.0 and timed_waits == []  # only waits for work, never for company
 
 
 def test_only_uncached_prompt_tokens_count(scheduler: tuple[Scheduler, LlamaModel]) -> None:

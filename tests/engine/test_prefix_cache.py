@@ -25,8 +25,8 @@ from pinaivu_local.engine.prefix_cache import (
 from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt
 from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
-from tests.helpers import TinyModels
 from tests.faults import admission_paused
+from tests.helpers import TinyModels
 
 NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
 SYSTEM = "You are a helpful assistant who answers in one short sentence. " * 3
@@ -278,10 +278,14 @@ def test_a_prefix_held_by_a_running_sequence_is_shared(
     warm, fresh = pools
 
     async def together() -> tuple[str, str]:
-        long = asyncio.ensure_future(answer(warm, "a long answer please", max_tokens=300))
-        await asyncio.sleep(0.05)  # the long one is generating
+        engine = warm.get("tiny")
+        source = ChatPrompt(
+            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "a long answer please"}]
+        )
+        long = aiter(engine.start(engine.prepare(source, SamplingParams(temperature=0, logit_bias=NO_EOG), 300)))
+        first = await anext(long)  # the long one is generating, however fast or slow the machine
         short = await answer(warm, "a short one")
-        return await long, short
+        return first.text + "".join([d.text async for d in long]), short
 
     with caplog.at_level(logging.DEBUG, logger="pinaivu_local.engine.scheduler"):
         long_text, short_text = asyncio.run(together())

@@ -27,8 +27,8 @@ from pinaivu_local.errors import (
     ModelNotFound,
     Unavailable,
 )
-from tests.helpers import TinyModels
 from tests.faults import fail_next_admission
+from tests.helpers import TinyModels
 
 NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
 
@@ -249,10 +249,15 @@ def test_cancelled_while_queued_frees_the_queue_place(pool: ModelPool) -> None:
 
     async def scenario() -> None:
         long = start(engine, "go", 1900, logit_bias=NO_EOG)
-        await anext(aiter(long))
+        reading = aiter(long)  # kept: an iterator dropped would close the stream and free its slot
+        await anext(reading)
         waiting = start(engine, "go", 2)
         waiting.close()  # its client left before it got a slot
-        await asyncio.sleep(0.2)  # a few engine steps
+        assert engine.status().queued == 1  # still counted until the engine's next step drops it
+        deadline = time.monotonic() + 10  # however slow the machine: a step is milliseconds
+        while engine.status().queued and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert (engine.status().running, engine.status().queued) == (1, 0)  # dropped, and the long one goes on
         replacement = start(engine, "go", 2, logit_bias=NO_EOG)  # the place is free again
         long.close()
         deltas = await asyncio.wait_for(_drain(replacement), timeout=5)
