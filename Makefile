@@ -26,7 +26,7 @@ LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
 # release of any of them changes neither CI nor the single file until the lock is refreshed on purpose.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet -c constraints.txt
 
-.PHONY: install install-dev install-bench serve serve-test-models browser services test lint bench dist lock clean
+.PHONY: install install-dev install-bench serve serve-test-models browser services test test-fast lint bench dist lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,11 @@ services:
 
 test: install-dev install-bench browser services
 	$(BIN)/python -m pytest
+
+# The edit-test loop: the unit tier only (no server processes, databases, browser or single file; about
+# a minute here). `make test` runs everything, and CI runs `make test`.
+test-fast: install-dev
+	$(BIN)/python -m pytest -m unit $(ARGS)
 
 # Ours against llama.cpp's llama-server and llama_cpp.server: a generated Llama-3.2-1B-shaped Q4_K_M model
 # (generated once, a few minutes), the tiny F16 model, and 8 chats sharing a 1,000-token system prompt.

@@ -117,3 +117,31 @@ def redis_url(redis_server: str) -> str:
     client.flushall()
     client.close()
     return redis_server
+
+
+# Tiers (`make test-fast` runs the unit tier): a test's marks follow from what it uses, so none is
+# forgotten. Fixtures that start a server process, a database server or a browser; modules that start
+# processes of their own (the CLI's children, the bench, the single file) are server tests too.
+_TIER_FIXTURES = {
+    "services": {"postgres_server", "postgres_url", "redis_server", "redis_url"},
+    "browser": {"browser"},
+    "server": {"server", "server_factory", "client", "hub"},
+}
+_STARTS_PROCESSES = ("start_server(", "subprocess", "spawn(", "Popen(")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier: unit, server, services, browser or single_file."""
+    starts: dict[str, bool] = {}
+    for item in items:
+        path = str(item.path)
+        if path not in starts:
+            starts[path] = any(call in item.path.read_text() for call in _STARTS_PROCESSES)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        tiers = [tier for tier, names in _TIER_FIXTURES.items() if fixtures & names]
+        if item.path.name == "test_single_file.py":
+            tiers.append("single_file")
+        elif starts[path] and "server" not in tiers:
+            tiers.append("server")
+        for tier in tiers or ["unit"]:
+            item.add_marker(tier)
