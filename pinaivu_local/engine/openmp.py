@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # Rounds an idle worker spins before it sleeps (a small fraction of a millisecond). With it, one streamed
 # one-token request cost the server 7-9 ms of CPU against 17 with libgomp's default, in
-# tests/api/measure_request_overhead.py, and one-token decodes of the 1B-shaped model were no slower.
+# pinaivu_local/bench/request_overhead.py, and one-token decodes of the 1B-shaped model were no slower.
 SPIN_COUNT = 10_000
 
 # Either of these set by the user is their choice: theirs is kept.

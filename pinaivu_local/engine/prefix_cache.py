@@ -10,7 +10,7 @@ Why not leave finished sequences' cells in the cache, as this engine did: llama.
 builds a mask for, every cell up to the highest one in use, so idle cells make every later decode
 slower. With 28 finished 135-token sequences left in a 4,096-cell cache, a 120-token prefill of the
 tiny model took 2.35-2.62 ms against 0.90-1.20 with their cells saved out, and a one-token decode
-175-194 against 94-154 us (tests/engine/measure_idle_cells.py). llama-server saves idle slots out the
+175-194 against 94-154 us (pinaivu_local/bench/idle_cells.py). llama-server saves idle slots out the
 same way (its `--cache-idle-slots`).
 
 Reuse happens only within one scope (by default an API key): a faster first token would

@@ -2,7 +2,7 @@
 
 Not a test (pytest does not collect it). Run from the repository root:
 
-    PYTHONPATH=. python tests/engine/measure_logprobs.py [--vocab N] [--runs N]
+    python -m pinaivu_local.bench.logprobs_cost [--vocab N] [--runs N]
 
 Times `token_logprob` (the normalizer over the whole vocabulary, then the top candidates) for
 top_logprobs 0, 5 and 20, with and without a logit_bias; medians of --runs calls. Requests that do

@@ -3,7 +3,7 @@
 Not a test (pytest does not collect it). Run from the repository root, on a GGUF such as the bench's
 tiny model (`pinaivu-local bench` writes it under $PINAIVU_DATA_DIR/bench):
 
-    PYTHONPATH=. python tests/engine/measure_idle_cells.py --model PATH [--requests N]
+    python -m pinaivu_local.bench.idle_cells --model PATH [--requests N]
 
 A context shaped as the engine shapes one (4,096 cells, 32 sequences, one unified cache, 2 threads)
 serves requests one after another, each on the next of 28 slots: a 120-token prefill, then 15

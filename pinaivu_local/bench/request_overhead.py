@@ -2,7 +2,7 @@
 
 Not a test (pytest does not collect it). Run from the repository root:
 
-    PYTHONPATH=. python tests/api/measure_request_overhead.py [--requests N] [--threads N] [--model FILE]
+    python -m pinaivu_local.bench.request_overhead [--requests N] [--threads N] [--model FILE]
 
 Starts `pinaivu-local serve` as the bench does (bench/servers.py, the tiny F16 bench model unless
 --model), then sends N streamed completions with `max_tokens` 1 one after another over real HTTP, and

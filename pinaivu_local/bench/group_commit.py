@@ -2,7 +2,7 @@
 
 Not a test (pytest does not collect it). Run from the repository root:
 
-    PYTHONPATH=. python tests/requestlog/measure_group_commit.py [--dir DIR] [--requests N]
+    python -m pinaivu_local.bench.group_commit [--dir DIR] [--requests N]
 
 `concurrency` clients each submit a record and await `receipt.durable()`, as the API does before
 sending a response, over and over. The database lives in DIR (default: a temporary directory under
