@@ -6,9 +6,12 @@ import json
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Field, SQLModel
 
 from pinaivu_local.clock import as_utc
+from pinaivu_local.requestlog.stored_text import decoded, stored_row
 
 # An error message is kept up to this many characters (messages can quote what a request sent).
 MAX_ERROR_CHARS = 1000
@@ -52,6 +55,9 @@ class RequestRecord(RequestFields, table=True):
     """A record as the request_log table holds it (what the explorer, replays and exports read)."""
 
     __tablename__ = "request_log"
+
+    # How the free text is stored (requestlog/stored_text.py): NULL as it is, "json" as JSON literals.
+    text_encoding: str | None = None
 
     def sampling_params(self) -> dict[str, Any]:
         """The sampling JSON as a dict."""
@@ -119,8 +125,15 @@ class FinishedRequest(RequestFields):
     """
 
     def row(self) -> dict[str, Any]:
-        """The request_log row: column name to value."""
-        return self.model_dump()
+        """The request_log row as stored: column name to value."""
+        return stored_row(self.model_dump())
+
+
+@event.listens_for(RequestRecord, "load")
+def _decode_text(record: RequestRecord, _context: Any) -> None:
+    """A loaded record holds its free text exactly as it was written, whatever the database stores."""
+    for column, value in decoded(vars(record), record.text_encoding).items():
+        set_committed_value(record, column, value)  # not a change: nothing to write back
 
 
 def bounded(record: FinishedRequest) -> FinishedRequest:

@@ -118,6 +118,11 @@ def m005_request_log_receipt(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN receipt_signature VARCHAR")
 
 
+def m006_request_log_text_encoding(conn: Connection) -> None:
+    """How a record's free text is stored: NULL as it is, "json" as JSON literals (U+0000, which Postgres refuses)."""
+    conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN text_encoding VARCHAR")
+
+
 # Append only. A database at version N has had exactly the first N steps.
 MIGRATIONS: list[Migration] = [
     m001_api_keys,
@@ -125,6 +130,7 @@ MIGRATIONS: list[Migration] = [
     m003_request_log_replay_of,
     m004_request_log_node,
     m005_request_log_receipt,
+    m006_request_log_text_encoding,
 ]
 
 

@@ -127,9 +127,9 @@ def test_a_file_from_before_migrations_is_adopted(tmp_path: Path) -> None:
     assert after.pop("_migrations")
     columns = after["request_log"][0]
     added = [
-        columns.pop(name) for name in ("replay_of", "node", "receipt", "receipt_signature")
+        columns.pop(name) for name in ("replay_of", "node", "receipt", "receipt_signature", "text_encoding")
     ]  # steps after schema 2
-    assert added == [("VARCHAR", 0, None, 0)] * 4 and after == schema
+    assert added == [("VARCHAR", 0, None, 0)] * 5 and after == schema
 
 
 def test_a_half_created_file_still_opens(tmp_path: Path) -> None:
