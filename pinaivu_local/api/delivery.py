@@ -14,7 +14,7 @@ from pinaivu_local.api.error_rendering import error_body, status_of
 from pinaivu_local.api.inference import CLIENT_CLOSED, Run
 from pinaivu_local.api.openai_shapes import RECEIPT_HEADER, SSE_DONE, FinishReason, sse, tool_call_body
 from pinaivu_local.api.tool_calls import CallStart, ToolCallParser, parse_output
-from pinaivu_local.engine.results import Usage
+from pinaivu_local.engine.generation import Usage
 from pinaivu_local.errors import PinaivuError
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,8 @@ from pinaivu_local.api.metrics import Metrics
 from pinaivu_local.api.openai_shapes import Completion, FinishReason, Kind
 from pinaivu_local.api.request_trace import RequestTrace
 from pinaivu_local.api.tool_calls import parse_output
+from pinaivu_local.engine.generation import Delta, Generation, Usage
+from pinaivu_local.engine.generation import FinishReason as EngineFinish
 from pinaivu_local.engine.logprobs import TokenLogprob
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
 from pinaivu_local.engine.prepared import (
@@ -29,11 +31,9 @@ from pinaivu_local.engine.prepared import (
     PreparedRequest,
     PromptSource,
 )
-from pinaivu_local.engine.results import Delta, Usage
-from pinaivu_local.engine.results import FinishReason as EngineFinish
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.errors import InvalidRequest, Unavailable
-from pinaivu_local.fleet.fleet import Fleet, Generation
+from pinaivu_local.fleet.fleet import Fleet
 from pinaivu_local.fleet.forward import estimated, remote_request
 from pinaivu_local.fleet.nodes import LOCAL
 from pinaivu_local.fleet.remote import RemoteGeneration

@@ -13,8 +13,8 @@ import msgspec
 
 from pinaivu_local.api.logprob_shapes import chat_logprobs, legacy_logprobs
 from pinaivu_local.api.tool_calls import ArgumentsPiece, CallStart, ContentPiece, Event
+from pinaivu_local.engine.generation import Usage
 from pinaivu_local.engine.logprobs import TokenLogprob
-from pinaivu_local.engine.results import Usage
 from pinaivu_local.wire import RECEIPT_FIELD
 
 SYSTEM_FINGERPRINT = "fp_pinaivu_local"

@@ -10,9 +10,8 @@ from typing import Any
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.openai_shapes import Completion
 from pinaivu_local.clock import utcnow
+from pinaivu_local.engine.generation import Generation, Usage
 from pinaivu_local.engine.prepared import PreparedRequest
-from pinaivu_local.engine.results import Usage
-from pinaivu_local.fleet.fleet import Generation
 from pinaivu_local.fleet.remote import RemoteGeneration
 from pinaivu_local.requestlog.commitment import canonical_json, input_digest, output_digest
 from pinaivu_local.requestlog.records import FinishedRequest

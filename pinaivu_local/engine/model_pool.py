@@ -10,6 +10,7 @@ import llama_cpp.llama_cpp as llama
 
 from pinaivu_local.catalog import Catalog, ModelSpec
 from pinaivu_local.engine.constraints import MaskStats
+from pinaivu_local.engine.context import ContextConfig
 from pinaivu_local.engine.devices import gpu_layers
 from pinaivu_local.engine.llama_log import LlamaLog
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
@@ -22,7 +23,8 @@ from pinaivu_local.engine.prepared import (
     text_bytes,
 )
 from pinaivu_local.engine.sampling import SamplingParams
-from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
+from pinaivu_local.engine.scheduler import Scheduler
+from pinaivu_local.engine.stream import GenerationStream
 from pinaivu_local.errors import ContextLengthExceeded, InvalidRequest, ModelFileError, ModelNotFound, PinaivuError
 from pinaivu_local.sizes import human_bytes
 from pinaivu_local.suggest import suggest

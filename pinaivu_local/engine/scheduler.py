@@ -8,52 +8,34 @@ logits and hands the new text to the waiting handlers in one hop to the event lo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import llama_cpp.llama_cpp as llama
 
 from pinaivu_local.engine.batch import TokenBatch
-from pinaivu_local.engine.constraints import Grammars, Guide
-from pinaivu_local.engine.detokenize import IncrementalText
+from pinaivu_local.engine.constraints import Grammars
+from pinaivu_local.engine.context import ContextConfig, create_context
 from pinaivu_local.engine.gathering import GATHER_MAX_S, StepClock
+from pinaivu_local.engine.generation import FinishReason
 from pinaivu_local.engine.kv_state import restore_sequence, save_sequence
 from pinaivu_local.engine.llama_model import LlamaModel
-from pinaivu_local.engine.logprobs import TokenLogprob, TokenTrail, token_logprob
+from pinaivu_local.engine.logprobs import TokenLogprob, token_logprob
 from pinaivu_local.engine.outbox import Outbox, TextPacing
 from pinaivu_local.engine.prefix_cache import MIN_REUSE, Reuse, SavedPrompt, SavedPrompts, waits_for_prefill
 from pinaivu_local.engine.prepared import Constraint
-from pinaivu_local.engine.results import Delta, FinishReason, Usage, coalesce
 from pinaivu_local.engine.sampling import SamplingParams, argmax_tokens, build_sampler, logits_row
-from pinaivu_local.engine.stops import StopMatcher
+from pinaivu_local.engine.sequence import Sequence
+from pinaivu_local.engine.stream import DONE, GenerationStream, deliver
 from pinaivu_local.engine.threads import tune_generation_threads
 from pinaivu_local.errors import EngineFailure, Unavailable
 
 log = logging.getLogger(__name__)
-
-_DONE = object()  # end-of-stream marker in a sequence's queue
-
-
-@dataclass(frozen=True)
-class ContextConfig:
-    """How the llama context of one model is shaped."""
-
-    n_ctx: int
-    parallel: int
-    n_threads: int
-    max_queue: int
-    n_batch: int = 512
-    # A request's new text is handed over at most this often (its first token and its end at once):
-    # each hand-over costs the event loop a wake-up and the stream an HTTP chunk (a system call).
-    text_interval_s: float = 0.0
-    # Host memory for finished sequences' saved cells; None: as many tokens as the context holds.
-    prompt_cache_bytes: int | None = None
 
 
 # Pause before serving again after the engine thread failed: doubles with each failure in a row.
@@ -70,101 +52,6 @@ class EngineHealth:
     last_failure: str | None = None
 
 
-@dataclass(eq=False)
-class _Sequence:
-    """One request inside the scheduler. Touched by the engine thread only, except `cancelled`."""
-
-    prompt: list[int]
-    params: SamplingParams
-    max_tokens: int
-    loop: asyncio.AbstractEventLoop
-    queue: Outbox
-    # built before queueing, so a sampler that cannot be built never reaches the thread; None when plain greedy
-    sampler: object | None
-    cache_scope: str = ""  # only sequences of the same scope share cached prompt prefixes
-    guide: Guide | None = None  # constrained decoding: follows generated tokens only, so re-prefill keeps it
-    cancelled: bool = False
-    slot: int = -1
-    # prompt + generated tokens; the last one is decoded in the next step for the next logits
-    tokens: list[int] = field(init=False)
-    n_cached: int = 0  # leading tokens whose KV cells are in the cache
-    n_reused: int = 0  # prompt tokens taken from the prefix cache when first admitted (usage's cached_tokens)
-    suspended: SavedPrompt | None = None  # its cells, saved out of the cache when it was pre-empted
-    n_generated: int = 0
-    pacing: TextPacing = field(default_factory=lambda: TextPacing(0.0))  # new text: at once, or held a while
-    # monotonic times: queued, given a slot (first time), first token, finished
-    submitted_at: float = field(default_factory=time.monotonic)
-    admitted_at: float | None = None
-    first_token_at: float | None = None
-    finished_at: float | None = None
-    text: IncrementalText = field(default_factory=IncrementalText)
-    stops: StopMatcher = field(init=False)
-    trail: TokenTrail | None = field(init=False)  # only when the request asked for logprobs
-
-    def __post_init__(self) -> None:
-        self.tokens = list(self.prompt)
-        self.stops = StopMatcher(self.params.stop)
-        self.trail = None if self.params.logprobs is None else TokenTrail(self.params.logprobs)
-
-
-@dataclass(frozen=True)
-class Timings:
-    """Where a request's time went, in seconds."""
-
-    queue_s: float
-    first_token_s: float | None
-    total_s: float
-
-
-class GenerationStream:
-    """The async side of one request: iterate for Deltas; close() cancels it."""
-
-    def __init__(self, seq: _Sequence, wake: Callable[[], None]) -> None:
-        self._seq = seq
-        self._wake = wake
-        self._finished = False
-
-    def __aiter__(self) -> AsyncIterator[Delta]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Delta]:
-        try:
-            while True:
-                for item in _coalesced(await self._seq.queue.take()):
-                    if item is _DONE:
-                        self._finished = True
-                        return
-                    if isinstance(item, BaseException):
-                        self._finished = True
-                        raise item
-                    assert isinstance(item, Delta)
-                    yield item
-        finally:
-            self.close()
-
-    def timings(self) -> Timings:
-        """Queue time, time to first token and total time so far, in seconds."""
-        seq = self._seq
-        end = seq.finished_at or time.monotonic()
-        return Timings(
-            queue_s=(seq.admitted_at or end) - seq.submitted_at,
-            first_token_s=None if seq.first_token_at is None else seq.first_token_at - seq.submitted_at,
-            total_s=end - seq.submitted_at,
-        )
-
-    @property
-    def tokens_used(self) -> int:
-        """Prompt plus tokens generated so far (for usage accounting of unfinished requests)."""
-        return len(self._seq.prompt) + self._seq.n_generated
-
-    def close(self) -> None:
-        """Stop generating (client gone); frees the sequence within one engine step."""
-        if not self._finished:
-            self._finished = True
-            self._seq.cancelled = True
-            self._wake()
-
-
 class Scheduler:
     """Owns a model's context and batch on its own thread."""
 
@@ -175,30 +62,20 @@ class Scheduler:
         self._model = model
         self._config = config
         self._now = clock
-        params = llama.llama_context_default_params()
-        params.n_ctx = config.n_ctx
-        params.n_batch = min(config.n_batch, config.n_ctx)
-        params.n_ubatch = params.n_batch
-        params.n_seq_max = config.parallel
-        params.n_threads = config.n_threads
-        params.n_threads_batch = config.n_threads
-        params.kv_unified = True  # any sequence may use the whole context
-        params.no_perf = True
-        self._ctx = llama.llama_init_from_model(model.ptr, params)
-        if not self._ctx:
-            raise EngineFailure(f"{model.path}: llama.cpp could not create a context of {config.n_ctx} tokens")
+        self._ctx = create_context(model, config)
         self.n_ctx = llama.llama_n_ctx(self._ctx)
         self._n_batch = llama.llama_n_batch(self._ctx)
         self._memory = llama.llama_get_memory(self._ctx)
         self._batch = TokenBatch(self._n_batch)
         self.generation_threads = config.n_threads  # until the engine thread has timed them
         self._lock = threading.Condition()
-        self._pending: deque[_Sequence] = deque()
-        self._running: list[_Sequence] = []
+        self._pending: deque[Sequence] = deque()
+        self._running: list[Sequence] = []
         self._free_slots = list(range(config.parallel))  # a free slot holds no cells
         # Finished sequences' cells, saved out of the cache: at most as many tokens as the cache holds.
         self._saved = SavedPrompts(self.n_ctx, config.prompt_cache_bytes)
         self._clock = StepClock()
+        self._deliver = deliver  # each step's output to the requests' event loops (engine/stream.py)
         self._stopping = False
         self._health = EngineHealth()
         self._failures_in_a_row = 0
@@ -229,14 +106,14 @@ class Scheduler:
         sampler = None if params.plain_greedy else build_sampler(params, self._model.n_vocab, max_tokens)
         interval = self._config.text_interval_s if text_interval_s is None else text_interval_s
         pacing = TextPacing(interval, self._now)
-        seq = _Sequence(prompt, params, max_tokens, loop, Outbox(), sampler, cache_scope, guide, pacing=pacing)
+        seq = Sequence(prompt, params, max_tokens, loop, Outbox(), sampler, cache_scope, guide, pacing=pacing)
         try:
             with self._lock:
                 self._check_capacity()
                 self._pending.append(seq)
                 self._lock.notify()
         except BaseException:
-            _free_sampler(seq)
+            seq.free_sampler()
             raise
         return GenerationStream(seq, self.wake)
 
@@ -276,10 +153,10 @@ class Scheduler:
             self._lock.notify()
         self._thread.join()
         shutdown = Unavailable("The server is shutting down.", retry_after=5)
-        out: list[tuple[_Sequence, object]] = []
+        out: list[tuple[Sequence, object]] = []
         for seq in [*self._running, *self._pending]:
             self._finish(seq, shutdown, out)
-            _free_sampler(seq)
+            seq.free_sampler()
         self._deliver(out)
         llama.llama_free(self._ctx)
         self._ctx = None
@@ -322,12 +199,10 @@ class Scheduler:
             held = [*self._running, *self._pending]
             self._pending.clear()
         retry = Unavailable("The model's engine failed and is restarting; retry in a moment.", retry_after=1)
-        out: list[tuple[_Sequence, object]] = []
+        out: list[tuple[Sequence, object]] = []
         for seq in held:
-            seq.finished_at = time.monotonic()
-            _hand_over_held(seq, out)
-            out.append((seq, retry))
-            _free_sampler(seq)
+            out += [(seq, item) for item in seq.ending(retry)]
+            seq.free_sampler()
         self._running.clear()
         self._saved = SavedPrompts(self.n_ctx, self._config.prompt_cache_bytes)
         self._free_slots = list(range(self._config.parallel))
@@ -348,7 +223,7 @@ class Scheduler:
             if not self._running:
                 self._gather()
             self._admit()
-        out: list[tuple[_Sequence, object]] = []
+        out: list[tuple[Sequence, object]] = []
         self._drop_cancelled()
         try:
             if self._running:
@@ -387,7 +262,7 @@ class Scheduler:
             if len(self._pending) == arrived:  # nothing came within the window (or only a cancellation)
                 return
 
-    def _uncached(self, seq: _Sequence) -> int:
+    def _uncached(self, seq: Sequence) -> int:
         """The tokens of a waiting request that no saved prompt holds: what its prefill would compute."""
         reuse = self._reusable(seq)  # gathering runs only while nothing runs: the saved prompts alone
         return len(seq.tokens) - (reuse.length if reuse else 0)
@@ -402,9 +277,9 @@ class Scheduler:
             return
         if any(s.cancelled for s in self._pending):  # clients gone while queued: not worth a place
             for seq in [s for s in self._pending if s.cancelled]:
-                _free_sampler(seq)
+                seq.free_sampler()
             self._pending = deque(s for s in self._pending if not s.cancelled)
-        deferred: list[_Sequence] = []
+        deferred: list[Sequence] = []
         while self._pending and self._free_slots:
             seq = self._pending[0]
             if self._waits_for_prefill(seq):
@@ -421,7 +296,7 @@ class Scheduler:
             self._running.append(seq)
         self._pending.extendleft(reversed(deferred))
 
-    def _waits_for_prefill(self, seq: _Sequence) -> bool:
+    def _waits_for_prefill(self, seq: Sequence) -> bool:
         """Whether `seq` should wait for a running sequence's prefill of its prompt's prefix."""
         prefilling = [(s.cache_scope, s.tokens, s.n_cached) for s in self._running if s.n_cached < len(s.tokens) - 1]
         if not prefilling:
@@ -429,14 +304,14 @@ class Scheduler:
         reuse = self._reusable(seq)
         return waits_for_prefill(seq.tokens, seq.cache_scope, reuse.length if reuse else 0, prefilling)
 
-    def _place(self, seq: _Sequence) -> None:
+    def _place(self, seq: Sequence) -> None:
         """Give `seq` a free slot, starting from the longest cached prefix of its tokens."""
         reuse = self._reusable(seq)
         seq.slot = self._free_slots.pop()
         seq.n_cached = self._reuse(reuse, seq.slot) if reuse else 0
         seq.suspended = None
 
-    def _reusable(self, seq: _Sequence) -> Reuse | None:
+    def _reusable(self, seq: Sequence) -> Reuse | None:
         """The longest cached prefix of `seq`'s tokens: its own cells if it was pre-empted, else a shared one."""
         if seq.suspended is not None:  # all its tokens but the last: nothing is longer
             return Reuse(len(seq.suspended.tokens), saved=seq.suspended)
@@ -471,7 +346,7 @@ class Scheduler:
         while len(self._running) > 1 and self._cells_in_use() > self.n_ctx:
             self._preempt(self._running[-1])
 
-    def _preempt(self, seq: _Sequence) -> None:
+    def _preempt(self, seq: Sequence) -> None:
         """Save its cells out of the cache and put it first in the queue; it resumes from its tokens so far."""
         log.debug("pre-empting sequence %d (%d tokens): the cache is full", seq.slot, len(seq.tokens))
         self._running.remove(seq)
@@ -480,7 +355,7 @@ class Scheduler:
         with self._lock:
             self._pending.appendleft(seq)
 
-    def _decode_step(self, out: list[tuple[_Sequence, object]]) -> None:
+    def _decode_step(self, out: list[tuple[Sequence, object]]) -> None:
         self._make_room()
         budget = self._n_batch
         while True:
@@ -518,14 +393,14 @@ class Scheduler:
                 token = llama.llama_sampler_sample(seq.sampler, self._ctx, logits_index)
             self._sample(seq, logits_index, token, out)
 
-    def _fill_batch(self, budget: int) -> tuple[llama.llama_batch, list[tuple[_Sequence, int, int]]]:
+    def _fill_batch(self, budget: int) -> tuple[llama.llama_batch, list[tuple[Sequence, int, int]]]:
         """This step's batch, and (sequence, logits index, tokens fed) for each sequence in it.
 
         Generating sequences come first (one token each), then prompt chunks of the others.
         """
         batch = self._batch
         batch.clear()
-        plan: list[tuple[_Sequence, int, int]] = []
+        plan: list[tuple[Sequence, int, int]] = []
         generating = [s for s in self._running if len(s.tokens) - s.n_cached == 1]
         prefilling = [s for s in self._running if len(s.tokens) - s.n_cached > 1]
         for seq in generating + prefilling:
@@ -538,14 +413,14 @@ class Scheduler:
             plan.append((seq, index, chunk))
         return batch.seal(), plan
 
-    def _sample(self, seq: _Sequence, index: int, token: int, out: list[tuple[_Sequence, object]]) -> None:
+    def _sample(self, seq: Sequence, index: int, token: int, out: list[tuple[Sequence, object]]) -> None:
         """Take the token sampled for `seq` (at batch output `index`): its text, stops, end, logprobs."""
         if seq.guide:
             seq.guide.accept(token)
         if seq.first_token_at is None:
             seq.first_token_at = time.monotonic()
         if self._model.is_eog(token) and not seq.params.ignore_eos:
-            self._complete(seq, "stop", _drain(seq), out)
+            self._complete(seq, "stop", seq.drain(), out)
             return
         seq.n_generated += 1
         seq.tokens.append(token)
@@ -556,51 +431,38 @@ class Scheduler:
         if hit_stop:
             self._complete(seq, "stop", text, out)
         elif seq.guide and seq.guide.finished:  # the grammar is complete and allows nothing more
-            self._complete(seq, "stop", text + _drain(seq), out)
+            self._complete(seq, "stop", text + seq.drain(), out)
         elif seq.n_generated >= seq.max_tokens:
-            self._complete(seq, "length", text + _drain(seq), out)
-        elif text:
-            self._hand_over(seq, text, out)
+            self._complete(seq, "length", text + seq.drain(), out)
+        elif text and (delta := seq.new_text(text)) is not None:
+            out.append((seq, delta))
 
-    def _hand_over(self, seq: _Sequence, text: str, out: list[tuple[_Sequence, object]]) -> None:
-        """Give `text` to the request's reader now, or hold it until its interval since the last has passed."""
-        if seq.trail is not None:  # with logprobs every delta carries its own tokens' entries
-            out.append((seq, Delta(text, logprobs=_logprobs(seq, text, final=False))))
-            return
-        ready = seq.pacing.push(text)
-        if ready:
-            out.append((seq, Delta(ready)))
-
-    def _logprob(self, seq: _Sequence, index: int, token: int) -> TokenLogprob:
+    def _logprob(self, seq: Sequence, index: int, token: int) -> TokenLogprob:
         """`token`'s entry, from the logits the sampler saw (with the request's logit_bias)."""
         assert seq.trail is not None
         row = logits_row(self._ctx, index, self._model.n_vocab)
         return token_logprob(row, seq.params.logit_bias, token, seq.trail.n_top, self._model.shape)
 
-    def _complete(self, seq: _Sequence, reason: FinishReason, text: str, out: list[tuple[_Sequence, object]]) -> None:
-        text = seq.pacing.drain() + text
-        usage = Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_generated, cached_tokens=seq.n_reused)
-        out.append((seq, Delta(text, finish_reason=reason, usage=usage, logprobs=_logprobs(seq, text, final=True))))
-        self._finish(seq, _DONE, out)
+    def _complete(self, seq: Sequence, reason: FinishReason, text: str, out: list[tuple[Sequence, object]]) -> None:
+        out.append((seq, seq.last_delta(reason, text)))
+        self._finish(seq, DONE, out)
 
-    def _finish(self, seq: _Sequence, last: object, out: list[tuple[_Sequence, object]]) -> None:
+    def _finish(self, seq: Sequence, last: object, out: list[tuple[Sequence, object]]) -> None:
         """Send `last` (the end marker or an error) and free the sequence's slot and KV cells."""
-        seq.finished_at = time.monotonic()
-        _hand_over_held(seq, out)
-        out.append((seq, last))
+        out += [(seq, item) for item in seq.ending(last)]
         if seq in self._running:
             self._release(seq)
 
-    def _release(self, seq: _Sequence) -> None:
+    def _release(self, seq: Sequence) -> None:
         """Free a finished or cancelled sequence's slot and sampler; its cells are saved for reuse."""
         self._running.remove(seq)
         # Shutting down: nobody will reuse them (on a GPU each copy crosses to host memory).
         saved = self._vacate(seq, save=self._saved.keeps_any and not self._stopping)
         if saved is not None:
             self._saved.add(saved)
-        _free_sampler(seq)
+        seq.free_sampler()
 
-    def _vacate(self, seq: _Sequence, *, save: bool = True) -> SavedPrompt | None:
+    def _vacate(self, seq: Sequence, *, save: bool = True) -> SavedPrompt | None:
         """Empty the sequence's slot and free it; a copy of its cells, if asked and worth reusing."""
         saved = None
         if save and seq.n_cached >= MIN_REUSE:
@@ -611,64 +473,7 @@ class Scheduler:
         self._free_slots.append(seq.slot)
         return saved
 
-    def _deliver(self, out: list[tuple[_Sequence, object]]) -> None:
-        """One hop per event loop for everything this step produced."""
-        if not out:  # most steps of a stream: its text waits for its interval
-            return
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Sequence, object]]] = {}
-        for seq, item in out:
-            if not seq.cancelled or item is _DONE:
-                by_loop.setdefault(seq.loop, []).append((seq, item))
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
-                loop.call_soon_threadsafe(_put_all, items)
-
 
 def _describe(exc: BaseException) -> str:
     """One line for /health: the exception's class and message."""
     return f"{exc.__class__.__name__}: {exc}"
-
-
-def _free_sampler(seq: _Sequence) -> None:
-    if seq.sampler is not None:
-        llama.llama_sampler_free(seq.sampler)
-        seq.sampler = None
-
-
-def _hand_over_held(seq: _Sequence, out: list[tuple[_Sequence, object]]) -> None:
-    """Before an error ends `seq`: the text it held still reaches the reader, first."""
-    held = seq.pacing.drain()
-    if held:
-        out.append((seq, Delta(held)))
-
-
-def _drain(seq: _Sequence) -> str:
-    """Text the decoder and stop matcher still hold at the end of a generation."""
-    tail, hit = seq.stops.push(seq.text.flush())
-    return tail if hit else tail + seq.stops.flush()
-
-
-def _coalesced(items: list[object]) -> list[object]:
-    """`items` with each run of text-only deltas joined into one: a reader that fell behind catches up in one chunk."""
-    out: list[object] = []
-    run: list[Delta] = []
-    for item in [*items, None]:
-        if isinstance(item, Delta) and item.text_only:
-            run.append(item)
-            continue
-        if run:
-            out.append(coalesce(run[0], run[1:]))
-            run = []
-        if item is not None:
-            out.append(item)
-    return out
-
-
-def _logprobs(seq: _Sequence, text: str, *, final: bool) -> tuple[TokenLogprob, ...] | None:
-    """The entries of the tokens whose text `text` completes, when the request asked for logprobs."""
-    return None if seq.trail is None else seq.trail.release(text, final=final)
-
-
-def _put_all(items: list[tuple[_Sequence, object]]) -> None:
-    for seq, item in items:
-        seq.queue.put(item)

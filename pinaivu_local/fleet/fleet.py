@@ -9,12 +9,11 @@ import json
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
-from pinaivu_local.engine.results import Delta
-from pinaivu_local.engine.scheduler import Timings
+from pinaivu_local.engine.generation import Generation
 from pinaivu_local.errors import EngineFailure, InvalidRequest, ModelNotFound, Unavailable
 from pinaivu_local.fleet.nodes import LOCAL, NodeSpec
 from pinaivu_local.fleet.poller import HealthPoller
@@ -25,19 +24,6 @@ from pinaivu_local.suggest import suggest
 from pinaivu_local.wire import STREAM_INTERVAL_HEADER
 
 log = logging.getLogger(__name__)
-
-
-class Generation(Protocol):
-    """What a Run needs of a generation, local (GenerationStream) or remote (RemoteGeneration)."""
-
-    def __aiter__(self) -> AsyncIterator[Delta]: ...
-
-    def timings(self) -> Timings: ...
-
-    @property
-    def tokens_used(self) -> int: ...
-
-    def close(self) -> None: ...
 
 
 class Fleet:

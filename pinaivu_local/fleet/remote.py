@@ -19,8 +19,7 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource, SSEError
 
-from pinaivu_local.engine.results import Delta, FinishReason, Usage
-from pinaivu_local.engine.scheduler import Timings
+from pinaivu_local.engine.generation import Delta, FinishReason, Timings, Usage
 from pinaivu_local.errors import EngineFailure
 from pinaivu_local.fleet.state import NodeState
 from pinaivu_local.receipts.document import MalformedReceipt, SignedReceipt

@@ -13,10 +13,10 @@ import pytest
 from llguidance import LLMatcher
 
 from pinaivu_local.catalog import Catalog, ModelSpec
+from pinaivu_local.engine.generation import Delta
 from pinaivu_local.engine.grammars import json_constraint, tool_call_constraint
 from pinaivu_local.engine.model_pool import EngineOptions, ModelEngine, ModelPool
 from pinaivu_local.engine.prepared import ChatPrompt, Constraint, TextPrompt
-from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.errors import InvalidRequest
 from tests.helpers import TinyModels

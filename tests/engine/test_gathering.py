@@ -10,10 +10,12 @@ import pytest
 
 import pinaivu_local.engine.gathering as gathering
 import pinaivu_local.engine.scheduler as scheduler_module
+from pinaivu_local.engine.context import ContextConfig
 from pinaivu_local.engine.gathering import GATHER_MAX_S, GATHER_MIN_S, GATHER_SHARE, MIN_TOKENS, StepClock
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.sampling import SamplingParams
-from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
+from pinaivu_local.engine.scheduler import Scheduler
+from pinaivu_local.engine.stream import GenerationStream
 from tests.helpers import TinyModels
 
 ARRIVAL_GAP_S = 0.005  # between submissions: what the event loop spends admitting each request, and more

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from pinaivu_local.engine.generation import Delta, Usage, coalesce
 from pinaivu_local.engine.outbox import Outbox, TextPacing
-from pinaivu_local.engine.results import Delta, Usage, coalesce
-from pinaivu_local.engine.scheduler import _coalesced
+from pinaivu_local.engine.stream import coalesced
 
 
 def test_take_returns_everything_put_in_order_and_waits_when_empty() -> None:
@@ -25,9 +25,9 @@ def test_runs_of_text_are_joined_and_the_rest_kept_in_place() -> None:
     end = Delta("!", finish_reason="stop", usage=Usage(3, 4))
     error = RuntimeError("boom")
     items: list[object] = [Delta("a"), Delta("b"), Delta("c"), end, error]
-    assert _coalesced(items) == [Delta("abc"), end, error]
-    assert _coalesced([Delta("a")]) == [Delta("a")]
-    assert _coalesced([]) == []
+    assert coalesced(items) == [Delta("abc"), end, error]
+    assert coalesced([Delta("a")]) == [Delta("a")]
+    assert coalesced([]) == []
 
 
 def test_only_text_only_deltas_are_joined() -> None:

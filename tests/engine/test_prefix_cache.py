@@ -12,6 +12,7 @@ import llama_cpp.llama_cpp as llama
 import pytest
 
 from pinaivu_local.catalog import Catalog, ModelSpec
+from pinaivu_local.engine.generation import Delta
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
 from pinaivu_local.engine.prefix_cache import (
     MIN_REUSE,
@@ -23,7 +24,6 @@ from pinaivu_local.engine.prefix_cache import (
     waits_for_prefill,
 )
 from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt
-from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
 from tests.faults import admission_paused
 from tests.helpers import TinyModels

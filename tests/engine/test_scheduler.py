@@ -13,12 +13,14 @@ import llama_cpp.llama_cpp as llama
 import pytest
 
 from pinaivu_local.catalog import Catalog, ModelSpec
+from pinaivu_local.engine.context import ContextConfig
+from pinaivu_local.engine.generation import Delta
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.model_pool import EngineOptions, ModelEngine, ModelPool
 from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt
-from pinaivu_local.engine.results import Delta
 from pinaivu_local.engine.sampling import SamplingParams
-from pinaivu_local.engine.scheduler import ContextConfig, GenerationStream, Scheduler
+from pinaivu_local.engine.scheduler import Scheduler
+from pinaivu_local.engine.stream import GenerationStream
 from pinaivu_local.errors import (
     ContextLengthExceeded,
     EngineFailure,

@@ -8,9 +8,10 @@ from pathlib import Path
 import llama_cpp.llama_cpp as llama
 import pytest
 
+from pinaivu_local.engine.context import ContextConfig
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.sampling import SamplingParams
-from pinaivu_local.engine.scheduler import ContextConfig, Scheduler
+from pinaivu_local.engine.scheduler import Scheduler
 from pinaivu_local.engine.threads import NO_SLOWER, fewest_as_fast
 from tests.helpers import TinyModels
 

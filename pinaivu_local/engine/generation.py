@@ -1,10 +1,15 @@
-"""What the engine takes and gives back: plain data, no ctypes, no HTTP."""
+"""The engine's contract with whoever runs a request: what a generation gives back, and how it is held.
+
+Plain data, no ctypes, no HTTP. A local generation (engine/stream.py) and a node's (fleet/remote.py)
+are both a `Generation`; the inference flow knows no other.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from pinaivu_local.engine.logprobs import TokenLogprob
 
@@ -56,3 +61,31 @@ def coalesce(first: Delta, queued: list[Delta]) -> Delta:
     if not first.text_only or not queued:
         return first
     return Delta(first.text + "".join(d.text for d in queued))
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Where a request's time went, in seconds."""
+
+    queue_s: float
+    first_token_s: float | None
+    total_s: float
+
+
+class Generation(Protocol):
+    """One request being generated: iterate for Deltas (the last has the finish reason and the usage)."""
+
+    def __aiter__(self) -> AsyncIterator[Delta]: ...
+
+    def timings(self) -> Timings:
+        """Queue time, time to first token and total time so far, in seconds."""
+        ...
+
+    @property
+    def tokens_used(self) -> int:
+        """Prompt plus tokens generated so far (what an unfinished request is charged)."""
+        ...
+
+    def close(self) -> None:
+        """Stop generating (idempotent): the client is gone, or the request ended."""
+        ...
