@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pinaivu_local.tiny_gguf import TinyShape, write_tiny_model
+from pinaivu_local.tiny_models.writer import TinyShape, write_tiny_model
 from tests.helpers import TEST_KEY, RunningServer, TinyModels, free_port, start_server, write_catalog
 from tests.shared_state import create_database, running_postgres, running_redis
 from tests.weights.hub import Hub, running_hub

@@ -18,7 +18,7 @@ import httpx
 
 from pinaivu_local.bench.servers import ServerProcess, ServerSetup, free_port, spawn, start_ours, wait_ready
 from pinaivu_local.children import module_command
-from pinaivu_local.tiny_gguf import write_tiny_model
+from pinaivu_local.tiny_models.writer import write_tiny_model
 
 MODEL_ID = "llama3.2:1b"
 

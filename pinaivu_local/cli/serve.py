@@ -62,7 +62,7 @@ def serve(pull: bool, **options: Any) -> None:
 
     from pinaivu_local.api.app import create_app
     from pinaivu_local.api.connections import guarded_protocol
-    from pinaivu_local.offline_models import tiny_catalog
+    from pinaivu_local.tiny_models.catalog import tiny_catalog
 
     settings = build_settings(**options)
     if settings.no_local and settings.nodes_file is None:

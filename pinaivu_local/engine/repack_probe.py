@@ -11,7 +11,7 @@ from gguf import LlamaFileType
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.quantize import quantize
 from pinaivu_local.errors import ModelFileError
-from pinaivu_local.tiny_gguf import TinyShape, write_tiny_model
+from pinaivu_local.tiny_models.writer import TinyShape, write_tiny_model
 
 
 def main(workdir: Path) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from pinaivu_local.tiny_gguf import write_tiny_model
+from pinaivu_local.tiny_models.writer import write_tiny_model
 from tests.helpers import AUTH, NO_EOG, TEST_KEY, RunningServer, write_catalog
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello"}]

@@ -11,7 +11,7 @@ import pytest
 from pinaivu_local.engine.builtin_template import BuiltinTemplate, NoTemplate, builtin_name
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.errors import InvalidRequest
-from pinaivu_local.tiny_gguf import write_tiny_model
+from pinaivu_local.tiny_models.writer import write_tiny_model
 
 LLAMA3 = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}
 CHATML = {"<|im_start|>", "<|im_end|>"}

@@ -9,7 +9,7 @@ import pytest
 
 from pinaivu_local.engine.quantize import quantize
 from pinaivu_local.errors import ModelFileError
-from pinaivu_local.tiny_gguf import TinyShape, write_tiny_model
+from pinaivu_local.tiny_models.writer import TinyShape, write_tiny_model
 
 
 def test_quantize_to_q4_k_m(tmp_path: Path) -> None:

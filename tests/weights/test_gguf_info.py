@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pinaivu_local.errors import ModelFileError
-from pinaivu_local.tiny_gguf import TinyShape
+from pinaivu_local.tiny_models.writer import TinyShape
 from pinaivu_local.weights.gguf_info import check_gguf, kv_cache_bytes, read_gguf_info
 from tests.helpers import TinyModels
 

@@ -11,7 +11,7 @@ import pytest
 from pinaivu_local.catalog import ModelSpec
 from pinaivu_local.errors import PullError
 from pinaivu_local.settings import Settings
-from pinaivu_local.tiny_gguf import write_tiny_model
+from pinaivu_local.tiny_models.writer import write_tiny_model
 from pinaivu_local.weights.progress import SilentProgress
 from pinaivu_local.weights.pull import Puller
 from tests.helpers import TinyModels

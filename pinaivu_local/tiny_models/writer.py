@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pinaivu_local.llama3_template import LLAMA3_TEMPLATE
+from pinaivu_local.tiny_models.llama3_template import LLAMA3_TEMPLATE
 
 if TYPE_CHECKING:
     import gguf

@@ -1,6 +1,6 @@
-"""Llama 3.2's instruct chat template, tools included: the tiny models' own (tiny_gguf writes it into them).
+"""Llama 3.2's instruct chat template, tools included: the tiny models' own (writer.py writes it into them).
 
-It lives outside the engine so that tiny_gguf (which only writes files) need not import the engine.
+It lives outside the engine so that the writer (which only writes files) need not import the engine.
 Tools go into the first user message, as in Meta's template: the model answers a call with
 `{"name": ..., "parameters": {...}}`; one call per assistant turn; results come back as `ipython`.
 """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pinaivu_local.engine.chat_template import ChatTemplate
-from pinaivu_local.llama3_template import LLAMA3_TEMPLATE
+from pinaivu_local.tiny_models.llama3_template import LLAMA3_TEMPLATE
 
 
 def test_turns_and_generation_prompt() -> None:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from pinaivu_local.catalog import Catalog
-from pinaivu_local.tiny_gguf import TinyShape, write_tiny_model
+from pinaivu_local.tiny_models.writer import TinyShape, write_tiny_model
 
 # Every other model is quantized, so the quantized kernels are exercised as well.
 _VARIANTS = (("F16", TinyShape()), ("Q8_0", TinyShape(n_layer=3)))

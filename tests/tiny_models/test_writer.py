@@ -7,7 +7,7 @@ from pathlib import Path
 import gguf
 import pytest
 
-from pinaivu_local.tiny_gguf import SPECIAL_TOKENS, TinyShape, build_vocab, write_tiny_model
+from pinaivu_local.tiny_models.writer import SPECIAL_TOKENS, TinyShape, build_vocab, write_tiny_model
 
 
 def test_vocab_is_consistent() -> None:
@@ -69,7 +69,7 @@ def test_padded_model_loads_with_its_vocabulary_size(tmp_path: Path) -> None:
 
 def test_tensors_are_generated_block_by_block_identically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A big model is generated a block of rows at a time; the values must not depend on the block size.
-    import pinaivu_local.tiny_gguf as tiny
+    import pinaivu_local.tiny_models.writer as tiny
 
     whole = write_tiny_model(tmp_path / "whole.gguf", quant="Q8_0").read_bytes()
     monkeypatch.setattr(tiny, "_ROWS_PER_BLOCK", 7)
