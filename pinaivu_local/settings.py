@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     max_in_flight_per_key: int | None = Field(default=None, ge=1, description="requests in flight per key")
     # Every Redis call (the shared rate limits) is bounded by this; past it, 503 storage_unavailable.
     redis_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # Every call a request makes to a Postgres server (PINAIVU_DATABASE_URL) is bounded by this: its
+    # connect, each statement and lock wait (on the server), and the whole call as the request awaits it;
+    # past it, 503 storage_unavailable. A request record waits for its write this long too.
+    db_timeout_s: float = Field(default=5.0, gt=0, le=300)
     # Finished requests' KV cells are saved to host memory for later requests that begin the same way
     # (engine/prefix_cache.py): at most this much per model. None: as many tokens as the model's context
     # holds (the size of its KV cache); 0: none are kept.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,33 @@ def running_redis(port: int) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=10)
         shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def paused_postgres(database_url: str) -> Iterator[None]:
+    """The server of this database stopped (SIGSTOP on the postmaster and every process it started) until
+    the block ends: its sockets stay open and its kernel acknowledges what is sent, but nothing answers,
+    as a server stalled on its disk or a paused VM. Resumed (SIGCONT) on the way out, whatever happens."""
+    import psycopg
+
+    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
+        data = conn.execute("SHOW data_directory").fetchone()
+    assert data is not None
+    postmaster = int((Path(str(data[0])) / "postmaster.pid").read_text().split()[0])
+    # The postmaster first: stopped, it starts no new backend while the others are being stopped.
+    os.kill(postmaster, signal.SIGSTOP)
+    stopped = [postmaster]
+    try:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it exited meanwhile
+                continue
+            if int(fields[1]) == postmaster:  # its parent
+                os.kill(int(stat.parent.name), signal.SIGSTOP)
+                stopped.append(int(stat.parent.name))
+        yield
+    finally:
+        for pid in stopped:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

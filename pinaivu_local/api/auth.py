@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from pinaivu_local.errors import AuthenticationError, PermissionDenied
@@ -48,10 +47,11 @@ class KeyAuthenticator:
         """authenticate() for the event loop: inline on a local SQLite file, whose lookup takes well under a
         millisecond, less than a hop to a worker thread and back, and never waits for a writer (WAL: a
         reader reads the last commit, whoever holds the write lock); on a worker thread where the key
-        store is a database server (a network round trip)."""
+        store is a database server (a network round trip), bounded: a server that does not answer in
+        time is StorageUnavailable (503), not a request held for as long as it stalls."""
         if self._store.local:
             return self.authenticate(authorization)
-        return await asyncio.to_thread(self.authenticate, authorization)
+        return await self._store.call(self.authenticate, authorization)
 
 
 def principal_of(record: ApiKey, defaults: Limits) -> Principal:

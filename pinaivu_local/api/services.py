@@ -66,7 +66,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
     """Open the database, request log and models; everything is closed in reverse, also on errors."""
     with contextlib.ExitStack() as resources:
         identity = load_or_create(settings.identity_dir)
-        database = Database(settings.database_target)
+        database = Database(settings.database_target, timeout_s=settings.db_timeout_s)
         resources.callback(database.close)
         key_usage = KeyUsage()  # keys' last use: noted by authentication, written by the request log
         key_store = KeyStore(database, key_usage)

@@ -77,7 +77,7 @@ def key_store(settings: Settings) -> Iterator[KeyStore]:
     from pinaivu_local.storage.database import Database
 
     try:
-        database = Database(settings.database_target)
+        database = Database(settings.database_target, timeout_s=settings.db_timeout_s)
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
     try:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import bindparam
 from sqlalchemy import select as core_select
@@ -23,6 +24,9 @@ MAX_RPM = 1_000_000
 MAX_TPM = 1_000_000_000
 
 MAX_PARSED_KEYS = 1024  # key rows kept validated (see KeyStore._record); past that the memo starts over
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _KEYS = ApiKey.__table__  # type: ignore[attr-defined]
 _BY_HASH = core_select(_KEYS).where(_KEYS.c.key_hash == bindparam("digest"))
@@ -70,6 +74,10 @@ class KeyStore:
     def local(self) -> bool:
         """Whether the keys are in a local SQLite file (a lookup is quick), not on a database server."""
         return self._db.dialect == "sqlite"
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """One of this store's methods, for the event loop: on a worker thread, bounded (Database.call)."""
+        return await self._db.call(fn, *args, **kwargs)
 
     def is_empty(self) -> bool:
         """Whether no key was ever created."""

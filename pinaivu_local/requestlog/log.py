@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import delete, func
 from sqlmodel import col, select
@@ -19,6 +20,9 @@ from pinaivu_local.storage.database import Database
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 3600.0
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,11 @@ class RequestLog:
         except Exception:
             log.exception("could not prune the request log")
 
-    # ---- reads (event loop; short queries on an indexed table) ------------------------
+    # ---- reads (short queries on an indexed table; the event loop awaits them through call) --
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """One of the reads below, for the event loop: on a worker thread, bounded (Database.call)."""
+        return await self._db.call(fn, *args, **kwargs)
 
     def get(self, request_id: str) -> RequestRecord | None:
         """One record."""

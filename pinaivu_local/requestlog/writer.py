@@ -6,18 +6,20 @@ the next one (group commit), so the sync is paid once per batch. A batch that fa
 storage (disk full, locked by another process, I/O error) stays queued and is tried again, backing
 off; nothing is dropped. The backlog is bounded: the inference flow asks `raise_if_unavailable`
 before admitting a request, which refuses it (StorageUnavailable, a 503) while the backlog is full
-or writes keep failing, rather than serve it without a record.
+or writes keep failing, rather than serve it without a record. A write that has not returned within
+the database's bound (a database server that stopped answering) counts as failing while it waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,6 +39,9 @@ RETRY_FIRST_S = 0.05  # the first retry of a failed batch; doubling up to RETRY_
 RETRY_MAX_S = 2.0
 USAGE_EVERY_S = 5.0  # last-use times of keys are written at least this often
 DURABLE_WAIT_S = 30.0  # a response waits at most this long for its record (a slow disk), then 503
+# A write that has not returned after this long (on a database server: its timeout, Database.call_timeout_s)
+# counts as failing: requests are refused and the responses waiting for it get their 503.
+STALLED_S = DURABLE_WAIT_S
 POLL_S = 0.1  # how often a waiting response checks whether writes are failing
 CLOSE_RETRY_S = 10.0  # at shutdown, how long failing writes are retried before records are lost
 
@@ -50,6 +55,9 @@ class _Entry:
     future: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
     state: str = _QUEUED
     withdrawn: bool = False  # its response gave up waiting: the record says 503
+    # Its response gave up while its batch was being written (a stalled write): that write carries the
+    # outcome the client never got, so once it is done the record is written again, saying 503.
+    stale: bool = False
 
 
 class PendingWrite:
@@ -80,12 +88,12 @@ class PendingWrite:
             if done:
                 waiting.result()  # raises for a record that can never be written (a bug of ours)
                 return
-            if self._writer.failure is None and time.monotonic() < deadline:
+            if self._writer.failing() is None and time.monotonic() < deadline:
                 continue
             gave_up = self._writer.withdraw(self._entry)
             if gave_up:
                 raise self._writer.unavailable("the request's record could not be written")
-            # None: its batch is being written; False: written just now (the next wait returns)
+            # None: its batch is being written (and not stalled); False: written just now (the next wait returns)
 
 
 class RecordWriter:
@@ -102,6 +110,14 @@ class RecordWriter:
     ) -> None:
         self._db = database
         self._insert = database.insert(_TABLE).on_conflict_do_nothing()  # built once: every commit runs it
+        # A record whose response gave up replaces whatever an earlier attempt, whose outcome was unclear
+        # (a stalled server may commit it after all), wrote of it.
+        upsert = database.insert(_TABLE)
+        self._correct = upsert.on_conflict_do_update(
+            index_elements=[c for c in _TABLE.c if c.primary_key],
+            set_={c.name: upsert.excluded[c.name] for c in _TABLE.c if not c.primary_key},
+        )
+        self._stalled_s = database.call_timeout_s or STALLED_S
         self._limit = backlog
         self._usage = key_usage
         self._housekeeping = housekeeping
@@ -115,6 +131,7 @@ class RecordWriter:
         self._ok_cycle = 0  # the number of the last cycle that committed
         self.failure: str | None = None  # why the last write failed; None once one succeeds
         self.failing_since: datetime | None = None
+        self._busy_since: tuple[float, datetime] | None = None  # when the write now running began
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -132,7 +149,7 @@ class RecordWriter:
         """StorageUnavailable while writes fail or the backlog is full: admit nothing that cannot be recorded."""
         with self._cond:
             waiting = len(self._queued) + len(self._writing)
-            failure = self.failure
+            failure, _ = self._failing()
         if failure is not None:
             raise self.unavailable("the server cannot record requests")
         if waiting >= self._limit:
@@ -145,14 +162,14 @@ class RecordWriter:
 
     def unavailable(self, what: str) -> StorageUnavailable:
         """The error a client gets while writes fail: the cause, never a path."""
-        reason = self.failure or "writing is too slow"
+        reason = self.failing() or "writing is too slow"
         return StorageUnavailable(f"Storage is unavailable: {what} ({reason}); retry later.", reason=reason)
 
     def health(self) -> dict[str, Any]:
         """ok, failing (with the cause) or full; and the backlog."""
         with self._cond:
             waiting = len(self._queued) + len(self._writing)
-            failure, since = self.failure, self.failing_since
+            failure, since = self._failing()
         state = "failing" if failure else "full" if waiting >= self._limit else "ok"
         return {
             "state": state,
@@ -162,15 +179,38 @@ class RecordWriter:
             "backlog_limit": self._limit,
         }
 
+    def failing(self) -> str | None:
+        """Why records cannot be written now, or None."""
+        with self._cond:
+            return self._failing()[0]
+
+    def _failing(self) -> tuple[str | None, datetime | None]:
+        """Why writes fail and since when (the lock held): the last write's failure, or the write now
+        running, past its bound (a database server that stopped answering holds it for as long as it
+        stalls)."""
+        if self.failure is not None:
+            return self.failure, self.failing_since
+        if self._busy_since is not None and self._stalled():
+            return f"the database has not answered for over {self._stalled_s:g} s", self._busy_since[1]
+        return None, None
+
+    def _stalled(self) -> bool:
+        """Whether the write now running has taken longer than its bound (the lock held)."""
+        return self._busy_since is not None and time.monotonic() - self._busy_since[0] > self._stalled_s
+
     def withdraw(self, entry: _Entry) -> bool | None:
-        """Its response gives up waiting: True once the queued record says 503; False if already written;
-        None while its batch is being written (decided when that attempt ends)."""
+        """Its response gives up waiting: True once the queued record says 503, or once its batch's
+        write is stalled (the record is written again, saying 503, when that write ends); False if already
+        written; None while its batch is being written (decided when that attempt ends)."""
         with self._cond:
             if entry.state == _DONE:
                 return False
             entry.withdrawn = True
             if entry.state == _WRITING:
-                return None
+                if not self._stalled():
+                    return None
+                entry.stale = True
+                return True
             _mark_withdrawn(entry.record)
             return True
 
@@ -213,11 +253,13 @@ class RecordWriter:
                 self._cycles += 1
                 cycle = self._cycles
             usage = self._usage.take_unwritten() if self._usage else {}
-            ok = self._write(batch, usage, cycle)
+            with self._busy():
+                ok = self._write(batch, usage, cycle)
             retry_s = 0.0 if ok else min(RETRY_MAX_S, max(RETRY_FIRST_S, retry_s * 2))
             if self._housekeeping and time.monotonic() - last_housekeeping > self._housekeeping_every_s:
                 last_housekeeping = time.monotonic()
-                self._housekeeping()
+                with self._busy():  # records wait behind it too
+                    self._housekeeping()
             with self._cond:
                 if not self._stopping:
                     continue
@@ -227,13 +269,24 @@ class RecordWriter:
                     log.error("stopping with %d request records unwritten (%s)", len(self._queued), self.failure)
                     return
 
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        """A stretch of the thread's work on the database, timed (see _failing)."""
+        with self._cond:
+            self._busy_since = (time.monotonic(), utcnow())
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy_since = None
+
     def _write(self, batch: list[_Entry], usage: dict[str, datetime], cycle: int) -> bool:
         """One transaction: the batch and the last-use times. False when the storage failed (retry)."""
         if not batch and not usage:
             self._written([], cycle)  # nothing to write (a flush, or time to write last-use times)
             return True
         try:
-            self._commit(self._rows(batch), usage)
+            self._commit(batch, usage)
         except StorageUnavailable as exc:
             self._failed(batch, usage, exc.reason)
             return False
@@ -247,7 +300,7 @@ class RecordWriter:
     def _write_one_by_one(self, batch: list[_Entry], cycle: int) -> bool:
         for i, entry in enumerate(batch):
             try:
-                self._commit(self._rows([entry]), {})
+                self._commit([entry], {})
             except StorageUnavailable as exc:
                 self._failed(batch[i:], {}, exc.reason)
                 return False
@@ -259,17 +312,19 @@ class RecordWriter:
         self._written([], cycle)
         return True
 
-    def _rows(self, batch: list[_Entry]) -> list[dict[str, Any]]:
-        """The records as rows. No lock needed: `withdraw` changes only queued records, these are being written."""
-        return [entry.record.row() for entry in batch]
-
-    def _commit(self, rows: list[dict[str, Any]], usage: dict[str, datetime]) -> None:
+    def _commit(self, batch: list[_Entry], usage: dict[str, datetime]) -> None:
         # A Core connection and insert, no ORM session: a response waits for this commit, and the
         # session's bookkeeping cost more than the insert. A record already there (an attempt whose
-        # outcome was unclear) stays as it is.
+        # outcome was unclear) stays as it is, unless this one says its response gave up.
+        # No lock needed: `withdraw` changes only queued records; one being written it only flags (a
+        # flag read here a moment early is made good by writing the record again, see _settle).
+        rows = [entry.record.row() for entry in batch if not entry.withdrawn]
+        corrected = [entry.record.row() for entry in batch if entry.withdrawn]
         with self._db.connection() as conn:
             if rows:
                 conn.execute(self._insert, rows)
+            if corrected:
+                conn.execute(self._correct, corrected)
             if usage:
                 write_last_used(conn, usage)
             conn.commit()
@@ -292,6 +347,7 @@ class RecordWriter:
         with self._cond:
             for entry in reversed(batch):
                 entry.state = _QUEUED
+                entry.stale = False  # written again now, as it is
                 if entry.withdrawn:
                     _mark_withdrawn(entry.record)
                 self._queued.appendleft(entry)
@@ -305,10 +361,21 @@ class RecordWriter:
             log.error("cannot write request records (%s): inference is refused until they can be written", reason)
 
     def _settle(self, entries: list[_Entry], error: Exception | None) -> None:
+        """Entries written (error None) or never writable. One written while its response gave up (stale)
+        goes back to the queue, saying 503: that write carried the outcome its client never got."""
         with self._cond:
+            again = [entry for entry in entries if error is None and entry.stale]
+            for entry in again:
+                entry.stale = False
+                entry.state = _QUEUED
+                _mark_withdrawn(entry.record)
+            self._queued.extendleft(reversed(again))
+            entries = [entry for entry in entries if entry not in again]
             for entry in entries:
                 entry.state = _DONE
-            self._writing = [e for e in self._writing if e.state != _DONE]
+            self._writing = [e for e in self._writing if e.state == _WRITING]
+            if again:
+                self._cond.notify_all()
         for entry in entries:
             if error is None:
                 entry.future.set_result(None)

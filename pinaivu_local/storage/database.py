@@ -3,14 +3,18 @@ gateways, a Postgres server named by PINAIVU_DATABASE_URL; the schema is migrate
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
+import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from sqlalchemy import Select, Table, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,11 +34,23 @@ from sqlmodel import Session, create_engine
 
 from pinaivu_local.errors import ConfigError, InternalError, StorageUnavailable
 from pinaivu_local.storage import migrations
+from pinaivu_local.storage.workers import Workers
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 # How long a statement waits for another process's write lock before it fails.
 BUSY_TIMEOUT_S = 10.0
+
+# A database server's bound (PINAIVU_DB_TIMEOUT_S): on its connects, statements, lock waits, pool
+# checkouts, and on each call the event loop awaits (Database.call).
+TIMEOUT_S = 5.0
+
+# Threads for the calls the event loop awaits: each may hold a pooled connection (SQLAlchemy's default
+# pool: 5 kept, 10 more at need).
+WORKERS = 15
 
 # The pause between tries to switch a new file to WAL while another process holds its lock.
 _WAL_RETRY_S = 0.01
@@ -66,16 +82,24 @@ def schema_version() -> int:
 class Database:
     """The engine of the SQLite file or the Postgres server; sessions for the stores built on it."""
 
-    def __init__(self, target: Path | str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self, target: Path | str, *, busy_timeout_s: float = BUSY_TIMEOUT_S, timeout_s: float = TIMEOUT_S
+    ) -> None:
         self._compiled: dict[Select[Any], tuple[str, tuple[str, ...], dict[str, Any]]] = {}  # first_row's statements
+        # How long the event loop awaits a call: unbounded on a SQLite file, whose lock waits the busy
+        # timeout bounds and whose disk does not go away; `timeout_s` on a server, which can stall.
+        self.call_timeout_s: float | None
         if isinstance(target, Path):
             self.path: Path | None = target
             self.where = str(target)
             self.engine = _open_engine(target, busy_timeout_s)
+            self.call_timeout_s = None
         else:
             self.path = None
-            self.engine = _open_server(target)
+            self.engine = _open_server(target, timeout_s)
             self.where = self.engine.url.render_as_string(hide_password=True)
+            self.call_timeout_s = timeout_s
+        self._workers = Workers("database", WORKERS)
         try:
             self._migrate()
         except BaseException:
@@ -122,6 +146,10 @@ class Database:
 
     def _migrate_server(self) -> None:
         with self.engine.connect() as conn:
+            # A step may rewrite a large table, and the lock below waits for another gateway's steps:
+            # neither is bounded by the timeouts every connection has (_server_bounds).
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
             # DDL is transactional on Postgres: the steps and their bookkeeping commit together, and
             # of several gateways starting at once one migrates while the others wait on this lock.
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
@@ -177,6 +205,23 @@ class Database:
             finally:
                 raw.close()
 
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """fn(*args, **kwargs), which blocks on this database, run for the event loop on a worker thread; on a
+        server, a call not answered within the timeout (a stalled or cut-off server) is StorageUnavailable."""
+        future = self._workers.submit(functools.partial(contextvars.copy_context().run, fn, *args, **kwargs))
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.call_timeout_s)
+        except TimeoutError:
+            if future.done() and not future.cancelled():
+                raise  # fn's own TimeoutError
+            # The thread waits on until the server answers or the keepalives give the connection up;
+            # the request does not.
+            cause = f"the database did not answer within {self.call_timeout_s:g} s"
+            log.warning("database %s: %s", self.where, cause)
+            raise StorageUnavailable(
+                f"The server's storage is unavailable ({cause}); retry later.", reason=cause
+            ) from None
+
     def _driver_sql(self, statement: Select[Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
         """The statement in this driver's SQL, the order of its parameters when they are positional, and
         the values of those it fixes itself (literals)."""
@@ -210,7 +255,8 @@ class Database:
             ) from None
 
     def close(self) -> None:
-        """Release the connections."""
+        """Release the connections and the worker threads."""
+        self._workers.close()
         self.engine.dispose()
 
 
@@ -222,6 +268,11 @@ def describe(exc: BaseException) -> str:
         if name.startswith(prefix):
             return words
     if original.__class__.__module__.startswith("psycopg") and isinstance(exc, OperationalError):
+        sqlstate = getattr(original, "sqlstate", None)
+        if sqlstate == "57014":  # query_canceled: the statement_timeout of _server_bounds
+            return "a statement ran past the database timeout"
+        if sqlstate == "55P03":  # lock_not_available: its lock_timeout
+            return "a lock wait ran past the database timeout"
         return "the database server is unreachable"
     return f"database error ({name or original.__class__.__name__})"
 
@@ -286,8 +337,9 @@ def database_url(url: str) -> str:
     return url
 
 
-def _open_server(url: str) -> Engine:
-    """An engine on a Postgres server (psycopg 3); ConfigError when it cannot be reached at start."""
+def _open_server(url: str, timeout_s: float) -> Engine:
+    """An engine on a Postgres server (psycopg 3), every wait bounded by `timeout_s`; ConfigError when it
+    cannot be reached at start."""
     try:
         parsed = make_url(database_url(url))
     except ArgumentError:
@@ -299,7 +351,10 @@ def _open_server(url: str) -> Engine:
             f"PINAIVU_DATABASE_URL: {parsed.get_backend_name()!r} is not supported; use postgresql+psycopg://"
         )
     # pre_ping: a connection the server closed (restart, idle timeout) is replaced, not handed out.
-    engine = create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    # pool_timeout: a call waits this long at most for a connection held by calls stuck on a stalled server.
+    engine = create_engine(
+        parsed, pool_pre_ping=True, pool_timeout=timeout_s, connect_args=_server_bounds(parsed.query, timeout_s)
+    )
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
@@ -308,6 +363,31 @@ def _open_server(url: str) -> Engine:
         where = parsed.render_as_string(hide_password=True)
         raise ConfigError(f"{where}: cannot connect to the database ({describe(exc)})") from None
     return engine
+
+
+def _server_bounds(query: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
+    """libpq's connection parameters that bound every wait on the server by about `timeout_s`, except
+    those the URL sets itself (its `options` go after ours, so its own `-c` settings win)."""
+    seconds = max(1, math.ceil(timeout_s))
+    ms = max(1, round(timeout_s * 1000))
+    bounds: dict[str, Any] = {
+        "connect_timeout": max(2, seconds),  # libpq's least
+        # On the server: a statement, or a wait for a lock, that runs past the bound is cancelled.
+        "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
+        # A server that vanished (a partition: nothing comes back, not even TCP's acknowledgements)
+        # drops the connection after about four bounds, where TCP alone would wait for many minutes;
+        # a thread waiting on it returns. (A server that stopped but whose host still answers TCP keeps
+        # its connections: only Database.call's bound helps the event loop there.)
+        "keepalives": 1,
+        "keepalives_idle": seconds,
+        "keepalives_interval": seconds,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 4 * ms,
+    }
+    if "options" in query:
+        given = query["options"]
+        bounds["options"] += " " + (given if isinstance(given, str) else " ".join(given))
+    return {name: value for name, value in bounds.items() if name == "options" or name not in query}
 
 
 def _user_version(conn: Connection) -> int:

@@ -97,19 +97,19 @@ async def create_key(request: Request[Any, Any, Any], key_store: KeyStore, catal
         tpm=body.tpm,
         expires_in=body.expiry(),
     )
-    return _issued(key_store.create(settings))
+    return _issued(await key_store.call(key_store.create, settings))
 
 
 @get("/keys", summary="List keys (never their clear text)", responses=error_responses(401, 403))
 async def list_keys(key_store: KeyStore) -> dict[str, Any]:
     """Every key, newest first."""
-    return {"object": "list", "data": [k.public() for k in key_store.list()]}
+    return {"object": "list", "data": [k.public() for k in await key_store.call(key_store.list)]}
 
 
 @get("/keys/{key_id:str}", summary="Show one key", responses=error_responses(400, 401, 403, 404))
 async def show_key(key_store: KeyStore, key_id: str) -> dict[str, Any]:
     """One key by id."""
-    return key_store.get(key_id).public()
+    return (await key_store.call(key_store.get, key_id)).public()
 
 
 @patch(
@@ -127,13 +127,13 @@ async def update_key(
     changes = body.model_dump(exclude_unset=True)
     if "models" in changes:
         changes["models"] = ",".join(changes["models"] or [])
-    return key_store.update(key_id, **changes).public()
+    return (await key_store.call(key_store.update, key_id, **changes)).public()
 
 
 @delete("/keys/{key_id:str}", status_code=200, summary="Revoke a key", responses=error_responses(400, 401, 403, 404))
 async def revoke_key(key_store: KeyStore, key_id: str) -> dict[str, Any]:
     """Revoked at once: the next request with it gets 401 revoked_api_key."""
-    return key_store.revoke(key_id).public()
+    return (await key_store.call(key_store.revoke, key_id)).public()
 
 
 @post(
@@ -144,4 +144,4 @@ async def revoke_key(key_store: KeyStore, key_id: str) -> dict[str, Any]:
 )
 async def rotate_key(key_store: KeyStore, key_id: str) -> Response[dict[str, Any]]:
     """Same settings, new secret; the old key is revoked."""
-    return Response(_issued(key_store.rotate(key_id), replaces=key_id), status_code=201)
+    return Response(_issued(await key_store.call(key_store.rotate, key_id), replaces=key_id), status_code=201)

@@ -21,4 +21,5 @@ async def usage(request_log: RequestLog, hours: int = 24) -> dict[str, Any]:
     if not 1 <= hours <= MAX_HOURS:
         raise InvalidRequest(f"hours must be between 1 and {MAX_HOURS}.", param="hours")
     since = utcnow() - timedelta(hours=hours)
-    return {"hours": hours, "keys": request_log.usage_by_key(since), "models": request_log.usage_by_model_hour(since)}
+    keys = await request_log.call(request_log.usage_by_key, since)
+    return {"hours": hours, "keys": keys, "models": await request_log.call(request_log.usage_by_model_hour, since)}

@@ -22,7 +22,7 @@ async def health(request: Request[Any, Any, Any], services: Services) -> Respons
 
     Anyone may ask; file paths are shown only to an admin key (they say how the box is laid out).
     """
-    admin = _is_admin(services, request.headers.get("authorization"))
+    admin = await _is_admin(services, request.headers.get("authorization"))
     models = [_model(status, with_paths=admin) for status in services.pool.statuses()]
     body: dict[str, Any] = {"models": models}
     if services.fleet is None:
@@ -43,12 +43,13 @@ async def prometheus_metrics(metrics: Metrics) -> Response[bytes]:
     return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def _is_admin(services: Services, authorization: str | None) -> bool:
-    """Whether the request carries a valid admin key; no key or a bad one is simply anonymous here."""
+async def _is_admin(services: Services, authorization: str | None) -> bool:
+    """Whether the request carries a valid admin key; no key, a bad one, or a key store that cannot answer
+    in time (a stalled database: /health must answer) is simply anonymous here."""
     if not authorization:
         return False
     try:
-        return services.authenticator.authenticate(authorization).admin
+        return (await services.authenticator.authenticate_async(authorization)).admin
     except PinaivuError:
         return False
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Request, get, post
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.context import RequestContext
@@ -23,6 +23,7 @@ from pinaivu_local.api.structured import (
     ResponseFormat,
     Tool,
     ToolChoice,
+    document_structure_rule,
     output_structure,
     structure_digest,
 )
@@ -52,6 +53,8 @@ class VerifyRequest(StrictBody):
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
 
+    model_config = ConfigDict(json_schema_extra=document_structure_rule)
+
     def structure(self) -> tuple[OutputStructure, str | None]:
         """The structure fields as the engine takes them, and their digest."""
         fields = self.model_dump(
@@ -60,9 +63,9 @@ class VerifyRequest(StrictBody):
         return output_structure(self.tools, self.tool_choice, self.response_format), structure_digest(fields)
 
 
-def _visible(request_log: RequestLog, principal: Principal, request_id: str) -> RequestRecord:
+async def _visible(request_log: RequestLog, principal: Principal, request_id: str) -> RequestRecord:
     """The record if the caller may see it; 404 otherwise, whether or not it exists."""
-    record = request_log.get(request_id)
+    record = await request_log.call(request_log.get, request_id)
     if record is None or not (principal.admin or record.key_id == principal.key_id):
         raise RequestNotFound(
             f"No request {request_id!r} for this key. Request ids come from the `request_id` field "
@@ -79,7 +82,7 @@ def _visible(request_log: RequestLog, principal: Principal, request_id: str) -> 
 )
 async def get_request(request_log: RequestLog, principal: Principal, request_id: str) -> dict[str, Any]:
     """A key sees its own requests; an admin key sees all."""
-    return _visible(request_log, principal, request_id).public()
+    return (await _visible(request_log, principal, request_id)).public()
 
 
 @get(
@@ -102,8 +105,13 @@ async def list_requests(
         cursor = datetime.fromisoformat(before.replace("Z", "+00:00")) if before else None
     except ValueError:
         raise InvalidRequest("before must be an ISO 8601 time, as in `next_before`.", param="before") from None
-    page = request_log.page(
-        key_id=None if principal.admin else principal.key_id, limit=limit, model=model, status=status, before=cursor
+    page = await request_log.call(
+        request_log.page,
+        key_id=None if principal.admin else principal.key_id,
+        limit=limit,
+        model=model,
+        status=status,
+        before=cursor,
     )
     data: list[dict[str, Any]] = []
     size, has_more = 0, page.has_more
@@ -137,7 +145,7 @@ async def verify_request(
     request_id: str,
 ) -> dict[str, Any]:
     """Hashes first; then, for a deterministic request (temperature 0 or a seed), a replay."""
-    record = _visible(request_log, context.caller(), request_id)
+    record = await _visible(request_log, context.caller(), request_id)
     body = await read_body(request, VerifyRequest)
     size = len(await request.body())  # read once: Litestar keeps it
     check = functools.partial(_checked, record, body)
