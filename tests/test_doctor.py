@@ -88,3 +88,20 @@ def test_database_health(tmp_path: Path) -> None:
     assert row["problem"] is None and row["schema_version"] == schema_version() and row["api_keys"] == 0
     path.write_bytes(b"garbage" * 1000)
     assert "not a usable SQLite database" in _database(path)["problem"]
+
+
+def test_an_identity_other_users_may_read_blocks_serving(tmp_path: Path, tiny_models: TinyModels) -> None:
+    """The server refuses to start with it (receipts/identity.py), so doctor says so, with the fix."""
+    from pinaivu_local.receipts.identity import KEY_FILE, load_or_create
+
+    write_catalog(tmp_path / "models.toml", {"llama3.2:1b": {"path": str(tiny_models.f16)}})
+    key = tmp_path / "d" / "identity" / KEY_FILE
+    load_or_create(key.parent)
+    key.chmod(0o644)
+    result = doctor(tmp_path, "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert f"run `chmod 600 {key}`" in report["node"]["problem"]
+    assert [p["message"] for p in report["problems"] if p["level"] == "error"] == [
+        f"node identity: {report['node']['problem']}"
+    ]

@@ -13,10 +13,12 @@ from pinaivu_local.receipts.document import MalformedReceipt, SignedReceipt
 from pinaivu_local.receipts.verify import (
     Finding,
     Outcome,
+    TooDeep,
     TrustedKeys,
     check_input,
     check_output,
     check_signature,
+    read_json,
     read_receipt,
     response_text,
 )
@@ -116,11 +118,19 @@ def _trusted_keys(public_key: str | None, node_url: str | None) -> TrustedKeys:
             return TrustedKeys.from_node_document(_fetch_node(node_url))
         assert public_key is not None
         path = Path(public_key)
-        if path.is_file():
-            return TrustedKeys.from_node_document(json.loads(path.read_text(encoding="utf-8")))
+        if _is_file(path):
+            return TrustedKeys.from_node_document(read_json(path.read_text(encoding="utf-8")))
         return TrustedKeys.from_public_key(public_key)
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # MalformedReceipt is a ValueError
         raise _Failed(Finding(Outcome.NO_KEYS, f"the trusted keys are unusable: {exc}")) from None
+
+
+def _is_file(path: Path) -> bool:
+    """Whether --public-key names a file; a key itself may be no possible file name (too long)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _fetch_node(url: str) -> Any:
@@ -130,8 +140,8 @@ def _fetch_node(url: str) -> Any:
     try:
         response = httpx.get(address, timeout=10.0)
         response.raise_for_status()
-        return response.json()
-    except (httpx.HTTPError, ValueError) as exc:
+        return read_json(response.content)
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # InvalidURL: --node is not a URL
         raise _Failed(Finding(Outcome.NO_KEYS, f"cannot get the node's keys from {address}: {exc}")) from None
 
 
@@ -141,7 +151,9 @@ def _input(path: Path) -> Any:
     except OSError as exc:
         raise click.UsageError(f"--input {path}: cannot be read ({exc.strerror})") from None
     try:
-        return json.loads(data.decode("utf-8"))
+        return read_json(data.decode("utf-8"))
+    except TooDeep as exc:  # valid JSON, perhaps, but not what a node accepts: it cannot be checked
+        raise click.UsageError(f"--input {path}: {exc}") from None
     except ValueError as exc:  # UnicodeDecodeError included: not what was sent, whatever was
         raise _Failed(Finding(Outcome.INPUT_MISMATCH, f"--input {path} is not UTF-8 JSON ({exc})")) from None
 
@@ -158,7 +170,7 @@ def _kept_output(output_file: Path | None, response_file: Path | None) -> str | 
             raise _Failed(Finding(Outcome.OUTPUT_MISMATCH, f"--output {output_file} is not UTF-8 text")) from None
     if response_file is not None:
         try:
-            return response_text(json.loads(response_file.read_text(encoding="utf-8")))
+            return response_text(read_json(response_file.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise click.UsageError(f"--response {response_file}: {exc}") from None
     return None

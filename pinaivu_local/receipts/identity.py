@@ -4,16 +4,24 @@ On disk, in `DATA_DIR/identity/` (mode 0700):
 - `signing-key.pem`: the current private key (PKCS#8, mode 0600). Only this node reads it.
 - `node.json`: public: the node id and every public key it has used, the retired ones with the
   moment they were retired, so receipts signed before a rotation still verify.
+
+A folder other users may write to, a key they may read or a node.json they may write is refused, as
+ssh refuses an open private key, rather than fixed: while it was open the key may have been copied
+or a file replaced, and only the operator can tell whether `chmod` is enough or the key must be
+rotated. A node.json listing a key that is not a valid Ed25519 public key, or not the key its id
+names, is refused too: every check of a receipt against the published keys would fail on it.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import hashlib
 import json
 import os
 import secrets
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -81,10 +89,22 @@ def key_id_of(raw_public: bytes) -> str:
     return hashlib.sha256(raw_public).hexdigest()[:16]
 
 
+def raw_public_key(value: str) -> bytes:
+    """The raw 32 bytes of a base64 Ed25519 public key; ValueError says what is wrong with it."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a public key must be base64 (32 raw bytes)") from None
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key has 32 bytes, this one {len(raw)}")
+    return raw
+
+
 def load_or_create(folder: Path) -> NodeIdentity:
     """The identity kept in `folder`, created there on first use (safe against a concurrent first start)."""
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _refuse_open_permissions(folder)
         private = _read_private(folder / KEY_FILE)
         if private is None:
             private = _create_private(folder / KEY_FILE)
@@ -110,8 +130,13 @@ def rotate(folder: Path) -> NodeIdentity:
 
 
 def published(folder: Path) -> dict[str, Any] | None:
-    """The public identity kept in `folder` without creating one: node id and keys, or None."""
-    saved = _read_public(folder / PUBLIC_FILE)
+    """The public identity kept in `folder` without creating one (node id and keys), or None; IdentityError
+    for what would stop a server from starting with it (open permissions, a damaged file)."""
+    try:
+        _refuse_open_permissions(folder)
+        saved = _read_public(folder / PUBLIC_FILE)
+    except OSError as exc:
+        raise IdentityError(f"The node identity in {folder} cannot be used: {exc.strerror or exc}.") from None
     if saved is None:
         return None
     return {"node_id": saved["node_id"], "keys": [k.view() for k in saved["keys"]]}
@@ -130,6 +155,31 @@ def _with_public_file(folder: Path, private: Ed25519PrivateKey) -> NodeIdentity:
     if saved is None or saved["raw"] != _public_document(identity):
         _write_public(folder, identity)
     return identity
+
+
+# What other users must not be able to do to each part, as mode bits, and the mode to set instead.
+_PRIVATE = (
+    ("", 0o022, "writable by other users", "700"),  # the folder: its files could be replaced
+    (KEY_FILE, 0o077, "readable by other users", "600"),
+    (PUBLIC_FILE, 0o022, "writable by other users", "644"),  # the keys it lists are the ones trusted
+)
+
+
+def _refuse_open_permissions(folder: Path) -> None:
+    """IdentityError naming the first part of the identity other users may read or write, and the fix."""
+    if os.name != "posix":
+        return  # no POSIX modes to check
+    for name, forbidden, what, fix in _PRIVATE:
+        path = folder / name if name else folder
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # not made yet (a damaged layout is reported where it is read)
+        if mode & forbidden:
+            raise IdentityError(
+                f"The node identity {path} is {what} (mode {mode:04o}); run `chmod {fix} {path}`, "
+                "and `pinaivu-local identity rotate` if another user may have used it."
+            )
 
 
 def _public_key(private: Ed25519PrivateKey, created_at: str) -> PublicKey:
@@ -192,15 +242,29 @@ def _read_public(path: Path) -> dict[str, Any] | None:
     try:
         raw = path.read_text()
         data = json.loads(raw)
-        keys = [
-            PublicKey(str(k["key_id"]), str(k["public_key"]), str(k["created_at"]), k.get("retired_at"))
-            for k in data["keys"]
-        ]
-        return {"node_id": str(data["node_id"]), "keys": keys, "raw": raw}
+        node_id = data["node_id"]
+        keys = [PublicKey(k["key_id"], k["public_key"], k["created_at"], k.get("retired_at")) for k in data["keys"]]
+        if not isinstance(node_id, str) or not all(_well_typed(k) for k in keys):
+            raise TypeError("a field of the wrong type")
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise IdentityError(f"The node's public identity file {path} is damaged.") from None
+    for key in keys:
+        try:
+            if key_id_of(raw_public_key(key.public_key)) != key.key_id:
+                raise ValueError(f"it is not the key named {key.key_id}")
+        except ValueError as exc:
+            raise IdentityError(
+                f"The node's public identity file {path} lists an invalid public key {key.key_id[:32]!r} ({exc}); "
+                "restore it from a backup, or move it away to list only the current key."
+            ) from None
+    return {"node_id": node_id, "keys": keys, "raw": raw}
+
+
+def _well_typed(key: PublicKey) -> bool:
+    fields = (key.key_id, key.public_key, key.created_at)
+    return all(isinstance(f, str) for f in fields) and isinstance(key.retired_at, str | None)
 
 
 def _public_document(identity: NodeIdentity) -> str:

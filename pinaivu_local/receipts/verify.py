@@ -16,8 +16,31 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 
 from pinaivu_local.receipts.document import MalformedReceipt, SignedReceipt, canonical
-from pinaivu_local.receipts.identity import PublicKey, key_id_of
+from pinaivu_local.receipts.identity import PublicKey, key_id_of, raw_public_key
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
+
+# JSON a verifier reads nests a few levels (a chat's messages about five). Deeper is refused before
+# anything walks it: Python's parser and hashing recurse, and past its limit they raise RecursionError.
+MAX_NESTING = 256
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than MAX_NESTING: no receipt, node document, request or response is."""
+
+
+def read_json(text: str | bytes) -> Any:
+    """JSON a verifier was given; ValueError when it is not JSON, TooDeep when it nests too deeply."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise TooDeep(f"JSON nested more than {MAX_NESTING} levels") from None
+    # Iterative, so it measures any depth the parser managed; hashing the value then recurses safely.
+    level = [value]  # after the loop's n-th turn: what lies n levels in
+    for _ in range(MAX_NESTING):
+        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v if isinstance(v, list) else ())]
+        if not level:
+            return value
+    raise TooDeep(f"JSON nested more than {MAX_NESTING} levels")
 
 
 class Outcome(IntEnum):
@@ -73,7 +96,9 @@ def read_receipt(text: str) -> SignedReceipt:
     """A receipt from what a client saved: the envelope itself, the x-pinaivu-receipt header's value,
     a record from GET /v1/requests/{id}, or the last chunk of a stream."""
     try:
-        value = json.loads(text)
+        value = read_json(text)
+    except TooDeep as exc:
+        raise MalformedReceipt(str(exc)) from None
     except ValueError:
         raise MalformedReceipt("not JSON") from None
     if isinstance(value, dict) and isinstance(value.get("pinaivu_receipt"), dict):
@@ -141,9 +166,6 @@ def response_text(body: Any) -> str:
 
 def _raw_key(value: str) -> bytes:
     try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise MalformedReceipt("a public key must be base64 (32 raw bytes)") from None
-    if len(raw) != 32:
-        raise MalformedReceipt(f"an Ed25519 public key has 32 bytes, this one {len(raw)}")
-    return raw
+        return raw_public_key(value)
+    except ValueError as exc:
+        raise MalformedReceipt(str(exc)) from None

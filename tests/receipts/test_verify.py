@@ -12,11 +12,14 @@ import pytest
 from pinaivu_local.receipts.document import FIELDS, MalformedReceipt, SignedReceipt, canonical, sign
 from pinaivu_local.receipts.identity import load_or_create, rotate
 from pinaivu_local.receipts.verify import (
+    MAX_NESTING,
     Outcome,
+    TooDeep,
     TrustedKeys,
     check_input,
     check_output,
     check_signature,
+    read_json,
     read_receipt,
 )
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
@@ -162,3 +165,17 @@ def test_wrong_types_and_formats_are_malformed(tmp_path: Path) -> None:
         broken = {**envelope, "receipt": {**envelope["receipt"], field: value}}
         with pytest.raises(MalformedReceipt):
             SignedReceipt.from_envelope(broken)
+
+
+def test_json_nested_past_the_bound_is_too_deep_at_any_depth() -> None:
+    """Shallow enough is parsed; deeper is TooDeep, whether or not Python's own parser could follow it."""
+    assert read_json("[" * MAX_NESTING + "]" * MAX_NESTING) is not None
+    assert read_json('{"a": [1, {"b": null}]}') == {"a": [1, {"b": None}]}
+    for depth in (MAX_NESTING + 1, 100_000):
+        with pytest.raises(TooDeep):
+            read_json("[" * depth + "]" * depth)
+        with pytest.raises(MalformedReceipt, match="nested more than"):
+            read_receipt('{"receipt":' * depth + "1" + "}" * depth)
+    with pytest.raises(ValueError) as caught:
+        read_json("{")
+    assert not isinstance(caught.value, TooDeep)
