@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from pinaivu_local.api.inference import InferenceRequest
-from pinaivu_local.api.structured import ResponseFormat, Tool, ToolChoice, output_structure, structure_digest
+from pinaivu_local.api.structured import (
+    ResponseFormat,
+    Tool,
+    ToolChoice,
+    document_structure_rule,
+    output_structure,
+    structure_digest,
+)
 from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt, nesting_depth
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.errors import InvalidRequest
@@ -54,6 +62,51 @@ def _empty(value: Any) -> bool:
     return value is None or value == [] or value == {}
 
 
+# The OpenAPI document describes what the validators below accept, not the loose types they take
+# (`Any`), so that generated clients and fuzzers send bodies that get past validation. Each schema
+# here says what its field's validator lets through; tests/api/test_openapi_bodies.py holds them
+# to it.
+_NULL: dict[str, Any] = {"type": "null"}
+_NO_ITEMS: dict[str, Any] = {"type": "array", "maxItems": 0}
+# What a field we know and do not honour accepts: nothing asked for (null, [] or {}).
+_NOTHING = [_NULL, _NO_ITEMS, {"type": "object", "maxProperties": 0}]
+_TOKEN_IDS = {"type": "array", "items": {"type": "integer"}, "minItems": 1}
+_TEXT_PART = {
+    "type": "object",
+    "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+    "required": ["type", "text"],
+}
+_ONLY_NULL = WithJsonSchema(_NULL)
+_ONLY_EMPTY = WithJsonSchema({"anyOf": _NOTHING})
+_EMPTY_LIST = WithJsonSchema({"anyOf": [_NO_ITEMS, _NULL]})
+_ONLY_ONE = WithJsonSchema({"anyOf": [{"type": "integer", "const": 1}, _NULL]})
+_CONTENT = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}, _NULL]})
+_STOP = WithJsonSchema(
+    {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOPS}, _NULL]}
+)
+_LOGIT_BIAS = WithJsonSchema(
+    {
+        "anyOf": [
+            {
+                "type": "object",
+                "propertyNames": {"pattern": f"^{_TOKEN_ID.pattern}$"},
+                "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+            },
+            _NULL,
+        ]
+    }
+)
+_PROMPT = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string"},
+            _TOKEN_IDS,
+            {"type": "array", "items": {"anyOf": [{"type": "string"}, _TOKEN_IDS]}, "minItems": 1, "maxItems": 1},
+        ]
+    }
+)
+
+
 class StreamOptions(StrictBody):
     """`stream_options` of a streaming request."""
 
@@ -66,7 +119,10 @@ class FunctionCall(StrictBody):
     """The function an assistant message called: its name and arguments (a JSON object, as a string)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    arguments: str
+    arguments: str = Field(
+        description="a JSON object, as a string",
+        json_schema_extra={"contentMediaType": "application/json", "contentSchema": {"type": "object"}},
+    )
 
     def argument_values(self) -> dict[str, Any]:
         """The arguments as the chat template writes them (a JSON object)."""
@@ -100,20 +156,36 @@ class ToolCall(StrictBody):
     function: FunctionCall
 
 
+def _content_or_calls(schema: dict[str, Any]) -> None:
+    """`content` is required, except in an assistant turn that calls tools (see _call_without_content)."""
+    schema["required"] = [field for field in schema.get("required", []) if field != "content"]
+    schema["anyOf"] = [
+        {"required": ["content"]},
+        {
+            "properties": {"role": {"const": "assistant"}, "tool_calls": {"type": "array", "minItems": 1}},
+            "required": ["role", "tool_calls"],
+        },
+    ]
+
+
 class ChatMessage(StrictBody):
     """One message of a conversation."""
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Any = Field(description="a string, or a list of text parts")
+    content: Annotated[Any, _CONTENT] = Field(
+        description="a string, or a list of text parts; an assistant turn that only calls tools may omit it"
+    )
     name: str | None = None
     # What an assistant message returned by the openai SDK carries when it is sent back in a
     # history; refusal, annotations and audio are accepted while empty.
     refusal: str | None = None
-    annotations: list[Any] | None = None
+    annotations: Annotated[list[Any] | None, _EMPTY_LIST] = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
-    function_call: Any = None
-    audio: Any = None
+    function_call: Annotated[Any, _ONLY_EMPTY] = None
+    audio: Annotated[Any, _ONLY_EMPTY] = None
+
+    model_config = ConfigDict(json_schema_extra=_content_or_calls)
 
     @model_validator(mode="before")
     @classmethod
@@ -161,14 +233,16 @@ class _Generation(StrictBody):
     model: str = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    n: int | None = None
-    stop: Any = None
+    n: Annotated[int | None, _ONLY_ONE] = None
+    stop: Annotated[Any, _STOP] = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: Annotated[dict[str, float] | None, _LOGIT_BIAS] = Field(
+        default=None, description="token id (a string of digits) -> bias from -100 to 100"
+    )
     user: str | None = None
     # Not OpenAI: keep generating past end-of-generation tokens, to max_tokens (benchmarks, tests).
     ignore_eos: bool = False
@@ -252,8 +326,22 @@ def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     return rendered
 
 
+def _chat_rules(schema: dict[str, Any]) -> None:
+    """The checks across fields that building the inference request makes (400s), for the document."""
+    # top_logprobs above 0 needs logprobs: true (logprobs_asked).
+    schema["anyOf"] = [
+        {"properties": {"top_logprobs": {"enum": [0, None]}}},
+        {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]},
+    ]
+    # One rule in anyOf, the other in allOf: schemathesis' coverage phase generates no valid body
+    # from an allOf of several anyOf (the same rules, and 40 valid bodies where it finds 400).
+    document_structure_rule(schema)
+
+
 class ChatCompletionRequest(_Generation):
     """POST /v1/chat/completions."""
+
+    model_config = ConfigDict(json_schema_extra=_chat_rules)
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -263,8 +351,8 @@ class ChatCompletionRequest(_Generation):
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     # OpenAI fields we know and do not honour yet: each is refused by name unless it asks for nothing.
-    functions: list[Any] | None = None
-    function_call: Any = None
+    functions: Annotated[list[Any] | None, _EMPTY_LIST] = None
+    function_call: Annotated[Any, WithJsonSchema({"anyOf": [{"enum": ["none", "auto"]}, *_NOTHING]})] = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     # Accepted because they cannot change the output (README: "Request fields").
@@ -275,14 +363,17 @@ class ChatCompletionRequest(_Generation):
     prompt_cache_options: dict[str, Any] | None = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     safety_identifier: str | None = None
-    modalities: list[Literal["text", "audio"]] | None = None
+    modalities: Annotated[
+        list[Literal["text", "audio"]] | None,
+        WithJsonSchema({"anyOf": [{"type": "array", "items": {"const": "text"}}, _NULL]}),
+    ] = None
     # OpenAI features these models do not have: refused by name unless absent (null).
-    audio: Any = None
-    prediction: Any = None
-    web_search_options: Any = None
-    reasoning_effort: Any = None
-    verbosity: Any = None
-    moderation: Any = None
+    audio: Annotated[Any, _ONLY_NULL] = None
+    prediction: Annotated[Any, _ONLY_NULL] = None
+    web_search_options: Annotated[Any, _ONLY_NULL] = None
+    reasoning_effort: Annotated[Any, _ONLY_NULL] = None
+    verbosity: Annotated[Any, _ONLY_NULL] = None
+    moderation: Annotated[Any, _ONLY_NULL] = None
 
     @field_validator("modalities")
     @classmethod
@@ -358,13 +449,15 @@ class ChatCompletionRequest(_Generation):
 class CompletionRequest(_Generation):
     """POST /v1/completions (legacy text completion)."""
 
-    prompt: Any = Field(description="a string or a list of token ids (or a list holding one of those)")
+    prompt: Annotated[Any, _PROMPT] = Field(
+        description="a string or a list of token ids (or a list holding one of those)"
+    )
     max_tokens: int | None = Field(default=16, ge=1)
-    echo: bool | None = False
-    suffix: str | None = None
+    echo: Annotated[bool | None, WithJsonSchema({"anyOf": [{"const": False}, _NULL]})] = False
+    suffix: Annotated[str | None, WithJsonSchema({"anyOf": [{"type": "string", "maxLength": 0}, _NULL]})] = None
     # Legacy shape: the sampled token's logprob and this many most likely tokens at each position.
     logprobs: int | None = Field(default=None, ge=0, le=MAX_LEGACY_LOGPROBS)
-    best_of: int | None = None
+    best_of: Annotated[int | None, _ONLY_ONE] = None
 
     @field_validator("best_of")
     @classmethod

@@ -86,6 +86,34 @@ class JsonSchemaFormat(_Strict):
 ResponseFormat = TextFormat | JsonObjectFormat | JsonSchemaFormat
 
 
+# What output_structure accepts across fields, as JSON Schema for the OpenAPI document: a request is
+# one of these. Tool names that repeat, or a named tool_choice not among the tools, are refused too;
+# JSON Schema cannot say so.
+_ASKS_NO_CALL = {"enum": ["none", "auto", None]}
+_NO_TOOLS = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]}
+_TEXT_OUT = {"anyOf": [{"type": "null"}, {"properties": {"type": {"const": "text"}}}]}
+STRUCTURE_RULE: dict[str, Any] = {
+    "anyOf": [
+        # No tools, and tool_choice asks for no call.
+        {"properties": {"tool_choice": _ASKS_NO_CALL, "tools": _NO_TOOLS}},
+        # tool_choice "none": the tools are not shown, any response_format.
+        {"properties": {"tool_choice": {"const": "none"}}, "required": ["tool_choice"]},
+        # tool_choice asks for no call, and the output is text.
+        {"properties": {"tool_choice": _ASKS_NO_CALL, "response_format": _TEXT_OUT}},
+        # Tools, and the output is text (or a call).
+        {
+            "properties": {"tools": {"type": "array", "minItems": 1}, "response_format": _TEXT_OUT},
+            "required": ["tools"],
+        },
+    ]
+}
+
+
+def document_structure_rule(schema: dict[str, Any]) -> None:
+    """`json_schema_extra` of a body with the structure fields: STRUCTURE_RULE joins its allOf."""
+    schema["allOf"] = [*schema.get("allOf", []), STRUCTURE_RULE]
+
+
 @dataclass(frozen=True)
 class OutputStructure:
     """What a request's structure fields become: template tools, a constraint, callable tool names."""

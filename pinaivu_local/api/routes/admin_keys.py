@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, patch, post
 from pydantic import Field, field_validator
+from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from pinaivu_local.api.openapi_body import json_body
@@ -17,6 +18,17 @@ from pinaivu_local.catalog import Catalog
 from pinaivu_local.errors import ValidationFailed
 from pinaivu_local.keys.durations import parse_duration
 from pinaivu_local.keys.store import MAX_RPM, MAX_TPM, IssuedKey, KeySettings, KeyStore
+
+# The durations parse_duration takes, as the OpenAPI document describes them: a positive number of
+# days, hours, minutes or seconds with few enough digits to stay under its bound (100 years) in any unit.
+_DURATION = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "pattern": "^([1-9][0-9]{0,3}d|[1-9][0-9]{0,4}h|[1-9][0-9]{0,6}m|[1-9][0-9]{0,8}s)$"},
+            {"type": "null"},
+        ]
+    }
+)
 
 
 class _KeyFields(StrictBody):
@@ -30,7 +42,9 @@ class CreateKey(_KeyFields):
 
     name: str = Field(min_length=1, max_length=100)
     admin: bool = False
-    expires_in: str | None = Field(default=None, description="30d, 12h, 90m or 45s; absent: never")
+    expires_in: Annotated[str | None, _DURATION] = Field(
+        default=None, description="30d, 12h, 90m or 45s (at most 100 years); absent: never"
+    )
 
     @field_validator("expires_in")
     @classmethod
@@ -50,7 +64,10 @@ class CreateKey(_KeyFields):
 class UpdateKey(_KeyFields):
     """PATCH /admin/keys/{id}: fields present are changed (null clears a limit)."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    # Absent leaves the name as it is; null is refused (below), so the document says a string.
+    name: Annotated[str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 100})] = Field(
+        default=None, min_length=1, max_length=100
+    )
 
     @field_validator("name")
     @classmethod

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Request, get, post
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.context import RequestContext
@@ -23,6 +23,7 @@ from pinaivu_local.api.structured import (
     ResponseFormat,
     Tool,
     ToolChoice,
+    document_structure_rule,
     output_structure,
     structure_digest,
 )
@@ -51,6 +52,8 @@ class VerifyRequest(StrictBody):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+
+    model_config = ConfigDict(json_schema_extra=document_structure_rule)
 
     def structure(self) -> tuple[OutputStructure, str | None]:
         """The structure fields as the engine takes them, and their digest."""

@@ -1,0 +1,198 @@
+"""The OpenAPI document describes request bodies as the server validates them, route by route.
+
+Each case is a body next to a route's smallest good one: the published schema and the server must
+agree on it, the schema by JSON Schema validation, the server by answering or refusing (400/422).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+MODEL = "llama3.2:1b"
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+TEXT = {"model": MODEL, "prompt": "Hi", "max_tokens": 1}
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+# JSON Schema counts 1.0 as an integer; the server parses JSON strictly (as OpenAI does) and does not.
+_STRICT = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+)
+Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_STRICT)
+
+# (route, body, whether it is accepted): body fields are laid over the route's smallest good body.
+CASES: list[tuple[str, dict[str, Any], bool]] = [
+    ("chat", {}, True),
+    ("chat", {"surprise": 1}, False),
+    ("chat", {"model": ""}, False),
+    ("chat", {"messages": []}, False),
+    ("chat", {"n": 1}, True),
+    ("chat", {"n": 2}, False),
+    ("chat", {"max_tokens": 0}, False),
+    ("chat", {"temperature": 2.5}, False),
+    ("chat", {"seed": 1.0}, False),
+    ("chat", {"stop": "x"}, True),
+    ("chat", {"stop": ["a", "b", "c", "d"]}, True),
+    ("chat", {"stop": ["a", "b", "c", "d", "e"]}, False),
+    ("chat", {"stop": [1]}, False),
+    ("chat", {"logit_bias": {"12": -100}}, True),
+    ("chat", {"logit_bias": {"x": 1}}, False),
+    ("chat", {"logit_bias": {"1234567890": 1}}, False),
+    ("chat", {"logit_bias": {"12": 101}}, False),
+    ("chat", {"functions": []}, True),
+    ("chat", {"functions": [{"name": "f"}]}, False),
+    ("chat", {"function_call": "auto"}, True),
+    ("chat", {"function_call": {}}, True),
+    ("chat", {"function_call": {"name": "f"}}, False),
+    ("chat", {"modalities": ["text"]}, True),
+    ("chat", {"modalities": ["text", "audio"]}, False),
+    ("chat", {"audio": None}, True),
+    ("chat", {"audio": {"voice": "alloy"}}, False),
+    ("chat", {"reasoning_effort": "low"}, False),
+    ("chat", {"service_tier": "auto"}, True),
+    ("chat", {"service_tier": "cheapest"}, False),
+    ("chat", {"logprobs": True, "top_logprobs": 2}, True),
+    ("chat", {"top_logprobs": 2}, False),
+    ("chat", {"top_logprobs": 0}, True),
+    ("chat", {"tools": [TOOL]}, True),
+    ("chat", {"tools": [{"type": "function", "function": {"name": "no spaces"}}]}, False),
+    ("chat", {"tools": [{**TOOL, "extra": 1}]}, False),
+    ("chat", {"tool_choice": "required"}, False),
+    ("chat", {"tool_choice": "auto"}, True),
+    ("chat", {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "f"}}}, True),
+    ("chat", {"tool_choice": {"type": "function", "function": {"name": "f"}}}, False),
+    ("chat", {"response_format": {"type": "json_object"}}, True),
+    ("chat", {"response_format": {"type": "xml"}}, False),
+    ("chat", {"tools": [TOOL], "response_format": {"type": "json_object"}}, False),
+    ("chat", {"tools": [TOOL], "tool_choice": "none", "response_format": {"type": "json_object"}}, True),
+    ("chat", {"tools": [TOOL], "response_format": {"type": "text"}}, True),
+    ("chat", {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}, True),
+    ("chat", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, False),
+    ("chat", {"messages": [{"role": "user", "content": 3}]}, False),
+    ("chat", {"messages": [{"role": "user"}]}, False),
+    ("chat", {"messages": [{"role": "robot", "content": "Hi"}]}, False),
+    ("chat", {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "tool_calls": [CALL]}]}, True),
+    ("chat", {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "tool_calls": []}]}, False),
+    ("chat", {"messages": [{"role": "user", "content": "Hi", "annotations": [{"x": 1}]}]}, False),
+    ("chat", {"messages": [{"role": "user", "content": "Hi", "audio": {}}]}, True),
+    ("text", {}, True),
+    ("text", {"prompt": [1, 2, 3]}, True),
+    ("text", {"prompt": ["Hi"]}, True),
+    ("text", {"prompt": [[1, 2]]}, True),
+    ("text", {"prompt": ["Hi", "there"]}, False),
+    ("text", {"prompt": []}, False),
+    ("text", {"prompt": [True]}, False),
+    ("text", {"prompt": None}, False),
+    ("text", {"echo": False}, True),
+    ("text", {"echo": True}, False),
+    ("text", {"suffix": ""}, True),
+    ("text", {"suffix": "end"}, False),
+    ("text", {"best_of": 1}, True),
+    ("text", {"best_of": 3}, False),
+    ("text", {"logprobs": 5}, True),
+    ("text", {"logprobs": 6}, False),
+    ("text", {"messages": []}, False),
+    ("verify", {}, True),
+    ("verify", {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}, True),
+    ("verify", {"messages": [{"role": "user", "content": 3}]}, False),
+    ("verify", {"prompt": [1.5]}, False),
+    ("verify", {"output": None}, False),
+    ("verify", {"tool_choice": "required"}, False),
+    ("verify", {"tools": [TOOL], "response_format": {"type": "json_object"}}, False),
+    ("verify", {"surprise": 1}, False),
+    ("receipt", {}, True),
+    ("receipt", {"signature": 1}, False),
+    ("receipt", {"surprise": 1}, False),
+    ("new key", {}, True),
+    ("new key", {"expires_in": "30d"}, True),
+    ("new key", {"expires_in": "90m"}, True),
+    ("new key", {"expires_in": "0d"}, False),
+    ("new key", {"expires_in": "30y"}, False),
+    ("new key", {"name": ""}, False),
+    ("new key", {"rpm": 0}, False),
+    ("new key", {"models": [MODEL]}, True),
+    ("new key", {"admin": "yes"}, False),
+    ("key change", {}, True),
+    ("key change", {"name": "renamed"}, True),
+    ("key change", {"name": None}, False),
+    ("key change", {"rpm": None}, True),
+    ("key change", {"admin": True}, False),
+]
+
+
+@pytest.fixture
+def served(app_client: TestClient[Litestar]) -> Iterator[dict[str, tuple[str, str, dict[str, Any]]]]:
+    """Per route name: method, path and smallest good body (a request, a receipt and a key to use)."""
+    answer = app_client.post("/v1/chat/completions", json=CHAT)
+    request_id, receipt = answer.json()["request_id"], json.loads(answer.headers["x-pinaivu-receipt"])
+    deadline = time.monotonic() + 10  # the log writes its records in the background
+    while app_client.get(f"/v1/requests/{request_id}").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    key_id = app_client.post("/admin/keys", json={"name": "changed"}).json()["id"]
+    yield {
+        "chat": ("POST", "/v1/chat/completions", CHAT),
+        "text": ("POST", "/v1/completions", TEXT),
+        "verify": (
+            "POST",
+            f"/v1/requests/{request_id}/verify",
+            {"output": "x", "messages": CHAT["messages"], "replay": False},
+        ),
+        "receipt": ("POST", "/v1/receipts/verify", receipt),
+        "new key": ("POST", "/admin/keys", {"name": "new"}),
+        "key change": ("PATCH", f"/admin/keys/{key_id}", {}),
+    }
+
+
+def body_schemas(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each operation's published JSON body schema, by (METHOD, path template)."""
+    return {
+        (method.upper(), path): operation["requestBody"]["content"]["application/json"]["schema"]
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    }
+
+
+def template_of(path: str, templates: list[str]) -> str:
+    """The path template `path` fills in."""
+    parts = path.split("/")
+    for template in templates:
+        pattern = template.split("/")
+        if len(pattern) == len(parts) and all(p == t or t.startswith("{") for p, t in zip(parts, pattern, strict=True)):
+            return template
+    raise AssertionError(f"no template for {path}")
+
+
+def test_every_route_with_a_body_is_covered(
+    app_client: TestClient[Litestar], served: dict[str, tuple[str, str, dict[str, Any]]]
+) -> None:
+    schemas = body_schemas(app_client.get("/docs/openapi.json").json())
+    templates = [path for _, path in schemas]
+    covered = {(method, template_of(path, templates)) for method, path, _ in served.values()}
+    assert covered == set(schemas)
+    assert {route for route, _, _ in CASES} == set(served)
+
+
+def test_the_document_and_the_server_agree_on_each_body(
+    app_client: TestClient[Litestar], served: dict[str, tuple[str, str, dict[str, Any]]]
+) -> None:
+    schemas = body_schemas(app_client.get("/docs/openapi.json").json())
+    templates = [template for _, template in schemas]
+    disagreements = []
+    for route, change, accepted in CASES:
+        method, path, good = served[route]
+        body = {**good, **change}
+        documented = Validator(schemas[method, template_of(path, templates)]).is_valid(body)
+        answer = app_client.request(method, path, json=body)
+        served_ok = answer.status_code not in (400, 422)
+        if documented is not accepted or served_ok is not accepted:
+            disagreements.append((route, change, f"expected {accepted}, document {documented}", answer.text[:300]))
+    assert disagreements == []
