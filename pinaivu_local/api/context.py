@@ -7,8 +7,8 @@ from typing import Any
 
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.in_flight import Slot
+from pinaivu_local.api.inference import Run
 from pinaivu_local.errors import AuthenticationError
-from pinaivu_local.requestlog.records import FinishedRequest
 
 # The one key this project uses in the ASGI scope's per-request state.
 _STATE_KEY = "pinaivu_context"
@@ -16,12 +16,11 @@ _STATE_KEY = "pinaivu_context"
 
 @dataclass
 class RequestContext:
-    """Who called, which model and request_id it got, and the record it left (for logs and headers)."""
+    """Who called, which model it asked for, and the run it started (its request_id and record, for logs)."""
 
     principal: Principal | None = None
     model_id: str | None = None
-    request_id: str | None = None
-    record: FinishedRequest | None = None
+    run: Run | None = None
     in_flight: Slot | None = None  # its place in its key's requests in flight, released when it ends
 
     def caller(self) -> Principal:

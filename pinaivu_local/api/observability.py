@@ -45,7 +45,7 @@ def observability(app: ASGIApp) -> ASGIApp:
 
 def _finish(services: Services, scope: Scope, context: RequestContext, status: int, ms: float) -> None:
     key = context.principal.name if context.principal else None
-    record = context.record
+    record = context.run.record if context.run else None
     path = scope.get("path", "")
     if path.rstrip("/") in INFERENCE_PATHS and context.principal is not None:
         # /metrics needs no key: series carry key ids, never the names people give their keys.
@@ -58,7 +58,7 @@ def _finish(services: Services, scope: Scope, context: RequestContext, status: i
         "path": path,
         "status": status,
         "ms": round(ms, 1),
-        "request_id": context.request_id,
+        "request_id": context.run.request_id if context.run else None,
         "key": key,
         "model": context.model_id,
         "tokens": (record.prompt_tokens + record.completion_tokens) if record else None,

@@ -6,7 +6,8 @@ from typing import Any
 
 from pinaivu_local.api.context import RequestContext
 from pinaivu_local.api.delivery import collect
-from pinaivu_local.api.inference import CLIENT_CLOSED, Inference, InferenceRequest
+from pinaivu_local.api.inference import CLIENT_CLOSED, Inference
+from pinaivu_local.api.inference_request import InferenceRequest
 from pinaivu_local.api.structured import OutputStructure
 from pinaivu_local.engine.model_pool import ModelPool
 from pinaivu_local.engine.prepared import PromptSource
@@ -74,8 +75,9 @@ class Replayer:
             structure_digest=digest,
         )
         try:
-            admission = await self._inference.take_request(context)
-            run = await self._inference.start(context, request, admission, replay_of=record.request_id)
+            principal = context.caller()
+            admission = await self._inference.take_request(principal)
+            run = context.run = await self._inference.start(principal, request, admission, replay_of=record.request_id)
         except _NOT_NOW as exc:
             return {"performed": False, "reason": exc.message}
         try:

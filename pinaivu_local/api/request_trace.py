@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from pinaivu_local.api.auth import Principal
+from pinaivu_local.api.backends import PlacedGeneration
 from pinaivu_local.api.openai_shapes import Completion
 from pinaivu_local.clock import utcnow
-from pinaivu_local.engine.generation import Generation, Usage
+from pinaivu_local.engine.generation import Usage
 from pinaivu_local.engine.prepared import PreparedRequest
-from pinaivu_local.fleet.remote import RemoteGeneration
 from pinaivu_local.requestlog.commitment import canonical_json, input_digest, output_digest
 from pinaivu_local.requestlog.records import FinishedRequest
 
@@ -26,16 +26,14 @@ class RequestTrace:
     prepared: PreparedRequest
     committed_input: Any  # the messages as sent (chat) or the prompt (text)
     log_content: bool
-    model_sha256: str | None = None  # the SHA-256 of the model file that computes it
     replay_of: str | None = None  # a verification replay: the request it runs again
-    node: str | None = None  # a gateway with nodes: the node it was placed on
     tool_names: tuple[str, ...] = ()  # tools the output may call (shapes the response, not the record)
     structure_digest: str | None = None  # SHA-256 of tools / tool_choice / response_format as sent
     created_at: datetime = field(default_factory=utcnow)
 
     def record(
         self,
-        generation: Generation,
+        generation: PlacedGeneration,
         text: str,
         *,
         status: int,
@@ -48,8 +46,6 @@ class RequestTrace:
         prompt_tokens = usage.prompt_tokens if usage else len(self.prepared.prompt)
         timings = generation.timings()
         completion_tokens = usage.completion_tokens if usage else generation.tokens_used - prompt_tokens
-        # Failover may have moved a remote one: the node that ran it last, and the model hash its receipt named.
-        remote = generation if isinstance(generation, RemoteGeneration) else None
         decode_s = timings.total_s - (timings.first_token_s or timings.total_s)
         # tokens after the first, over the time after the first: the decoding speed
         speed = (completion_tokens - 1) / decode_s if completion_tokens > 1 and decode_s > 0 else None
@@ -60,7 +56,8 @@ class RequestTrace:
             key_id=self.principal.key_id,
             key_name=self.principal.name,
             model_id=self.prepared.model_id,
-            model_sha256=remote.model_sha256 if remote else self.model_sha256,
+            # Read at the end: failover may have moved it to another node, with another model file.
+            model_sha256=generation.model_sha256,
             status_code=status,
             finish_reason=finish_reason,
             error=error,
@@ -76,7 +73,7 @@ class RequestTrace:
             input_content=canonical_json(self.committed_input) if self.log_content else None,
             output_content=text if self.log_content else None,
             replay_of=self.replay_of,
-            node=remote.node if remote else self.node,
+            node=generation.node,
         )
 
     def _sampling_json(self) -> str:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from pinaivu_local.api.inference import InferenceRequest
+from pinaivu_local.api.inference_request import InferenceRequest
 from pinaivu_local.api.structured import (
     ResponseFormat,
     Tool,

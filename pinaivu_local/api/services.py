@@ -12,6 +12,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 
 from pinaivu_local.api.auth import KeyAuthenticator
+from pinaivu_local.api.backends import Backend, FleetBackend, LocalBackend
 from pinaivu_local.api.in_flight import InFlight
 from pinaivu_local.api.inference import Inference
 from pinaivu_local.api.metrics import Metrics
@@ -84,16 +85,15 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
         metrics.watch_models(pool.statuses)
         limiter = _open_limiter(settings)
         fleet = _fleet(settings, pool, hashes)
+        backend: Backend = FleetBackend(fleet, pool, hashes) if fleet else LocalBackend(pool, hashes)
         inference = Inference(
-            pool,
+            backend,
             limiter,
             request_log,
             metrics,
-            hashes,
             identity,
             log_content=settings.log_content,
             share_prefixes=settings.prefix_cache_sharing == "all",
-            fleet=fleet,
         )
         yield Services(
             settings=settings,

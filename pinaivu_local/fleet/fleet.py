@@ -9,7 +9,7 @@ import json
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -24,6 +24,10 @@ from pinaivu_local.suggest import suggest
 from pinaivu_local.wire import STREAM_INTERVAL_HEADER
 
 log = logging.getLogger(__name__)
+
+
+# What the gateway's own engine gives back when it takes a request itself.
+LocalT = TypeVar("LocalT", bound=Generation)
 
 
 class Fleet:
@@ -117,12 +121,12 @@ class Fleet:
         self,
         request: RemoteRequest,
         prefix: str,
-        local_start: Callable[[], Generation] | None,
+        local_start: Callable[[], LocalT] | None,
         *,
         buffered: bool,
         model_sha256: str | None = None,
-    ) -> tuple[Generation, str]:
-        """Run the request on the best node that takes it; (its generation, the node's name).
+    ) -> LocalT | RemoteGeneration:
+        """Run the request on the best node that takes it: the gateway's own (`local_start`) or another.
 
         A node that refuses, is unreachable or times out is left for the next (`buffered`: the client
         gets the answer whole, so a node may fail at any point before its end); Unavailable
@@ -145,14 +149,11 @@ class Fleet:
                 except Unavailable:
                     continue  # queue full or recovering: another node may take it
                 self._router.served(prefix, LOCAL)
-                return generation, LOCAL
+                return generation
             opened = await self._try(node, request)
             if opened is not None:
                 self._router.served(prefix, node.name)
-                generation = RemoteGeneration(
-                    request, node, opened, self._reopener(request, model_sha256), buffered=buffered
-                )
-                return generation, node.name
+                return RemoteGeneration(request, node, opened, self._reopener(request, model_sha256), buffered=buffered)
         raise self._no_nodes(request.model)
 
     def _reopener(self, request: RemoteRequest, model_sha256: str | None) -> Callable[[set[str]], Any]:

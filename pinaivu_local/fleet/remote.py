@@ -86,6 +86,9 @@ class RemoteGeneration:
         receipt = self.receipt
         return None if receipt is None else str(receipt.document["model_sha256"])
 
+    # A node computed it: the gateway signs nothing for it, and passes the node's receipt on.
+    computed_here = False
+
     @property
     def receipt(self) -> SignedReceipt | None:
         """The node's own signed receipt, exactly as it sent it (None: a node without receipts, or a

@@ -50,7 +50,8 @@ async def _complete(
     # The request's context is read here, not injected: Litestar resolves two dependencies of one
     # level in a task group of their own, which costs more than the whole key lookup.
     context = context_of(request.scope)
-    admission = await inference.take_request(context)  # counted before parsing what may be megabytes
+    principal = context.caller()
+    admission = await inference.take_request(principal)  # counted before parsing what may be megabytes
     interval = requested_interval_s(request.headers)
     body = await read_body(request, schema)
     size = len(await request.body())  # read once: Litestar keeps it
@@ -59,5 +60,6 @@ async def _complete(
     build = body.inference_request
     built = build() if size <= OFF_LOOP_BYTES and not body.has_schemas() else await asyncio.to_thread(build)
     asked = replace(built, streamed=bool(body.stream), text_interval_s=interval, body_bytes=size)
-    run = await inference.start(context, asked, admission)
+    context.model_id = inference.resolve(asked.model)
+    run = context.run = await inference.start(principal, asked, admission)
     return await respond(request, run, stream=bool(body.stream))

@@ -1,0 +1,33 @@
+"""An inference request as every API family hands it to the shared flow: validated, not yet sized."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pinaivu_local.api.openai_shapes import Kind
+from pinaivu_local.engine.prepared import Constraint, PromptSource
+from pinaivu_local.engine.sampling import SamplingParams
+
+
+@dataclass(frozen=True)
+class InferenceRequest:
+    """A completion request as a route hands it over, validated but not yet sized."""
+
+    kind: Kind
+    model: str
+    source: PromptSource
+    sampling: SamplingParams
+    max_tokens: int | None  # as asked; None: the rest of the context
+    committed_input: Any  # what the commitment hashes: the messages as sent, or the prompt
+    include_usage: bool = False  # a stream ends with a usage chunk
+    # Answered as a stream; a whole answer reaches the client only at its end, so a node that fails
+    # midway can still be left for another (fleet/remote.py).
+    streamed: bool = True
+    # A verification replay at a gateway: only a node known to hold this very model file may run it.
+    model_sha256: str | None = None
+    constraint: Constraint | None = None  # what tools / response_format hold the output to
+    tool_names: tuple[str, ...] = ()  # the output is parsed for a call to one of these
+    structure_digest: str | None = None  # SHA-256 of tools, tool_choice, ... as sent: kept in the record
+    text_interval_s: float | None = None  # how often its new text goes out; None: the server's setting
+    body_bytes: int | None = None  # the size of the body it came in (None: unknown, sized as large)
