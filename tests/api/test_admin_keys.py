@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +136,21 @@ def test_cli_rotate_and_errors(srv: RunningServer) -> None:
 
 
 def test_expiry(srv: RunningServer) -> None:
-    issued = json.loads(cli(srv, "create", "--name", "brief", "--expires-in", "2s", "--json").stdout)
-    assert chat(issued["key"], srv).choices
-    time.sleep(2.2)
+    """A key made to expire answers until its moment and is refused from then on. Neither half races the
+    clock: a key made to last an hour answers, and one made to last a second is asked once the clock has
+    passed the expires_at it was given (waited for), however long the CLI and the server take."""
+    lasting = json.loads(cli(srv, "create", "--name", "lasting", "--expires-in", "1h", "--json").stdout)
+    brief = json.loads(cli(srv, "create", "--name", "brief", "--expires-in", "1s", "--json").stdout)
+    for issued, lifetime in ((lasting, timedelta(hours=1)), (brief, timedelta(seconds=1))):
+        assert datetime.fromisoformat(issued["expires_at"]) - datetime.fromisoformat(issued["created_at"]) == lifetime
+    while datetime.now(UTC) <= datetime.fromisoformat(brief["expires_at"]):
+        time.sleep(0.05)
     with pytest.raises(openai.AuthenticationError) as caught:
-        chat(issued["key"], srv)
+        chat(brief["key"], srv)
     assert caught.value.code == "expired_api_key" and "expired" in caught.value.message
+    assert admin(srv, "GET", f"/keys/{brief['id']}").json()["state"] == "expired"
+    assert chat(lasting["key"], srv).choices
+    assert admin(srv, "GET", f"/keys/{lasting['id']}").json()["state"] == "active"
 
 
 def test_keys_survive_a_restart_and_stay_hashed(
