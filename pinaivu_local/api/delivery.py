@@ -12,7 +12,8 @@ from litestar.response import Stream
 
 from pinaivu_local.api.error_rendering import error_body, status_of
 from pinaivu_local.api.inference import CLIENT_CLOSED, Run
-from pinaivu_local.api.openai_shapes import RECEIPT_HEADER, SSE_DONE, FinishReason, sse, tool_call_body
+from pinaivu_local.api.inference_request import FinishReason
+from pinaivu_local.api.openai_shapes import RECEIPT_HEADER, SSE_DONE, Completion, sse, tool_call_body
 from pinaivu_local.api.tool_calls import CallStart, ToolCallParser, parse_output
 from pinaivu_local.engine.generation import Usage
 from pinaivu_local.errors import PinaivuError
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 async def respond(request: Request[Any, Any, Any], run: Run, *, stream: bool) -> Response[Any]:
     """The response for `run`: a stream that starts at once, or the whole body once it is done."""
-    headers = {"x-request-id": run.completion.request_id}
+    headers = {"x-request-id": run.request_id}
     if stream:
         return Stream(
             _sse_events(run),
@@ -38,10 +39,10 @@ async def respond(request: Request[Any, Any, Any], run: Run, *, stream: bool) ->
     if run.signed is not None:
         headers[RECEIPT_HEADER] = run.signed.header_value()
     if not run.tool_names:
-        return Response(run.completion.body(text, finish, usage, run.logprobs), headers=headers)
+        return Response(Completion.of(run).body(text, finish, usage, run.logprobs), headers=headers)
     parsed = parse_output(text, run.tool_names)
     calls = [tool_call_body(parsed.call, parsed.arguments)] if parsed.call else None
-    return Response(run.completion.body(parsed.content, finish, usage, run.logprobs, calls), headers=headers)
+    return Response(Completion.of(run).body(parsed.content, finish, usage, run.logprobs, calls), headers=headers)
 
 
 async def collect(run: Run) -> tuple[str, FinishReason, Usage]:
@@ -89,7 +90,7 @@ async def _sse_events(run: Run) -> AsyncIterator[bytes]:
     Each yield is one write to the socket (a system call and a wake-up of the client), so the events of
     one delta go out together, and the last ones with [DONE]: once the record is durable.
     """
-    completion = run.completion
+    completion = Completion.of(run)
     parser = ToolCallParser(run.tool_names) if run.tool_names else None
     called = ended = False
     try:

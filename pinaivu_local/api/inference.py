@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.backends import Backend, PlacedGeneration
-from pinaivu_local.api.inference_request import InferenceRequest
+from pinaivu_local.api.inference_request import FinishReason, InferenceRequest, RunIdentity
 from pinaivu_local.api.metrics import Metrics
-from pinaivu_local.api.openai_shapes import Completion, FinishReason
 from pinaivu_local.api.request_trace import RequestTrace
 from pinaivu_local.api.tool_calls import parse_output
 from pinaivu_local.engine.generation import Delta, Usage
@@ -41,13 +40,14 @@ class Run:
 
     def __init__(
         self,
-        completion: Completion,
+        request: InferenceRequest,
         generation: PlacedGeneration,
         reservation: Admission,
         trace: RequestTrace,
         hooks: _RunHooks,
     ) -> None:
-        self.completion = completion
+        self.request = request
+        self.identity = trace.identity
         self._generation = generation
         self._reservation = reservation
         self._trace = trace
@@ -63,7 +63,7 @@ class Run:
     @property
     def request_id(self) -> str:
         """The `req_...` id its answer and its record carry."""
-        return self.completion.request_id
+        return self.identity.request_id
 
     async def deltas(self) -> AsyncIterator[Delta]:
         """The generation's deltas, their text kept for the record."""
@@ -199,14 +199,8 @@ class Inference:
         except BaseException:
             admission.cancel()  # never ran: its tokens cost nothing (the request still counts)
             raise
-        completion = Completion(
-            request.kind,
-            model_id,
-            include_usage=request.include_usage,
-            logprobs=request.sampling.logprobs is not None,
-        )
         trace = RequestTrace(
-            completion=completion,
+            identity=RunIdentity(request.kind, model_id),
             principal=principal,
             prepared=prepared,
             committed_input=request.committed_input,
@@ -216,4 +210,4 @@ class Inference:
             structure_digest=request.structure_digest,
         )
         hooks = _RunHooks(self._request_log, self._metrics, self._identity)
-        return Run(completion, generation, admission, trace, hooks)
+        return Run(request, generation, admission, trace, hooks)

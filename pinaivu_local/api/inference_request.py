@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from pinaivu_local.api.openai_shapes import Kind
 from pinaivu_local.engine.prepared import Constraint, PromptSource
 from pinaivu_local.engine.sampling import SamplingParams
+
+# A chat (messages rendered with the model's template) or a text completion (a prompt as it is).
+Kind = Literal["chat", "text"]
+# How an answer ended: the engine's reasons, or on a whole call to one of the request's tools.
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 @dataclass(frozen=True)
@@ -31,3 +37,18 @@ class InferenceRequest:
     structure_digest: str | None = None  # SHA-256 of tools, tool_choice, ... as sent: kept in the record
     text_interval_s: float | None = None  # how often its new text goes out; None: the server's setting
     body_bytes: int | None = None  # the size of the body it came in (None: unknown, sized as large)
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who a started request is, whatever API family answers it: its ids, its model, when it began."""
+
+    kind: Kind
+    model_id: str
+    hex_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def request_id(self) -> str:
+        """The id a user looks the request up by (also the x-request-id header)."""
+        return f"req_{self.hex_id}"

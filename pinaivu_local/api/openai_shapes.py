@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import functools
-import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from pinaivu_local.api.inference_request import FinishReason, Kind, RunIdentity
 from pinaivu_local.api.logprob_shapes import chat_logprobs, legacy_logprobs
 from pinaivu_local.api.tool_calls import ArgumentsPiece, CallStart, ContentPiece, Event
 from pinaivu_local.engine.generation import Usage
 from pinaivu_local.engine.logprobs import TokenLogprob
 from pinaivu_local.wire import RECEIPT_FIELD
 
+if TYPE_CHECKING:
+    from pinaivu_local.api.inference import Run
+
 SYSTEM_FINGERPRINT = "fp_pinaivu_local"
 # A completed answer's signed receipt: this header on a whole body, RECEIPT_FIELD on a stream's last chunk.
 RECEIPT_HEADER = "x-pinaivu-receipt"
-
-Kind = Literal["chat", "text"]
-# The engine's reasons, plus OpenAI's for an answer that is a tool call.
-FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 def tool_call_body(call: CallStart, arguments: str) -> dict[str, Any]:
@@ -43,19 +41,27 @@ def usage_body(usage: Usage) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Completion:
-    """Identity of one completion: the ids and fields every body and chunk repeats."""
+    """One answer in OpenAI's shapes: the ids and fields every body and chunk repeats."""
 
-    kind: Kind
-    model: str
+    identity: RunIdentity
     include_usage: bool = False
     logprobs: bool = False  # the request asked for them: choices carry an object, not null
-    hex_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    created: int = field(default_factory=lambda: int(time.time()))
+
+    @classmethod
+    def of(cls, run: Run) -> Completion:
+        """The shapes of a started run's answer, as its request asked for them."""
+        asked = run.request
+        return cls(run.identity, include_usage=asked.include_usage, logprobs=asked.sampling.logprobs is not None)
+
+    @property
+    def kind(self) -> Kind:
+        """A chat completion or a text completion."""
+        return self.identity.kind
 
     @property
     def request_id(self) -> str:
         """The id a user looks the request up by (also the x-request-id header)."""
-        return f"req_{self.hex_id}"
+        return self.identity.request_id
 
     def _head(self, obj: str) -> dict[str, Any]:
         return {**self._ids, "object": obj, **self._tail}
@@ -63,13 +69,13 @@ class Completion:
     @functools.cached_property
     def _ids(self) -> dict[str, Any]:
         # Built once per completion: a stream repeats them in every chunk.
-        return {"id": f"{'chatcmpl' if self.kind == 'chat' else 'cmpl'}-{self.hex_id}"}
+        return {"id": f"{'chatcmpl' if self.kind == 'chat' else 'cmpl'}-{self.identity.hex_id}"}
 
     @functools.cached_property
     def _tail(self) -> dict[str, Any]:
         return {
-            "created": self.created,
-            "model": self.model,
+            "created": self.identity.created,
+            "model": self.identity.model_id,
             "system_fingerprint": SYSTEM_FINGERPRINT,
             "request_id": self.request_id,
         }

@@ -85,7 +85,7 @@ class Replayer:
             await run.recorded()
         finally:
             run.end(CLIENT_CLOSED, error="the replay was interrupted")
-        return {**_report(output, replayed), "request_id": run.completion.request_id}
+        return {**_report(output, replayed), "request_id": run.request_id}
 
     @staticmethod
     def _fleet_cannot(record: RequestRecord) -> str | None:

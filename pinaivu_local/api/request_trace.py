@@ -9,7 +9,7 @@ from typing import Any
 
 from pinaivu_local.api.auth import Principal
 from pinaivu_local.api.backends import PlacedGeneration
-from pinaivu_local.api.openai_shapes import Completion
+from pinaivu_local.api.inference_request import RunIdentity
 from pinaivu_local.clock import utcnow
 from pinaivu_local.engine.generation import Usage
 from pinaivu_local.engine.prepared import PreparedRequest
@@ -21,7 +21,7 @@ from pinaivu_local.requestlog.records import FinishedRequest
 class RequestTrace:
     """What a record needs that is known when the request starts."""
 
-    completion: Completion
+    identity: RunIdentity
     principal: Principal
     prepared: PreparedRequest
     committed_input: Any  # the messages as sent (chat) or the prompt (text)
@@ -50,9 +50,9 @@ class RequestTrace:
         # tokens after the first, over the time after the first: the decoding speed
         speed = (completion_tokens - 1) / decode_s if completion_tokens > 1 and decode_s > 0 else None
         return FinishedRequest(
-            request_id=self.completion.request_id,
+            request_id=self.identity.request_id,
             created_at=self.created_at,
-            kind=self.completion.kind,
+            kind=self.identity.kind,
             key_id=self.principal.key_id,
             key_name=self.principal.name,
             model_id=self.prepared.model_id,
