@@ -11,20 +11,21 @@ from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 
 from pinaivu_local import __version__
-from pinaivu_local.api.body_deadline import body_deadline
 from pinaivu_local.api.dependencies import DEPENDENCIES
-from pinaivu_local.api.error_rendering import EXCEPTION_HANDLERS
-from pinaivu_local.api.guards import require_admin, require_key
-from pinaivu_local.api.observability import observability
-from pinaivu_local.api.ratelimit_headers import ratelimit_headers
+from pinaivu_local.api.http.app_state import STATE_KEY
+from pinaivu_local.api.http.body_deadline import body_deadline
+from pinaivu_local.api.http.error_rendering import EXCEPTION_HANDLERS
+from pinaivu_local.api.http.guards import require_admin, require_key
+from pinaivu_local.api.http.observability import observability
+from pinaivu_local.api.http.ratelimit_headers import ratelimit_headers
+from pinaivu_local.api.openai.routes import chat_completions, completions
 from pinaivu_local.api.routes.admin_keys import create_key, list_keys, revoke_key, rotate_key, show_key, update_key
 from pinaivu_local.api.routes.admin_usage import usage
-from pinaivu_local.api.routes.completions import chat_completions, completions
 from pinaivu_local.api.routes.health import health, prometheus_metrics
 from pinaivu_local.api.routes.models import list_models, retrieve_model
 from pinaivu_local.api.routes.node import node_identity, verify_receipt
 from pinaivu_local.api.routes.requests import get_request, list_requests, verify_request
-from pinaivu_local.api.services import STATE_KEY, open_services
+from pinaivu_local.api.services import open_services
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.engine.model_pool import ModelPool
 from pinaivu_local.settings import Settings

@@ -15,8 +15,8 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
-from pinaivu_local.api.auth import Principal
-from pinaivu_local.api.context import RequestContext, context_of
+from pinaivu_local.api.flow.principal import Principal
+from pinaivu_local.api.http.context import RequestContext, context_of
 from pinaivu_local.api.services import Services, services_in
 
 

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from litestar import Litestar
 from litestar.datastructures import State
 
-from pinaivu_local.api.auth import KeyAuthenticator
-from pinaivu_local.api.backends import Backend, FleetBackend, LocalBackend
-from pinaivu_local.api.in_flight import InFlight
-from pinaivu_local.api.inference import Inference
-from pinaivu_local.api.metrics import Metrics
-from pinaivu_local.api.replay import Replayer
+from pinaivu_local.api.flow.backends import Backend, FleetBackend, LocalBackend
+from pinaivu_local.api.flow.inference import Inference
+from pinaivu_local.api.flow.metrics import Metrics
+from pinaivu_local.api.http.app_state import state_services
+from pinaivu_local.api.http.auth import KeyAuthenticator
+from pinaivu_local.api.http.in_flight import InFlight
+from pinaivu_local.api.openai.replay import Replayer
 from pinaivu_local.api.routes.models import model_object
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.engine.devices import supports_gpu_offload
@@ -39,7 +40,6 @@ from pinaivu_local.storage.database import Database
 log = logging.getLogger(__name__)
 
 # The application state's one entry, set by the lifespan.
-STATE_KEY = "services"
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def services_of(app: Litestar) -> Services:
 
 def services_in(state: State) -> Services:
     """The services the lifespan put in the app's state, the one thing it puts there."""
-    services = state.get(STATE_KEY)
+    services = state_services(state)
     if not isinstance(services, Services):
         raise RuntimeError("the app's lifespan has not opened its services")
     return services

@@ -61,7 +61,7 @@ def serve(pull: bool, **options: Any) -> None:
     import uvicorn
 
     from pinaivu_local.api.app import create_app
-    from pinaivu_local.api.connections import guarded_protocol
+    from pinaivu_local.api.http.connections import guarded_protocol
     from pinaivu_local.tiny_models.catalog import tiny_catalog
 
     settings = build_settings(**options)

@@ -173,7 +173,7 @@ class Fleet:
         rotation unless it was only busy); a node's refusal of the request itself is raised as the client's."""
         if self._client is None:
             raise EngineFailure("the fleet is not running (a bug: its lifespan has not started)")
-        # Every token at once: a stream cut short is counted by its chunks (api/stream_pacing.py).
+        # Every token at once: a stream cut short is counted by its chunks (api/http/stream_pacing.py).
         headers = {STREAM_INTERVAL_HEADER: "0"}
         if node.spec.api_key:
             headers["authorization"] = f"Bearer {node.spec.api_key}"

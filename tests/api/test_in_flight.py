@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pinaivu_local.api.in_flight import InFlight
+from pinaivu_local.api.http.in_flight import InFlight
 from pinaivu_local.errors import RateLimited
 
 

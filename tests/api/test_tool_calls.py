@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pinaivu_local.api.tool_calls import ArgumentsPiece, CallStart, ContentPiece, ToolCallParser, parse_output
+from pinaivu_local.api.flow.tool_calls import ArgumentsPiece, CallStart, ContentPiece, ToolCallParser, parse_output
 
 NAMES = ("get_current_weather", "get_time")
 CALL = '{"name": "get_current_weather", "parameters": {"location": "San Francisco, CA", "unit": "celsius"}}'

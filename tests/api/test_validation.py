@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
-from pinaivu_local.api.validation import parse_body
+from pinaivu_local.api.http.validation import parse_body
+from pinaivu_local.api.openai.protocol import ChatCompletionRequest, CompletionRequest
 from pinaivu_local.errors import InvalidJSON, InvalidRequest, ValidationFailed
 
 

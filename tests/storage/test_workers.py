@@ -12,16 +12,20 @@ from pinaivu_local.storage.workers import Workers
 def test_calls_beyond_the_threads_wait_and_can_be_dropped() -> None:
     workers = Workers("test", 2)
     release = threading.Event()
+    running = threading.Semaphore(0)
     names: list[str] = []
 
     def held() -> str:
         names.append(threading.current_thread().name)
         assert threading.current_thread().daemon  # a call stuck on a stalled server never holds up exit
+        running.release()
         release.wait(30)
         return "done"
 
     first, second = workers.submit(held), workers.submit(held)
     waiting, dropped = workers.submit(lambda: "waited"), workers.submit(lambda: "ran")
+    # Both held calls running at once, however slowly the threads started: each has a thread of its own.
+    assert running.acquire(timeout=10) and running.acquire(timeout=10)
     assert dropped.cancel()  # not started: both threads are busy
     release.set()
     assert (first.result(10), second.result(10), waiting.result(10)) == ("done", "done", "waited")

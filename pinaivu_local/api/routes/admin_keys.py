@@ -6,14 +6,16 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from pydantic import Field, field_validator
 from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from pinaivu_local.api.openapi_body import json_body
-from pinaivu_local.api.openapi_errors import error_responses
-from pinaivu_local.api.schemas import StrictBody
-from pinaivu_local.api.validation import read_body
+from pinaivu_local.api.http.openapi_body import json_body
+from pinaivu_local.api.http.openapi_errors import error_responses
+from pinaivu_local.api.http.validation import read_body
+from pinaivu_local.api.openai.protocol import StrictBody
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.errors import ValidationFailed
 from pinaivu_local.keys.durations import parse_duration
@@ -102,7 +104,9 @@ def _issued(issued: IssuedKey, **extra: Any) -> dict[str, Any]:
     operation_class=json_body(CreateKey),
     responses=error_responses(400, 401, 403, 422),
 )
-async def create_key(request: Request[Any, Any, Any], key_store: KeyStore, catalog: Catalog) -> dict[str, Any]:
+async def create_key(
+    request: Request[Any, Any, Any], key_store: NamedDependency[KeyStore], catalog: NamedDependency[Catalog]
+) -> dict[str, Any]:
     """A new key with a name, optional model list, limits, expiry and admin flag."""
     body = await read_body(request, CreateKey)
     _check_models(catalog, body.models)
@@ -118,13 +122,13 @@ async def create_key(request: Request[Any, Any, Any], key_store: KeyStore, catal
 
 
 @get("/keys", summary="List keys (never their clear text)", responses=error_responses(401, 403))
-async def list_keys(key_store: KeyStore) -> dict[str, Any]:
+async def list_keys(key_store: NamedDependency[KeyStore]) -> dict[str, Any]:
     """Every key, newest first."""
     return {"object": "list", "data": [k.public() for k in await key_store.call(key_store.list)]}
 
 
 @get("/keys/{key_id:str}", summary="Show one key", responses=error_responses(400, 401, 403, 404))
-async def show_key(key_store: KeyStore, key_id: str) -> dict[str, Any]:
+async def show_key(key_store: NamedDependency[KeyStore], key_id: FromPath[str]) -> dict[str, Any]:
     """One key by id."""
     return (await key_store.call(key_store.get, key_id)).public()
 
@@ -136,7 +140,10 @@ async def show_key(key_store: KeyStore, key_id: str) -> dict[str, Any]:
     responses=error_responses(400, 401, 403, 404, 422),
 )
 async def update_key(
-    request: Request[Any, Any, Any], key_store: KeyStore, catalog: Catalog, key_id: str
+    request: Request[Any, Any, Any],
+    key_store: NamedDependency[KeyStore],
+    catalog: NamedDependency[Catalog],
+    key_id: FromPath[str],
 ) -> dict[str, Any]:
     """Only the fields present in the body change."""
     body = await read_body(request, UpdateKey)
@@ -148,7 +155,7 @@ async def update_key(
 
 
 @delete("/keys/{key_id:str}", status_code=200, summary="Revoke a key", responses=error_responses(400, 401, 403, 404))
-async def revoke_key(key_store: KeyStore, key_id: str) -> dict[str, Any]:
+async def revoke_key(key_store: NamedDependency[KeyStore], key_id: FromPath[str]) -> dict[str, Any]:
     """Revoked at once: the next request with it gets 401 revoked_api_key."""
     return (await key_store.call(key_store.revoke, key_id)).public()
 
@@ -159,6 +166,6 @@ async def revoke_key(key_store: KeyStore, key_id: str) -> dict[str, Any]:
     summary="Revoke a key and issue its replacement",
     responses=error_responses(400, 401, 403, 404, 409),
 )
-async def rotate_key(key_store: KeyStore, key_id: str) -> Response[dict[str, Any]]:
+async def rotate_key(key_store: NamedDependency[KeyStore], key_id: FromPath[str]) -> Response[dict[str, Any]]:
     """Same settings, new secret; the old key is revoked."""
     return Response(_issued(await key_store.call(key_store.rotate, key_id), replaces=key_id), status_code=201)

@@ -6,8 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 from litestar import get
+from litestar.di import NamedDependency
+from litestar.params import FromQuery
 
-from pinaivu_local.api.openapi_errors import error_responses
+from pinaivu_local.api.http.openapi_errors import error_responses
 from pinaivu_local.clock import utcnow
 from pinaivu_local.errors import InvalidRequest
 from pinaivu_local.requestlog.log import RequestLog
@@ -16,7 +18,7 @@ MAX_HOURS = 24 * 31
 
 
 @get("/usage", summary="Usage per key and per model and hour", responses=error_responses(400, 401, 403))
-async def usage(request_log: RequestLog, hours: int = 24) -> dict[str, Any]:
+async def usage(request_log: NamedDependency[RequestLog], hours: FromQuery[int] = 24) -> dict[str, Any]:
     """From the request log: the dashboard's table and chart."""
     if not 1 <= hours <= MAX_HOURS:
         raise InvalidRequest(f"hours must be between 1 and {MAX_HOURS}.", param="hours")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
-from pinaivu_local.api.openapi_errors import error_responses
+from pinaivu_local.api.http.openapi_errors import error_responses
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
 from pinaivu_local.fleet.fleet import Fleet
 
@@ -28,7 +30,7 @@ def model_object(engine: ModelEngine) -> dict[str, Any]:
 
 
 @get("/models", summary="List the active models", responses=error_responses(401))
-async def list_models(pool: ModelPool, fleet: Fleet | None) -> dict[str, Any]:
+async def list_models(pool: NamedDependency[ModelPool], fleet: NamedDependency[Fleet | None]) -> dict[str, Any]:
     """The ids to use verbatim as `model` (a gateway with nodes: those at least one node that is up serves)."""
     if fleet is not None:
         return {"object": "list", "data": fleet.model_objects()}
@@ -36,7 +38,9 @@ async def list_models(pool: ModelPool, fleet: Fleet | None) -> dict[str, Any]:
 
 
 @get("/models/{model_id:str}", summary="Retrieve one active model", responses=error_responses(400, 401, 404, 503))
-async def retrieve_model(pool: ModelPool, fleet: Fleet | None, model_id: str) -> dict[str, Any]:
+async def retrieve_model(
+    pool: NamedDependency[ModelPool], fleet: NamedDependency[Fleet | None], model_id: FromPath[str]
+) -> dict[str, Any]:
     """One model, or 404 model_not_found."""
     if fleet is not None:
         fleet.check_model(model_id)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get, post
+from litestar.di import NamedDependency
 
-from pinaivu_local.api.openapi_body import json_body
-from pinaivu_local.api.openapi_errors import error_responses
-from pinaivu_local.api.schemas import StrictBody
-from pinaivu_local.api.validation import read_body
+from pinaivu_local.api.http.openapi_body import json_body
+from pinaivu_local.api.http.openapi_errors import error_responses
+from pinaivu_local.api.http.validation import read_body
+from pinaivu_local.api.openai.protocol import StrictBody
 from pinaivu_local.errors import InvalidRequest
 from pinaivu_local.receipts.document import FORMAT, MalformedReceipt, SignedReceipt
 from pinaivu_local.receipts.identity import NodeIdentity
@@ -26,7 +27,7 @@ class ReceiptEnvelope(StrictBody):
 
 
 @get("/v1/node", summary="This node's id and the public keys its receipts are signed with")
-async def node_identity(identity: NodeIdentity) -> dict[str, Any]:
+async def node_identity(identity: NamedDependency[NodeIdentity]) -> dict[str, Any]:
     """Anyone may ask: the public half of the identity, retired keys included (old receipts name them)."""
     return {"object": "node", "receipt_format": FORMAT, **identity.public()}
 
@@ -40,7 +41,7 @@ async def node_identity(identity: NodeIdentity) -> dict[str, Any]:
     # A receipt is a few KB; anything near this is not one, and parsing it would be free work.
     request_max_body_size=MAX_RECEIPT_BODY_BYTES,
 )
-async def verify_receipt(request: Request[Any, Any, Any], identity: NodeIdentity) -> dict[str, Any]:
+async def verify_receipt(request: Request[Any, Any, Any], identity: NamedDependency[NodeIdentity]) -> dict[str, Any]:
     """For clients that cannot check Ed25519 themselves (the explorer in a browser without it).
 
     `pinaivu-local receipts verify` checks the same offline, trusting no server.

@@ -10,15 +10,18 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 from pydantic import ConfigDict, Field
 
-from pinaivu_local.api.auth import Principal
-from pinaivu_local.api.context import RequestContext
-from pinaivu_local.api.openapi_body import json_body
-from pinaivu_local.api.openapi_errors import error_responses
-from pinaivu_local.api.replay import Replayer
-from pinaivu_local.api.schemas import ChatMessage, StrictBody, template_messages
-from pinaivu_local.api.structured import (
+from pinaivu_local.api.flow.principal import Principal
+from pinaivu_local.api.http.context import RequestContext
+from pinaivu_local.api.http.openapi_body import json_body
+from pinaivu_local.api.http.openapi_errors import error_responses
+from pinaivu_local.api.http.validation import OFF_LOOP_BYTES, read_body
+from pinaivu_local.api.openai.protocol import ChatMessage, StrictBody, template_messages
+from pinaivu_local.api.openai.replay import Replayer
+from pinaivu_local.api.openai.structured import (
     OutputStructure,
     ResponseFormat,
     Tool,
@@ -27,7 +30,6 @@ from pinaivu_local.api.structured import (
     output_structure,
     structure_digest,
 )
-from pinaivu_local.api.validation import OFF_LOOP_BYTES, read_body
 from pinaivu_local.engine.prepared import ChatPrompt, PromptSource, TextPrompt, TokenPrompt
 from pinaivu_local.errors import InvalidRequest, RequestNotFound
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
@@ -80,7 +82,9 @@ async def _visible(request_log: RequestLog, principal: Principal, request_id: st
     summary="Look a request up by its request_id",
     responses=error_responses(400, 401, 404),
 )
-async def get_request(request_log: RequestLog, principal: Principal, request_id: str) -> dict[str, Any]:
+async def get_request(
+    request_log: NamedDependency[RequestLog], principal: NamedDependency[Principal], request_id: FromPath[str]
+) -> dict[str, Any]:
     """A key sees its own requests; an admin key sees all."""
     return (await _visible(request_log, principal, request_id)).public()
 
@@ -91,12 +95,12 @@ async def get_request(request_log: RequestLog, principal: Principal, request_id:
     responses=error_responses(400, 401),
 )
 async def list_requests(
-    request_log: RequestLog,
-    principal: Principal,
-    limit: int = 20,
-    model: str | None = None,
-    status: int | None = None,
-    before: str | None = None,
+    request_log: NamedDependency[RequestLog],
+    principal: NamedDependency[Principal],
+    limit: FromQuery[int] = 20,
+    model: FromQuery[str | None] = None,
+    status: FromQuery[int | None] = None,
+    before: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
     """Paginated with `before` (the `next_before` of the previous page)."""
     if not 1 <= limit <= MAX_PAGE:
@@ -139,10 +143,10 @@ async def list_requests(
 )
 async def verify_request(
     request: Request[Any, Any, Any],
-    request_log: RequestLog,
-    replayer: Replayer,
-    context: RequestContext,
-    request_id: str,
+    request_log: NamedDependency[RequestLog],
+    replayer: NamedDependency[Replayer],
+    context: NamedDependency[RequestContext],
+    request_id: FromPath[str],
 ) -> dict[str, Any]:
     """Hashes first; then, for a deterministic request (temperature 0 or a seed), a replay."""
     record = await _visible(request_log, context.caller(), request_id)

@@ -13,12 +13,12 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from pinaivu_local.api.auth import Principal
-from pinaivu_local.api.backends import Backend, PlacedGeneration
-from pinaivu_local.api.inference_request import FinishReason, InferenceRequest, RunIdentity
-from pinaivu_local.api.metrics import Metrics
-from pinaivu_local.api.request_trace import RequestTrace
-from pinaivu_local.api.tool_calls import parse_output
+from pinaivu_local.api.flow.backends import Backend, PlacedGeneration
+from pinaivu_local.api.flow.metrics import Metrics
+from pinaivu_local.api.flow.principal import Principal
+from pinaivu_local.api.flow.request import FinishReason, InferenceRequest, RunIdentity
+from pinaivu_local.api.flow.tool_calls import parse_output
+from pinaivu_local.api.flow.trace import RequestTrace
 from pinaivu_local.engine.generation import Delta, Usage
 from pinaivu_local.engine.generation import FinishReason as EngineFinish
 from pinaivu_local.engine.logprobs import TokenLogprob

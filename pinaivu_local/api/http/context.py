@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pinaivu_local.api.auth import Principal
-from pinaivu_local.api.in_flight import Slot
-from pinaivu_local.api.inference import Run
+from pinaivu_local.api.flow.inference import Run
+from pinaivu_local.api.flow.principal import Principal
+from pinaivu_local.api.http.in_flight import Slot
 from pinaivu_local.errors import AuthenticationError
 
 # The one key this project uses in the ASGI scope's per-request state.

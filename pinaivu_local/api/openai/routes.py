@@ -7,15 +7,16 @@ from dataclasses import replace
 from typing import Any
 
 from litestar import Request, Response, post
+from litestar.di import NamedDependency
 
-from pinaivu_local.api.context import context_of
-from pinaivu_local.api.delivery import respond
-from pinaivu_local.api.inference import Inference
-from pinaivu_local.api.openapi_body import json_body
-from pinaivu_local.api.openapi_errors import error_responses
-from pinaivu_local.api.schemas import ChatCompletionRequest, CompletionRequest
-from pinaivu_local.api.stream_pacing import STREAM_INTERVAL_PARAMETER, requested_interval_s
-from pinaivu_local.api.validation import OFF_LOOP_BYTES, read_body
+from pinaivu_local.api.flow.inference import Inference
+from pinaivu_local.api.http.context import context_of
+from pinaivu_local.api.http.openapi_body import json_body
+from pinaivu_local.api.http.openapi_errors import error_responses
+from pinaivu_local.api.http.stream_pacing import STREAM_INTERVAL_PARAMETER, requested_interval_s
+from pinaivu_local.api.http.validation import OFF_LOOP_BYTES, read_body
+from pinaivu_local.api.openai.protocol import ChatCompletionRequest, CompletionRequest
+from pinaivu_local.api.openai.serving import respond
 
 
 @post(
@@ -25,7 +26,7 @@ from pinaivu_local.api.validation import OFF_LOOP_BYTES, read_body
     operation_class=json_body(ChatCompletionRequest, headers=(STREAM_INTERVAL_PARAMETER,)),
     responses=error_responses(400, 401, 403, 404, 408, 422, 429, 500, 503),
 )
-async def chat_completions(request: Request[Any, Any, Any], inference: Inference) -> Response[Any]:
+async def chat_completions(request: Request[Any, Any, Any], inference: NamedDependency[Inference]) -> Response[Any]:
     """Answer a conversation, whole or as a stream of chunks."""
     return await _complete(request, inference, ChatCompletionRequest)
 
@@ -37,7 +38,7 @@ async def chat_completions(request: Request[Any, Any, Any], inference: Inference
     operation_class=json_body(CompletionRequest, headers=(STREAM_INTERVAL_PARAMETER,)),
     responses=error_responses(400, 401, 403, 404, 408, 422, 429, 500, 503),
 )
-async def completions(request: Request[Any, Any, Any], inference: Inference) -> Response[Any]:
+async def completions(request: Request[Any, Any, Any], inference: NamedDependency[Inference]) -> Response[Any]:
     """Continue a prompt, whole or as a stream of chunks."""
     return await _complete(request, inference, CompletionRequest)
 

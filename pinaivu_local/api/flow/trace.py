@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pinaivu_local.api.auth import Principal
-from pinaivu_local.api.backends import PlacedGeneration
-from pinaivu_local.api.inference_request import RunIdentity
+from pinaivu_local.api.flow.backends import PlacedGeneration
+from pinaivu_local.api.flow.principal import Principal
+from pinaivu_local.api.flow.request import RunIdentity
 from pinaivu_local.clock import utcnow
 from pinaivu_local.engine.generation import Usage
 from pinaivu_local.engine.prepared import PreparedRequest

@@ -2,7 +2,7 @@
 
 Routes parse their bodies themselves (to answer 422 in the reference's shape), so Litestar cannot
 see the model; an Operation subclass per model puts its JSON schema back into the document. The
-schema is the model's own, which describes what its validators accept (see api/schemas.py).
+schema is the model's own, which describes what its validators accept (see api/openai/protocol.py).
 """
 
 from __future__ import annotations

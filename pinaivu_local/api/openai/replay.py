@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pinaivu_local.api.context import RequestContext
-from pinaivu_local.api.delivery import collect
-from pinaivu_local.api.inference import CLIENT_CLOSED, Inference
-from pinaivu_local.api.inference_request import InferenceRequest
-from pinaivu_local.api.structured import OutputStructure
+from pinaivu_local.api.flow.inference import CLIENT_CLOSED, Inference
+from pinaivu_local.api.flow.request import InferenceRequest
+from pinaivu_local.api.http.context import RequestContext
+from pinaivu_local.api.openai.serving import collect
+from pinaivu_local.api.openai.structured import OutputStructure
 from pinaivu_local.engine.model_pool import ModelPool
 from pinaivu_local.engine.prepared import PromptSource
 from pinaivu_local.engine.sampling import SamplingParams

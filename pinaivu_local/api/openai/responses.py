@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from pinaivu_local.api.inference_request import FinishReason, Kind, RunIdentity
-from pinaivu_local.api.logprob_shapes import chat_logprobs, legacy_logprobs
-from pinaivu_local.api.tool_calls import ArgumentsPiece, CallStart, ContentPiece, Event
+from pinaivu_local.api.flow.request import FinishReason, Kind, RunIdentity
+from pinaivu_local.api.flow.tool_calls import ArgumentsPiece, CallStart, ContentPiece, Event
+from pinaivu_local.api.openai.logprobs import chat_logprobs, legacy_logprobs
 from pinaivu_local.engine.generation import Usage
 from pinaivu_local.engine.logprobs import TokenLogprob
 from pinaivu_local.wire import RECEIPT_FIELD
 
 if TYPE_CHECKING:
-    from pinaivu_local.api.inference import Run
+    from pinaivu_local.api.flow.inference import Run
 
 SYSTEM_FINGERPRINT = "fp_pinaivu_local"
 # A completed answer's signed receipt: this header on a whole body, RECEIPT_FIELD on a stream's last chunk.

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
-from pinaivu_local.api.inference_request import InferenceRequest
+from pinaivu_local.api.flow.request import InferenceRequest
 from pinaivu_local.engine.generation import Delta, Generation, Timings
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
 from pinaivu_local.engine.prepared import ChatPrompt, PreparedRequest

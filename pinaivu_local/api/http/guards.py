@@ -7,8 +7,8 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
-from pinaivu_local.api.context import context_of
-from pinaivu_local.api.services import services_of
+from pinaivu_local.api.http.app_state import plumbing_of
+from pinaivu_local.api.http.context import context_of
 from pinaivu_local.errors import PermissionDenied
 
 # Both guards are coroutines: Litestar runs a plain function guard on a worker thread, a hop per request.
@@ -19,7 +19,7 @@ async def require_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
 
     The observability middleware releases its place in flight when the response has ended.
     """
-    services = services_of(connection.app)
+    services = plumbing_of(connection.app)
     principal = await services.authenticator.authenticate_async(connection.headers.get("authorization"))
     context = context_of(connection.scope)
     context.principal = principal

@@ -11,7 +11,7 @@ import asyncio
 
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
-from pinaivu_local.api.services import services_of
+from pinaivu_local.api.http.app_state import plumbing_of
 from pinaivu_local.errors import RequestTimeout
 
 
@@ -22,7 +22,7 @@ def body_deadline(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        timeout_s = services_of(scope["app"]).settings.body_timeout_s
+        timeout_s = plumbing_of(scope["app"]).settings.body_timeout_s
         deadline = asyncio.get_running_loop().time() + timeout_s
         arrived = False
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from pinaivu_local.api.inference_request import InferenceRequest
-from pinaivu_local.api.structured import (
+from pinaivu_local.api.flow.request import InferenceRequest
+from pinaivu_local.api.openai.structured import (
     ResponseFormat,
     Tool,
     ToolChoice,

@@ -10,11 +10,11 @@ from typing import Any
 from litestar import Request, Response
 from litestar.response import Stream
 
-from pinaivu_local.api.error_rendering import error_body, status_of
-from pinaivu_local.api.inference import CLIENT_CLOSED, Run
-from pinaivu_local.api.inference_request import FinishReason
-from pinaivu_local.api.openai_shapes import RECEIPT_HEADER, SSE_DONE, Completion, sse, tool_call_body
-from pinaivu_local.api.tool_calls import CallStart, ToolCallParser, parse_output
+from pinaivu_local.api.flow.inference import CLIENT_CLOSED, Run
+from pinaivu_local.api.flow.request import FinishReason
+from pinaivu_local.api.flow.tool_calls import CallStart, ToolCallParser, parse_output
+from pinaivu_local.api.http.error_rendering import error_body, status_of
+from pinaivu_local.api.openai.responses import RECEIPT_HEADER, SSE_DONE, Completion, sse, tool_call_body
 from pinaivu_local.engine.generation import Usage
 from pinaivu_local.errors import PinaivuError
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from pinaivu_local.api.auth import Principal
-from pinaivu_local.api.context import context_of
-from pinaivu_local.api.services import services_of
+from pinaivu_local.api.flow.principal import Principal
+from pinaivu_local.api.http.app_state import plumbing_of
+from pinaivu_local.api.http.context import context_of
 from pinaivu_local.errors import StorageUnavailable
 from pinaivu_local.ratelimit import Limiter, format_duration
 
@@ -27,7 +27,7 @@ def ratelimit_headers(app: ASGIApp) -> ASGIApp:
         async def send_with_headers(message: Message) -> None:
             principal = context_of(scope).principal
             if message["type"] == "http.response.start" and principal is not None:
-                limiter = services_of(scope["app"]).limiter
+                limiter = plumbing_of(scope["app"]).limiter
                 message["headers"] = [*message.get("headers", []), *await _headers(limiter, principal)]
             await send(message)
 

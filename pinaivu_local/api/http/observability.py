@@ -8,8 +8,8 @@ import time
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from pinaivu_local.api.context import RequestContext, context_of
-from pinaivu_local.api.services import Services, services_of
+from pinaivu_local.api.http.app_state import PlumbingServices, plumbing_of
+from pinaivu_local.api.http.context import RequestContext, context_of
 
 access_log = logging.getLogger("pinaivu_local.access")
 
@@ -38,12 +38,12 @@ def observability(app: ASGIApp) -> ASGIApp:
             context = context_of(scope)
             if context.in_flight is not None:
                 context.in_flight.release()
-            _finish(services_of(scope["app"]), scope, context_of(scope), status, (time.monotonic() - started) * 1000)
+            _finish(plumbing_of(scope["app"]), scope, context_of(scope), status, (time.monotonic() - started) * 1000)
 
     return middleware
 
 
-def _finish(services: Services, scope: Scope, context: RequestContext, status: int, ms: float) -> None:
+def _finish(services: PlumbingServices, scope: Scope, context: RequestContext, status: int, ms: float) -> None:
     key = context.principal.name if context.principal else None
     record = context.run.record if context.run else None
     path = scope.get("path", "")
