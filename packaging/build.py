@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from pinaivu_local import __version__
-    from pinaivu_local.engine.build_info import llama_build
+    from pinaivu_local.engine.host.build_info import llama_build
 
     build = llama_build()
     if args.backend and (args.backend == "cpu") != (build.backend == "cpu"):

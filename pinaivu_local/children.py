@@ -13,7 +13,7 @@ import sys
 RUN_MODULE = "--run-module"
 # The modules a child process may run: the CLI itself and the modules started with `-m`.
 CHILD_MODULES = frozenset(
-    {"pinaivu_local", "pinaivu_local.engine.repack_probe", "pinaivu_local.bench.llama_cpp_launcher"}
+    {"pinaivu_local", "pinaivu_local.engine.host.repack_probe", "pinaivu_local.bench.llama_cpp_launcher"}
 )
 
 

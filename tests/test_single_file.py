@@ -25,7 +25,7 @@ import openai
 import pytest
 
 from pinaivu_local import __version__
-from pinaivu_local.engine.repack import cpu_identity
+from pinaivu_local.engine.host.repack import cpu_identity
 from tests.helpers import AUTH, TEST_KEY, TinyModels, free_port, write_catalog
 from tests.weights.hub import Hub
 
@@ -123,7 +123,7 @@ def test_doctor_and_the_repack_probe_child(binary: Path, tmp_path: Path) -> None
     assert report["data_dir"]["path"] == str(tmp_path / "home" / ".local" / "share" / "pinaivu-local")
     assert report["catalog"].endswith("/pinaivu_local/models.toml")  # the catalog shipped inside
     if not any(flag.startswith("amx") for flag in cpu_identity()[1]):
-        # the probe ran as `<binary> --run-module pinaivu_local.engine.repack_probe`; a failed child reads False
+        # the probe ran as `<binary> --run-module pinaivu_local.engine.host.repack_probe`; a failed child reads False
         assert report["cpu"]["weight_repack"] is True
         cache = json.loads((tmp_path / "home" / ".local/share/pinaivu-local/repack-probe.json").read_text())
         assert cache["detail"] == "ok"

@@ -20,17 +20,18 @@ from pinaivu_local.api.http.in_flight import InFlight
 from pinaivu_local.api.openai.replay import Replayer
 from pinaivu_local.api.routes.models import model_object
 from pinaivu_local.catalog import Catalog
-from pinaivu_local.engine.devices import supports_gpu_offload
+from pinaivu_local.engine.host.devices import supports_gpu_offload
+from pinaivu_local.engine.host.repack import decide_repack
 from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
-from pinaivu_local.engine.repack import decide_repack
 from pinaivu_local.errors import ConfigError, StorageUnavailable
 from pinaivu_local.fleet.fleet import Fleet
 from pinaivu_local.fleet.nodes import load_nodes
 from pinaivu_local.fleet.state import ModelLoad
 from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.keys.usage import KeyUsage
-from pinaivu_local.ratelimit import Limiter, Limits, RateLimiter
-from pinaivu_local.ratelimit_redis import RedisRateLimiter
+from pinaivu_local.ratelimit.limits import Limiter, Limits
+from pinaivu_local.ratelimit.redis_window import RedisRateLimiter
+from pinaivu_local.ratelimit.window import RateLimiter
 from pinaivu_local.receipts.identity import NodeIdentity, load_or_create
 from pinaivu_local.requestlog.log import RequestLog, Retention
 from pinaivu_local.requestlog.model_hashes import ModelHashes

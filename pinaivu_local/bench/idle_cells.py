@@ -23,8 +23,8 @@ import time
 import llama_cpp.llama_cpp as llama
 
 from pinaivu_local.engine.batch import TokenBatch
+from pinaivu_local.engine.host.openmp import limit_spinning
 from pinaivu_local.engine.kv_state import save_sequence
-from pinaivu_local.engine.openmp import limit_spinning
 
 N_CTX, SEQUENCES, SLOTS_USED, PROMPT, GENERATED = 4096, 32, 28, 120, 15
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gguf import LlamaFileType
 
-from pinaivu_local.engine.quantize import quantize
+from pinaivu_local.engine.host.quantize import quantize
 from pinaivu_local.tiny_models.writer import LLAMA_3_2_1B_SHAPE, write_tiny_model
 
 log = logging.getLogger(__name__)

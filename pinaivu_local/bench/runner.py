@@ -32,8 +32,8 @@ from pinaivu_local.bench.servers import (
     start_llama_server,
     start_ours,
 )
-from pinaivu_local.engine.devices import list_devices, supports_gpu_offload
-from pinaivu_local.engine.repack import cpu_identity, decide_repack
+from pinaivu_local.engine.host.devices import list_devices, supports_gpu_offload
+from pinaivu_local.engine.host.repack import cpu_identity, decide_repack
 from pinaivu_local.errors import BenchError
 from pinaivu_local.settings import STREAM_INTERVAL_MS
 

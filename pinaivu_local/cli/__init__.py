@@ -22,7 +22,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         return
     click.echo(f"pinaivu-local {__version__}")
     try:
-        from pinaivu_local.engine.build_info import llama_build
+        from pinaivu_local.engine.host.build_info import llama_build
 
         lines = llama_build().describe()
     except (OSError, RuntimeError, AttributeError) as exc:  # no library, a broken one, one missing a symbol

@@ -1,4 +1,4 @@
-"""`pinaivu-local doctor`: the checks of pinaivu_local.doctor, as text or JSON, with an exit status."""
+"""`pinaivu-local doctor`: the checks of doctor_checks.py, as text or JSON, with an exit status."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pinaivu_local.cli.common import build_settings, catalog_options
 @catalog_options
 def doctor(as_json: bool, **options: Any) -> None:
     """Check this machine, this build and the catalog's files; exit 1 when something blocks serving."""
-    from pinaivu_local.doctor import diagnose, render_text
+    from pinaivu_local.cli.doctor_checks import diagnose, render_text
 
     report = diagnose(build_settings(**options))
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else render_text(report))

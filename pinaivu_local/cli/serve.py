@@ -55,7 +55,7 @@ GRACEFUL_SHUTDOWN_S = 5
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Access log lines [PINAIVU_LOG_FORMAT].")
 def serve(pull: bool, **options: Any) -> None:
     """Start the API server."""
-    from pinaivu_local.engine.openmp import limit_spinning
+    from pinaivu_local.engine.host.openmp import limit_spinning
 
     limit_spinning()  # before anything loads llama.cpp
     import uvicorn

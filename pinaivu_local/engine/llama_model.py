@@ -33,7 +33,7 @@ class LlamaModel:
         check_gguf(path)
         params = llama.llama_model_default_params()
         params.n_gpu_layers = options.n_gpu_layers
-        # Off by default where repacked (AMX) buffers crash llama_decode; see engine.repack.
+        # Off by default where repacked (AMX) buffers crash llama_decode; see engine/host/repack.py.
         params.use_extra_bufts = options.weight_repack
         model = llama.llama_model_load_from_file(str(path).encode(), params)
         if not model:

@@ -11,8 +11,8 @@ import llama_cpp.llama_cpp as llama
 from pinaivu_local.catalog import Catalog, ModelSpec
 from pinaivu_local.engine.constraints import MaskStats
 from pinaivu_local.engine.context import ContextConfig
-from pinaivu_local.engine.devices import gpu_layers
-from pinaivu_local.engine.llama_log import LlamaLog
+from pinaivu_local.engine.host.devices import gpu_layers
+from pinaivu_local.engine.host.llama_log import LlamaLog
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.prepared import (
     ChatPrompt,

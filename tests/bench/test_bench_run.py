@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from pinaivu_local.bench.load import requests_per_stream
 from pinaivu_local.cli import main
-from pinaivu_local.engine.devices import supports_gpu_offload
+from pinaivu_local.engine.host.devices import supports_gpu_offload
 
 PEER_INSTALLED = all(importlib.util.find_spec(m) for m in ("fastapi", "sse_starlette", "starlette_context"))
 

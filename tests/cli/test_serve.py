@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from pinaivu_local.engine.devices import supports_gpu_offload
+from pinaivu_local.engine.host.devices import supports_gpu_offload
 from tests.helpers import AUTH, TEST_KEY, RunningServer, TinyModels, write_catalog
 from tests.weights.hub import Hub
 

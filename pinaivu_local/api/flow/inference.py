@@ -22,7 +22,7 @@ from pinaivu_local.api.flow.trace import RequestTrace
 from pinaivu_local.engine.generation import Delta, Usage
 from pinaivu_local.engine.generation import FinishReason as EngineFinish
 from pinaivu_local.engine.logprobs import TokenLogprob
-from pinaivu_local.ratelimit import Admission, Limiter
+from pinaivu_local.ratelimit.limits import Admission, Limiter
 from pinaivu_local.receipts.document import SignedReceipt, canonical, sign
 from pinaivu_local.receipts.identity import NodeIdentity
 from pinaivu_local.requestlog.log import RequestLog

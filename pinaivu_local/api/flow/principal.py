@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pinaivu_local.errors import PermissionDenied
-from pinaivu_local.ratelimit import Limits
+from pinaivu_local.ratelimit.limits import Limits
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from pinaivu_local.api.flow.metrics import Metrics
 from pinaivu_local.api.http.auth import KeyAuthenticator
 from pinaivu_local.api.http.in_flight import InFlight
-from pinaivu_local.ratelimit import Limiter
+from pinaivu_local.ratelimit.limits import Limiter
 from pinaivu_local.settings import Settings
 
 # The one key the lifespan uses in the app's state.

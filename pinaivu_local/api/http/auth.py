@@ -7,7 +7,7 @@ from pinaivu_local.errors import AuthenticationError
 from pinaivu_local.keys.material import KEY_PREFIX
 from pinaivu_local.keys.records import ApiKey
 from pinaivu_local.keys.store import KeyStore
-from pinaivu_local.ratelimit import Limits
+from pinaivu_local.ratelimit.limits import Limits
 
 
 class KeyAuthenticator:

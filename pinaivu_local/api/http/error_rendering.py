@@ -11,7 +11,7 @@ from litestar.exceptions import MethodNotAllowedException as LitestarMethodNotAl
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from pinaivu_local import errors
-from pinaivu_local.ratelimit import retry_after_seconds
+from pinaivu_local.ratelimit.limits import retry_after_seconds
 
 log = logging.getLogger(__name__)
 

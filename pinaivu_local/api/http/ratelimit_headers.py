@@ -11,7 +11,7 @@ from pinaivu_local.api.flow.principal import Principal
 from pinaivu_local.api.http.app_state import plumbing_of
 from pinaivu_local.api.http.context import context_of
 from pinaivu_local.errors import StorageUnavailable
-from pinaivu_local.ratelimit import Limiter, format_duration
+from pinaivu_local.ratelimit.limits import Limiter, format_duration
 
 log = logging.getLogger(__name__)
 

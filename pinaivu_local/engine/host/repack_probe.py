@@ -1,4 +1,4 @@
-"""Child process of engine.repack: decode with repacked weights; crashing here is the answer."""
+"""Child process of engine/host/repack.py: decode with repacked weights; crashing here is the answer."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import llama_cpp.llama_cpp as llama
 from gguf import LlamaFileType
 
+from pinaivu_local.engine.host.quantize import quantize
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
-from pinaivu_local.engine.quantize import quantize
 from pinaivu_local.errors import ModelFileError
 from pinaivu_local.tiny_models.writer import TinyShape, write_tiny_model
 

@@ -73,7 +73,7 @@ def test_unwritable_data_dir_and_broken_catalog(tmp_path: Path, tiny_models: Tin
 
 def test_database_health(tmp_path: Path) -> None:
     """doctor reads the database without changing it; a foreign file is an error."""
-    from pinaivu_local.doctor import _database
+    from pinaivu_local.cli.doctor_checks import _database
     from pinaivu_local.storage.database import Database, schema_version
 
     path = tmp_path / "pinaivu.db"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pinaivu_local.engine.devices import gpu_layers, list_devices, supports_gpu_offload
+from pinaivu_local.engine.host.devices import gpu_layers, list_devices, supports_gpu_offload
 
 
 def test_layers_fall_back_to_the_cpu_without_offload() -> None:

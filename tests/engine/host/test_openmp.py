@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pinaivu_local.engine.openmp import SPIN_COUNT, limit_spinning
+from pinaivu_local.engine.host.openmp import SPIN_COUNT, limit_spinning
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def test_serve_sets_it_before_llama_cpp_loads() -> None:
         "import os, sys\n"
         "import pinaivu_local.cli, pinaivu_local.cli.serve\n"
         "assert 'llama_cpp' not in sys.modules\n"
-        "from pinaivu_local.engine.openmp import limit_spinning\n"
+        "from pinaivu_local.engine.host.openmp import limit_spinning\n"
         "assert limit_spinning()\n"
         "import llama_cpp\n"
         "print(os.environ['GOMP_SPINCOUNT'])\n"

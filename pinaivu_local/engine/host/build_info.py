@@ -11,7 +11,7 @@ import llama_cpp
 import llama_cpp.llama_cpp as llama
 
 from pinaivu_local.children import is_frozen
-from pinaivu_local.engine.devices import backends, supports_gpu_offload
+from pinaivu_local.engine.host.devices import backends, supports_gpu_offload
 
 # ggml backends that register next to a GPU backend without being one.
 _NOT_GPU = {"CPU", "BLAS", "RPC"}

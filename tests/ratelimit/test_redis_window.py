@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from pinaivu_local.errors import RateLimited, StorageUnavailable
-from pinaivu_local.ratelimit import Limits
-from pinaivu_local.ratelimit_redis import RedisRateLimiter, RedisReservation
+from pinaivu_local.ratelimit.limits import Limits
+from pinaivu_local.ratelimit.redis_window import RedisRateLimiter, RedisReservation
 from tests.helpers import free_port
 
 

@@ -62,7 +62,7 @@ def decide_repack(
     cached = _read_cache(cache)
     if cached.get("key") == key and isinstance(cached.get("safe"), bool):
         return bool(cached["safe"])
-    safe, detail = _probe(probe_cmd or module_command("pinaivu_local.engine.repack_probe"))
+    safe, detail = _probe(probe_cmd or module_command("pinaivu_local.engine.host.repack_probe"))
     if not safe:
         log.warning("weight repacking crashed llama.cpp on this CPU (%s); serving with repacking off", detail)
     _write_cache(cache, {"key": key, "safe": safe, "detail": detail})

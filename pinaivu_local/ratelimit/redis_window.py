@@ -17,7 +17,7 @@ import redis
 import redis.asyncio
 
 from pinaivu_local.errors import StorageUnavailable
-from pinaivu_local.ratelimit import Limits, Snapshot, requests_limited, tokens_limited
+from pinaivu_local.ratelimit.limits import Limits, Snapshot, requests_limited, tokens_limited
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pinaivu_local.engine.repack import CACHE_FILE, PROBE_TIMEOUT_S, cpu_identity, decide_repack
+from pinaivu_local.engine.host.repack import CACHE_FILE, PROBE_TIMEOUT_S, cpu_identity, decide_repack
 
 SEGFAULT = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
 SUCCEED = [sys.executable, "-c", "pass"]
@@ -57,6 +57,6 @@ def test_real_probe_on_this_machine(tmp_path: Path) -> None:
 
 def test_the_probe_gets_past_its_own_quantizing(tmp_path: Path) -> None:
     """Only repacked decoding may crash the probe: a crash before it would turn repacking off for nothing."""
-    cmd = [sys.executable, "-m", "pinaivu_local.engine.repack_probe", str(tmp_path)]
+    cmd = [sys.executable, "-m", "pinaivu_local.engine.host.repack_probe", str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
     assert (tmp_path / "probe-q4_k_m.gguf").exists(), (done.returncode, done.stderr[-2000:])

@@ -7,7 +7,7 @@ from pathlib import Path
 import gguf
 import pytest
 
-from pinaivu_local.engine.quantize import quantize
+from pinaivu_local.engine.host.quantize import quantize
 from pinaivu_local.errors import ModelFileError
 from pinaivu_local.tiny_models.writer import TinyShape, write_tiny_model
 

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from pinaivu_local.errors import RateLimited
-from pinaivu_local.ratelimit import Limits, RateLimiter, Reservation, Snapshot, format_duration, retry_after_seconds
+from pinaivu_local.ratelimit.limits import Limits, Snapshot, format_duration, retry_after_seconds
+from pinaivu_local.ratelimit.window import RateLimiter, Reservation
 
 
 class FakeClock:

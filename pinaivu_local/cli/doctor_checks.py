@@ -60,8 +60,8 @@ def diagnose(settings: Settings) -> Report:
     """Look at everything; never raises for what it finds, it reports it."""
     import llama_cpp
 
-    from pinaivu_local.engine.build_info import llama_build
-    from pinaivu_local.engine.devices import list_devices, supports_gpu_offload
+    from pinaivu_local.engine.host.build_info import llama_build
+    from pinaivu_local.engine.host.devices import list_devices, supports_gpu_offload
 
     offload = supports_gpu_offload()
     devices = list_devices()
@@ -181,7 +181,7 @@ def _check_memory(report: Report, files: list[ModelFile], on_gpu: bool) -> None:
 
 
 def _cpu(settings: Settings) -> dict[str, Any]:
-    from pinaivu_local.engine.repack import cpu_identity, decide_repack
+    from pinaivu_local.engine.host.repack import cpu_identity, decide_repack
 
     name, flags = cpu_identity()
     # With auto, this reuses the cached verdict or runs the probe (a child process) once.
