@@ -95,7 +95,7 @@ test-fast: install-dev
 # Ours against llama.cpp's llama-server and llama_cpp.server: a generated Llama-3.2-1B-shaped Q4_K_M model
 # (generated once, a few minutes), the tiny F16 model, and 8 chats sharing a 1,000-token system prompt.
 # LLAMA_SERVER=path/to/llama-server (default: build/llama-server/bin/llama-server where it was built, see
-# the README's "Performance"); `make bench ARGS="--rounds 5"` passes options through.
+# docs/performance.md); `make bench ARGS="--rounds 5"` passes options through.
 LLAMA_SERVER ?= $(wildcard build/llama-server/bin/llama-server)
 bench: install-bench
 	$(BIN)/pinaivu-local bench $(if $(LLAMA_SERVER),--llama-server "$(LLAMA_SERVER)") $(ARGS)

@@ -355,7 +355,7 @@ class ChatCompletionRequest(_Generation):
     function_call: Annotated[Any, WithJsonSchema({"anyOf": [{"enum": ["none", "auto"]}, *_NOTHING]})] = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
-    # Accepted because they cannot change the output (README: "Request fields").
+    # Accepted because they cannot change the output (docs/api.md, "Chat and completions").
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast"] | None = None

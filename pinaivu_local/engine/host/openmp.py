@@ -7,7 +7,7 @@ spinning costs nothing; this server's event loop and engine thread run Python th
 machine the spinning worker takes the core they need. ggml's barriers between a decode's operations
 are OpenMP barriers in this build, so the count governs those waits too: short spins cover them in a
 one-token decode (a few microseconds each), which is as fast as before, but a long prompt's prefill
-may wait longer there (README, Performance, has the measurement). libgomp reads the setting when it is
+may wait longer there (docs/performance.md has the measurement). libgomp reads the setting when it is
 loaded, so this must run before the first `import llama_cpp` of the process.
 """
 
