@@ -17,35 +17,19 @@ from pinaivu_local.engine.context import ContextConfig
 from pinaivu_local.engine.generation import Delta
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
 from pinaivu_local.engine.model_pool import EngineOptions, ModelEngine, ModelPool
-from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt
+from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import Scheduler
 from pinaivu_local.engine.stream import GenerationStream
 from pinaivu_local.errors import (
-    ContextLengthExceeded,
     EngineFailure,
     InternalError,
-    InvalidRequest,
-    ModelNotFound,
     Unavailable,
 )
 from tests.faults import fail_next_admission
 from tests.helpers import TinyModels
 
 NO_EOG = {321: -100.0, 324: -100.0, 325: -100.0}
-
-
-@pytest.fixture(scope="module")
-def pool(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelPool]:
-    spec = ModelSpec(id="tiny", source=None, file=tiny_models.f16, n_ctx=1024, n_gpu_layers=0, parallel=8)
-    slow = ModelSpec(id="slow", source=None, file=tiny_models.slow, n_ctx=2048, n_gpu_layers=0, parallel=1)
-    opened = ModelPool(
-        Catalog(file=tmp_path_factory.mktemp("c") / "models.toml", models=(spec, slow)),
-        EngineOptions(n_threads=1, max_queue=1, weight_repack=False),
-    )
-    opened.open()
-    yield opened
-    opened.close()
 
 
 async def generate(
@@ -188,44 +172,6 @@ async def _drain(stream: object) -> list[Delta]:
     return [d async for d in stream]  # type: ignore[attr-defined]
 
 
-def test_prepare_sizes_the_budget(pool: ModelPool) -> None:
-    engine = pool.get("tiny")
-    params = SamplingParams()
-    assert engine.prepare(TokenPrompt([65] * 100), params, None).max_tokens == engine.n_ctx - 100
-    prepared = engine.prepare(TokenPrompt([65] * 100), params, 50)
-    assert (prepared.max_tokens, prepared.reserved_tokens, prepared.model_id) == (50, 150, "tiny")
-    with pytest.raises(ContextLengthExceeded) as caught:
-        engine.prepare(TokenPrompt([65] * 1000), params, 100)
-    assert caught.value.param == "prompt"
-    with pytest.raises(ContextLengthExceeded):
-        engine.prepare(TokenPrompt([65] * engine.n_ctx), params, None)
-    with pytest.raises(ContextLengthExceeded) as caught:
-        engine.prepare(ChatPrompt([{"role": "user", "content": "x" * 3000}]), params, None)
-    assert caught.value.param == "messages"
-
-
-def test_prepare_checks_token_ids_against_the_vocabulary(pool: ModelPool) -> None:
-    engine = pool.get("tiny")
-    with pytest.raises(InvalidRequest) as caught:
-        engine.prepare(TokenPrompt([1, 10**6]), SamplingParams(), 4)
-    assert caught.value.param == "prompt"
-    with pytest.raises(InvalidRequest) as caught:
-        engine.prepare(TextPrompt("hi"), SamplingParams(logit_bias={-1: 1.0}), 4)
-    assert caught.value.param == "logit_bias"
-
-
-def test_a_request_prepared_for_another_model_is_refused(pool: ModelPool) -> None:
-    prepared = pool.get("tiny").prepare(TextPrompt("hi"), SamplingParams(), 4)
-    with pytest.raises(ValueError, match="prepared for tiny"):
-        pool.get("slow").start(prepared)
-
-
-def test_unknown_model(pool: ModelPool) -> None:
-    with pytest.raises(ModelNotFound) as caught:
-        pool.get("Tiny!")
-    assert "Did you mean `tiny`?" in caught.value.message
-
-
 def test_a_failing_decode_fails_only_its_batch(pool: ModelPool, monkeypatch: pytest.MonkeyPatch) -> None:
     """llama_decode failing (simulated: a fault inside llama.cpp) fails that step's requests; the engine goes on."""
     import pinaivu_local.engine.scheduler as scheduler_module
@@ -345,31 +291,6 @@ def test_frequency_penalty_breaks_a_greedy_loop(pool: ModelPool) -> None:
     assert out[-1].usage is not None and out[-1].usage.completion_tokens == 24
     assert joined(out).startswith("PPP") and joined(out).count("P") < 10
     assert engine.status().state == "ready"
-
-
-def test_a_text_that_cannot_fit_is_refused_before_it_is_tokenized(
-    pool: ModelPool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    engine = pool.get("tiny")
-
-    def never(*args: object, **kwargs: object) -> list[int]:
-        raise AssertionError("tokenized a text that cannot fit")
-
-    monkeypatch.setattr(engine._model, "tokenize", never)
-    monkeypatch.setattr(engine._model, "tokenize_prompt", never)
-    hostile = "<|eot_id|>" * 80_000
-    with pytest.raises(ContextLengthExceeded, match="at least"):
-        engine.prepare(TextPrompt(hostile), SamplingParams(), None)
-    with pytest.raises(ContextLengthExceeded, match="at least") as caught:
-        engine.prepare(ChatPrompt([{"role": "user", "content": hostile}]), SamplingParams(), 16)
-    assert caught.value.param == "messages"
-
-
-def test_completion_prompts_are_plain_text(pool: ModelPool) -> None:
-    engine = pool.get("tiny")
-    prepared = engine.prepare(TextPrompt("a<|eot_id|>b"), SamplingParams(), 4)
-    assert 324 not in prepared.prompt and len(prepared.prompt) > 4
-    assert engine.prepare(TokenPrompt([320, 324]), SamplingParams(), 4).prompt == [320, 324]  # ids stay ids
 
 
 @pytest.fixture

@@ -6,12 +6,21 @@ import asyncio
 from typing import Any, TypeVar
 
 from litestar import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
 from pinaivu_local.errors import InvalidJSON, ValidationFailed
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+class StrictBody(BaseModel):
+    """Base of every request body."""
+
+    # strict: "0.5" is not a number and 1 is not true, as in OpenAI's API. A field we do not know is
+    # refused by name (OpenAI too refuses unrecognized arguments): a typo must not be silently ignored.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
 
 # pydantic v2 error type -> (message, v1-style type) as the reference documents them.
 _V1: dict[str, tuple[str, str]] = {

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from pinaivu_local.api.flow.request import InferenceRequest
+from pinaivu_local.api.http.validation import StrictBody
+from pinaivu_local.api.openai.fields import (
+    EMPTY_LIST,
+    LOGIT_BIAS,
+    MAX_LEGACY_LOGPROBS,
+    MAX_STOPS,
+    MAX_TOP_LOGPROBS,
+    NOTHING,
+    NULL,
+    ONLY_NULL,
+    ONLY_ONE,
+    PROMPT,
+    STOP,
+    TOKEN_ID,
+    empty,
+    not_yet,
+)
+from pinaivu_local.api.openai.messages import ChatMessage, template_messages
 from pinaivu_local.api.openai.structured import (
     ResponseFormat,
     Tool,
@@ -19,92 +35,9 @@ from pinaivu_local.api.openai.structured import (
     output_structure,
     structure_digest,
 )
-from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt, nesting_depth
+from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt, TokenPrompt
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.errors import InvalidRequest
-
-MAX_STOPS = 4
-MAX_TOP_LOGPROBS = 20  # chat's top_logprobs, as OpenAI
-MAX_LEGACY_LOGPROBS = 5  # /v1/completions' logprobs, OpenAI's legacy limit
-_TOKEN_ID = re.compile(r"[0-9]{1,9}")
-# The chat template writes call arguments (and our rendering marks them) level by level, recursively:
-# deeper than any real call, and deeper would exhaust the stack (a 500) where a 400 belongs.
-MAX_ARGUMENT_NESTING = 64
-
-
-class StrictBody(BaseModel):
-    """Base of every request body."""
-
-    # strict: "0.5" is not a number and 1 is not true, as in OpenAI's API. A field we do not know is
-    # refused by name (OpenAI too refuses unrecognized arguments): a typo must not be silently ignored.
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-
-def _not_yet(what: str, field: str) -> PydanticCustomError:
-    """The error for an OpenAI field we know but do not honour yet: refused, never ignored."""
-    return PydanticCustomError(
-        "value_error.unsupported", f"{what} is not supported by pinaivu-local yet; send the request without `{field}`"
-    )
-
-
-# What each refused chat field asks for, for its error message.
-_FEATURES = {
-    "audio": "audio output",
-    "prediction": "predicted outputs",
-    "web_search_options": "web search",
-    "reasoning_effort": "reasoning (these models do not reason before answering)",
-    "verbosity": "verbosity control",
-    "moderation": "moderation",
-}
-
-
-def _empty(value: Any) -> bool:
-    return value is None or value == [] or value == {}
-
-
-# The OpenAPI document describes what the validators below accept, not the loose types they take
-# (`Any`), so that generated clients and fuzzers send bodies that get past validation. Each schema
-# here says what its field's validator lets through; tests/api/test_openapi_bodies.py holds them
-# to it.
-_NULL: dict[str, Any] = {"type": "null"}
-_NO_ITEMS: dict[str, Any] = {"type": "array", "maxItems": 0}
-# What a field we know and do not honour accepts: nothing asked for (null, [] or {}).
-_NOTHING = [_NULL, _NO_ITEMS, {"type": "object", "maxProperties": 0}]
-_TOKEN_IDS = {"type": "array", "items": {"type": "integer"}, "minItems": 1}
-_TEXT_PART = {
-    "type": "object",
-    "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
-    "required": ["type", "text"],
-}
-_ONLY_NULL = WithJsonSchema(_NULL)
-_ONLY_EMPTY = WithJsonSchema({"anyOf": _NOTHING})
-_EMPTY_LIST = WithJsonSchema({"anyOf": [_NO_ITEMS, _NULL]})
-_ONLY_ONE = WithJsonSchema({"anyOf": [{"type": "integer", "const": 1}, _NULL]})
-_CONTENT = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}, _NULL]})
-_STOP = WithJsonSchema(
-    {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOPS}, _NULL]}
-)
-_LOGIT_BIAS = WithJsonSchema(
-    {
-        "anyOf": [
-            {
-                "type": "object",
-                "propertyNames": {"pattern": f"^{_TOKEN_ID.pattern}$"},
-                "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
-            },
-            _NULL,
-        ]
-    }
-)
-_PROMPT = WithJsonSchema(
-    {
-        "anyOf": [
-            {"type": "string"},
-            _TOKEN_IDS,
-            {"type": "array", "items": {"anyOf": [{"type": "string"}, _TOKEN_IDS]}, "minItems": 1, "maxItems": 1},
-        ]
-    }
-)
 
 
 class StreamOptions(StrictBody):
@@ -115,132 +48,20 @@ class StreamOptions(StrictBody):
     include_obfuscation: bool | None = None
 
 
-class FunctionCall(StrictBody):
-    """The function an assistant message called: its name and arguments (a JSON object, as a string)."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    arguments: str = Field(
-        description="a JSON object, as a string",
-        json_schema_extra={"contentMediaType": "application/json", "contentSchema": {"type": "object"}},
-    )
-
-    def argument_values(self) -> dict[str, Any]:
-        """The arguments as the chat template writes them (a JSON object)."""
-        too_deep = False
-        try:
-            values = json.loads(self.arguments)
-        except json.JSONDecodeError:
-            values = None
-        except RecursionError:  # nested past Python's own limit, far deeper than ours
-            values, too_deep = None, True
-        if too_deep or (isinstance(values, dict) and nesting_depth(values) > MAX_ARGUMENT_NESTING):
-            raise InvalidRequest(
-                f"The arguments of the call to {self.name} in the history nest more than {MAX_ARGUMENT_NESTING} "
-                "levels deep; send flatter arguments.",
-                param="messages",
-            )
-        if not isinstance(values, dict):
-            raise InvalidRequest(
-                f"The arguments of the call to {self.name} in the history are not a JSON object; "
-                "send them back as the response carried them.",
-                param="messages",
-            )
-        return values
-
-
-class ToolCall(StrictBody):
-    """One call in an assistant message of a history."""
-
-    id: str
-    type: Literal["function"] = "function"
-    function: FunctionCall
-
-
-def _content_or_calls(schema: dict[str, Any]) -> None:
-    """`content` is required, except in an assistant turn that calls tools (see _call_without_content)."""
-    schema["required"] = [field for field in schema.get("required", []) if field != "content"]
-    schema["anyOf"] = [
-        {"required": ["content"]},
-        {
-            "properties": {"role": {"const": "assistant"}, "tool_calls": {"type": "array", "minItems": 1}},
-            "required": ["role", "tool_calls"],
-        },
-    ]
-
-
-class ChatMessage(StrictBody):
-    """One message of a conversation."""
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Annotated[Any, _CONTENT] = Field(
-        description="a string, or a list of text parts; an assistant turn that only calls tools may omit it"
-    )
-    name: str | None = None
-    # What an assistant message returned by the openai SDK carries when it is sent back in a
-    # history; refusal, annotations and audio are accepted while empty.
-    refusal: str | None = None
-    annotations: Annotated[list[Any] | None, _EMPTY_LIST] = None
-    tool_calls: list[ToolCall] | None = None
-    tool_call_id: str | None = None
-    function_call: Annotated[Any, _ONLY_EMPTY] = None
-    audio: Annotated[Any, _ONLY_EMPTY] = None
-
-    model_config = ConfigDict(json_schema_extra=_content_or_calls)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _call_without_content(cls, value: Any) -> Any:
-        # An assistant turn that is only a tool call may leave content out, as the SDK sends it back.
-        if isinstance(value, dict) and value.get("role") == "assistant" and value.get("tool_calls"):
-            return {"content": None, **value}
-        return value
-
-    @field_validator("function_call", "audio", "annotations")
-    @classmethod
-    def _history_without_features(cls, value: Any, info: ValidationInfo) -> Any:
-        if not _empty(value):
-            what = {"audio": "audio", "annotations": "a message with annotations"}.get(
-                info.field_name or "", "function_call (the deprecated form of tool_calls)"
-            )
-            raise _not_yet(what, info.field_name or "")
-        return value
-
-    @field_validator("content", mode="before")
-    @classmethod
-    def _text_only(cls, value: Any) -> Any:
-        if value is None or isinstance(value, str):
-            return value
-        if not isinstance(value, list):
-            raise PydanticCustomError("type_error.str", "str type expected, or a list of content parts")
-        for part in value:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise PydanticCustomError(
-                    "value_error.content_part",
-                    "only text content parts ({'type': 'text', 'text': '...'}) are supported by these models",
-                )
-        return value
-
-    def text(self) -> str:
-        """The content as one string (text parts joined)."""
-        if isinstance(self.content, list):
-            return "".join(part["text"] for part in self.content)
-        return self.content or ""
-
-
 class _Generation(StrictBody):
     """Fields chat and text completions share."""
 
     model: str = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    n: Annotated[int | None, _ONLY_ONE] = None
-    stop: Annotated[Any, _STOP] = None
+    n: Annotated[int | None, ONLY_ONE] = None
+    stop: Annotated[Any, STOP] = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: Annotated[dict[str, float] | None, _LOGIT_BIAS] = Field(
+    logit_bias: Annotated[dict[str, float] | None, LOGIT_BIAS] = Field(
         default=None, description="token id (a string of digits) -> bias from -100 to 100"
     )
     user: str | None = None
@@ -276,7 +97,7 @@ class _Generation(StrictBody):
     def _bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         for token, bias in (value or {}).items():
             # ASCII digits only (str.isdigit also takes "²"), and few enough to be a token id.
-            if not _TOKEN_ID.fullmatch(token):
+            if not TOKEN_ID.fullmatch(token):
                 raise PydanticCustomError("type_error.integer", "logit_bias keys must be token ids (integers)")
             if not -100 <= bias <= 100:
                 raise PydanticCustomError("value_error.number", "logit_bias values must be between -100 and 100")
@@ -306,24 +127,15 @@ class _Generation(StrictBody):
         )
 
 
-def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
-    """Messages as the chat template takes them: role, text content, and calls with their arguments as objects."""
-    rendered: list[dict[str, Any]] = []
-    for m in messages:
-        message: dict[str, Any] = {"role": m.role, "content": m.text()}
-        if m.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.function.name, "arguments": c.function.argument_values()},
-                }
-                for c in m.tool_calls
-            ]
-        if m.tool_call_id is not None:
-            message["tool_call_id"] = m.tool_call_id
-        rendered.append(message)
-    return rendered
+# What each refused chat field asks for, for its error message.
+_FEATURES = {
+    "audio": "audio output",
+    "prediction": "predicted outputs",
+    "web_search_options": "web search",
+    "reasoning_effort": "reasoning (these models do not reason before answering)",
+    "verbosity": "verbosity control",
+    "moderation": "moderation",
+}
 
 
 def _chat_rules(schema: dict[str, Any]) -> None:
@@ -351,8 +163,8 @@ class ChatCompletionRequest(_Generation):
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     # OpenAI fields we know and do not honour yet: each is refused by name unless it asks for nothing.
-    functions: Annotated[list[Any] | None, _EMPTY_LIST] = None
-    function_call: Annotated[Any, WithJsonSchema({"anyOf": [{"enum": ["none", "auto"]}, *_NOTHING]})] = None
+    functions: Annotated[list[Any] | None, EMPTY_LIST] = None
+    function_call: Annotated[Any, WithJsonSchema({"anyOf": [{"enum": ["none", "auto"]}, *NOTHING]})] = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     # Accepted because they cannot change the output (docs/api.md, "Chat and completions").
@@ -365,15 +177,15 @@ class ChatCompletionRequest(_Generation):
     safety_identifier: str | None = None
     modalities: Annotated[
         list[Literal["text", "audio"]] | None,
-        WithJsonSchema({"anyOf": [{"type": "array", "items": {"const": "text"}}, _NULL]}),
+        WithJsonSchema({"anyOf": [{"type": "array", "items": {"const": "text"}}, NULL]}),
     ] = None
     # OpenAI features these models do not have: refused by name unless absent (null).
-    audio: Annotated[Any, _ONLY_NULL] = None
-    prediction: Annotated[Any, _ONLY_NULL] = None
-    web_search_options: Annotated[Any, _ONLY_NULL] = None
-    reasoning_effort: Annotated[Any, _ONLY_NULL] = None
-    verbosity: Annotated[Any, _ONLY_NULL] = None
-    moderation: Annotated[Any, _ONLY_NULL] = None
+    audio: Annotated[Any, ONLY_NULL] = None
+    prediction: Annotated[Any, ONLY_NULL] = None
+    web_search_options: Annotated[Any, ONLY_NULL] = None
+    reasoning_effort: Annotated[Any, ONLY_NULL] = None
+    verbosity: Annotated[Any, ONLY_NULL] = None
+    moderation: Annotated[Any, ONLY_NULL] = None
 
     @field_validator("modalities")
     @classmethod
@@ -398,8 +210,8 @@ class ChatCompletionRequest(_Generation):
     @field_validator("functions", "function_call")
     @classmethod
     def _no_functions(cls, value: Any, info: ValidationInfo) -> Any:
-        if not _empty(value) and value not in ("none", "auto"):
-            raise _not_yet(
+        if not empty(value) and value not in ("none", "auto"):
+            raise not_yet(
                 f"`{info.field_name}` (deprecated by OpenAI; use `tools` / `tool_choice`)", info.field_name or ""
             )
         return value
@@ -449,15 +261,15 @@ class ChatCompletionRequest(_Generation):
 class CompletionRequest(_Generation):
     """POST /v1/completions (legacy text completion)."""
 
-    prompt: Annotated[Any, _PROMPT] = Field(
+    prompt: Annotated[Any, PROMPT] = Field(
         description="a string or a list of token ids (or a list holding one of those)"
     )
     max_tokens: int | None = Field(default=16, ge=1)
-    echo: Annotated[bool | None, WithJsonSchema({"anyOf": [{"const": False}, _NULL]})] = False
-    suffix: Annotated[str | None, WithJsonSchema({"anyOf": [{"type": "string", "maxLength": 0}, _NULL]})] = None
+    echo: Annotated[bool | None, WithJsonSchema({"anyOf": [{"const": False}, NULL]})] = False
+    suffix: Annotated[str | None, WithJsonSchema({"anyOf": [{"type": "string", "maxLength": 0}, NULL]})] = None
     # Legacy shape: the sampled token's logprob and this many most likely tokens at each position.
     logprobs: int | None = Field(default=None, ge=0, le=MAX_LEGACY_LOGPROBS)
-    best_of: Annotated[int | None, _ONLY_ONE] = None
+    best_of: Annotated[int | None, ONLY_ONE] = None
 
     @field_validator("best_of")
     @classmethod

@@ -14,8 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from pinaivu_local.api.http.openapi_body import json_body
 from pinaivu_local.api.http.openapi_errors import error_responses
-from pinaivu_local.api.http.validation import read_body
-from pinaivu_local.api.openai.protocol import StrictBody
+from pinaivu_local.api.http.validation import StrictBody, read_body
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.errors import ValidationFailed
 from pinaivu_local.keys.durations import parse_duration

@@ -9,8 +9,7 @@ from litestar.di import NamedDependency
 
 from pinaivu_local.api.http.openapi_body import json_body
 from pinaivu_local.api.http.openapi_errors import error_responses
-from pinaivu_local.api.http.validation import read_body
-from pinaivu_local.api.openai.protocol import StrictBody
+from pinaivu_local.api.http.validation import StrictBody, read_body
 from pinaivu_local.errors import InvalidRequest
 from pinaivu_local.receipts.document import FORMAT, MalformedReceipt, SignedReceipt
 from pinaivu_local.receipts.identity import NodeIdentity

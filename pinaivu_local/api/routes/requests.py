@@ -18,8 +18,8 @@ from pinaivu_local.api.flow.principal import Principal
 from pinaivu_local.api.http.context import RequestContext
 from pinaivu_local.api.http.openapi_body import json_body
 from pinaivu_local.api.http.openapi_errors import error_responses
-from pinaivu_local.api.http.validation import OFF_LOOP_BYTES, read_body
-from pinaivu_local.api.openai.protocol import ChatMessage, StrictBody, template_messages
+from pinaivu_local.api.http.validation import OFF_LOOP_BYTES, StrictBody, read_body
+from pinaivu_local.api.openai.messages import ChatMessage, template_messages
 from pinaivu_local.api.openai.replay import Replayer
 from pinaivu_local.api.openai.structured import (
     OutputStructure,
