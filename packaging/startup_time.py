@@ -1,4 +1,4 @@
-"""Seconds from starting `pinaivu-local serve --test-models` to the first healthy /health (docs/models-and-gpu.md's figures).
+"""Seconds from starting `pinaivu-local serve --test-models` to the first healthy /health (docs/models-and-gpu.md).
 
     python3 packaging/startup_time.py [--runs 5] PROGRAM [PROGRAM...]
     python3 packaging/startup_time.py dist/pinaivu-local-0.1.0-linux-x86_64-cpu .venv/bin/pinaivu-local

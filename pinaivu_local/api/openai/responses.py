@@ -1,4 +1,5 @@
-"""Response bodies and stream chunks in the exact shape of OpenAI's API, plus our request_id."""
+"""Response bodies and stream chunks in the exact shape of OpenAI's API, plus our request_id; token
+logprobs in its two shapes, chat's `content` list and the legacy completions object."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ import msgspec
 
 from pinaivu_local.api.flow.request import FinishReason, Kind, RunIdentity
 from pinaivu_local.api.flow.tool_calls import ArgumentsPiece, CallStart, ContentPiece, Event
-from pinaivu_local.api.openai.logprobs import chat_logprobs, legacy_logprobs
 from pinaivu_local.engine.generation import Usage
-from pinaivu_local.engine.logprobs import TokenLogprob
+from pinaivu_local.engine.logprobs import TokenLogprob, TopLogprob
 from pinaivu_local.wire import RECEIPT_FIELD
 
 if TYPE_CHECKING:
@@ -171,3 +171,33 @@ def sse(payload: dict[str, Any]) -> bytes:
 
 
 SSE_DONE = b"data: [DONE]\n\n"
+
+
+def chat_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """A chat choice's `logprobs`: one entry per token, each with its most likely alternatives."""
+    return {
+        "content": [{**_candidate(e), "top_logprobs": [_candidate(t) for t in e.top]} for e in entries],
+        "refusal": None,
+    }
+
+
+def legacy_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """A /v1/completions choice's `logprobs`: parallel lists, the alternatives as {token: logprob}.
+
+    As OpenAI's legacy API does, each position's dict holds the requested most likely tokens and
+    always the sampled one (so up to logprobs + 1 keys).
+    """
+    return {
+        "tokens": [e.token for e in entries],
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": [{**{t.token: t.logprob for t in e.top}, e.token: e.logprob} for e in entries],
+        "text_offset": [e.text_offset for e in entries],
+    }
+
+
+def _candidate(entry: TokenLogprob | TopLogprob) -> dict[str, Any]:
+    return {
+        "token": entry.token,
+        "logprob": entry.logprob,
+        "bytes": None if entry.bytes is None else list(entry.bytes),
+    }

@@ -11,8 +11,7 @@ from litestar.di import NamedDependency
 
 from pinaivu_local.api.flow.inference import Inference
 from pinaivu_local.api.http.context import context_of
-from pinaivu_local.api.http.openapi_body import json_body
-from pinaivu_local.api.http.openapi_errors import error_responses
+from pinaivu_local.api.http.openapi import error_responses, json_body
 from pinaivu_local.api.http.stream_pacing import STREAM_INTERVAL_PARAMETER, requested_interval_s
 from pinaivu_local.api.http.validation import OFF_LOOP_BYTES, read_body
 from pinaivu_local.api.openai.protocol import ChatCompletionRequest, CompletionRequest

@@ -12,8 +12,7 @@ from pydantic import Field, field_validator
 from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from pinaivu_local.api.http.openapi_body import json_body
-from pinaivu_local.api.http.openapi_errors import error_responses
+from pinaivu_local.api.http.openapi import error_responses, json_body
 from pinaivu_local.api.http.validation import StrictBody, read_body
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.errors import ValidationFailed

@@ -9,7 +9,7 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
-from pinaivu_local.api.http.openapi_errors import error_responses
+from pinaivu_local.api.http.openapi import error_responses
 from pinaivu_local.clock import utcnow
 from pinaivu_local.errors import InvalidRequest
 from pinaivu_local.requestlog.log import RequestLog

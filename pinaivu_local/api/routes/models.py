@@ -8,7 +8,7 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from pinaivu_local.api.http.openapi_errors import error_responses
+from pinaivu_local.api.http.openapi import error_responses
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
 from pinaivu_local.fleet.fleet import Fleet
 

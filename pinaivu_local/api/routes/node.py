@@ -7,8 +7,7 @@ from typing import Any
 from litestar import Request, get, post
 from litestar.di import NamedDependency
 
-from pinaivu_local.api.http.openapi_body import json_body
-from pinaivu_local.api.http.openapi_errors import error_responses
+from pinaivu_local.api.http.openapi import error_responses, json_body
 from pinaivu_local.api.http.validation import StrictBody, read_body
 from pinaivu_local.errors import InvalidRequest
 from pinaivu_local.receipts.document import FORMAT, MalformedReceipt, SignedReceipt

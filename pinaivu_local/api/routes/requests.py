@@ -16,8 +16,7 @@ from pydantic import ConfigDict, Field
 
 from pinaivu_local.api.flow.principal import Principal
 from pinaivu_local.api.http.context import RequestContext
-from pinaivu_local.api.http.openapi_body import json_body
-from pinaivu_local.api.http.openapi_errors import error_responses
+from pinaivu_local.api.http.openapi import error_responses, json_body
 from pinaivu_local.api.http.validation import OFF_LOOP_BYTES, StrictBody, read_body
 from pinaivu_local.api.openai.messages import ChatMessage, template_messages
 from pinaivu_local.api.openai.replay import Replayer

@@ -1,8 +1,9 @@
-"""Documents a raw-parsed JSON body in the OpenAPI schema.
+"""The OpenAPI document as the server really behaves: request bodies as validated, errors as sent.
 
 Routes parse their bodies themselves (to answer 422 in the reference's shape), so Litestar cannot
 see the model; an Operation subclass per model puts its JSON schema back into the document. The
 schema is the model's own, which describes what its validators accept (see api/openai/protocol.py).
+Each route also lists its error responses, in the shapes error_rendering.py sends.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Parameter, RequestBody
 from pydantic import BaseModel
 
@@ -64,3 +66,60 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
         return node
 
     return dict(resolve(schema))
+
+
+class ErrorObject(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error but a schema violation: `{"error": {...}}`."""
+
+    error: ErrorObject
+
+
+class ValidationItem(BaseModel):
+    """One schema violation, v1-style as the reference documents it."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationDetail(BaseModel):
+    """422: one entry per problem."""
+
+    detail: list[ValidationItem]
+
+
+_WHEN = {
+    400: "Bad JSON, a parameter out of range, or a prompt that cannot fit the context",
+    401: "No usable API key (missing, malformed, unknown, revoked, expired)",
+    403: "The key may not do this (a model outside its list, or /admin without an admin key)",
+    404: "No such model, key or request (for this key)",
+    408: "The request body did not arrive in time (PINAIVU_BODY_TIMEOUT_S); the connection is closed",
+    409: "The key is revoked and cannot be rotated",
+    413: "The request body is larger than this endpoint accepts",
+    422: "The body breaks the schema: one entry per problem",
+    429: "The key's requests or tokens per minute are used up, or it has too many requests in flight "
+    "(Retry-After says when)",
+    500: "A failure of ours or of llama.cpp, for this request only",
+    503: "No capacity now: queue full, engine restarting or storage failing (Retry-After says when)",
+}
+
+
+def error_responses(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI responses for `codes`, each with the body we send for it."""
+    return {
+        code: ResponseSpec(
+            data_container=ValidationDetail if code == 422 else ErrorEnvelope,
+            description=_WHEN[code],
+            generate_examples=False,
+        )
+        for code in codes
+    }
