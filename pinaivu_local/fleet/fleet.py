@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 import httpx
 
 from pinaivu_local.engine.generation import Generation
-from pinaivu_local.errors import EngineFailure, InvalidRequest, ModelNotFound, Unavailable
+from pinaivu_local.errors import (
+    EngineFailure,
+    InvalidRequest,
+    ModelNotFound,
+    PinaivuError,
+    Unavailable,
+    ValidationFailed,
+)
 from pinaivu_local.fleet.nodes import LOCAL, NodeSpec
 from pinaivu_local.fleet.poller import HealthPoller
 from pinaivu_local.fleet.remote import RemoteGeneration, RemoteRequest
@@ -192,13 +199,17 @@ class Fleet:
         if response.status_code == 200:
             return response
         node.in_flight -= 1
-        body = (await response.aread()).decode(errors="replace")
-        await response.aclose()
-        if response.status_code in (400, 404, 413, 422) and node.spec.kind == "pinaivu":
-            _raise_as_client_error(body)
-        if response.status_code not in (429, 503):  # busy is not broken: it stays in rotation
-            node.down(f"HTTP {response.status_code} to {request.path}")
-        log.warning("node %s refused a request: HTTP %s %s", node.name, response.status_code, body[:200])
+        status = response.status_code
+        body = await _bounded_body(response)
+        if status in _THE_REQUESTS_OWN:
+            # The request itself is refused (too long for the node's context, a field it does not take):
+            # any node would say the same. The client's answer; the node stays in rotation.
+            raise _client_error(status, body, node.name)
+        if status >= 500 and status != 503:  # only a failure of the node's own counts against it
+            node.down(f"HTTP {status} to {request.path}")
+        # Busy (408, 429, 503), or refusing the gateway itself (401, 403: its node key; 404: a model it
+        # no longer serves): another node may take it.
+        log.warning("node %s refused a request: HTTP %s %s", node.name, status, body[:200])
         return None
 
     def _no_nodes(self, model: str) -> Unavailable:
@@ -209,11 +220,48 @@ class Fleet:
         )
 
 
-def _raise_as_client_error(body: str) -> None:
-    """A pinaivu node refused the request itself (too long for its context, say): the client's error."""
+# A node's answers that refuse the request itself rather than the node being unable to take it now.
+_THE_REQUESTS_OWN = frozenset({400, 409, 411, 413, 415, 422})
+# What is read of a node's refusal: enough for any error message, never a node's whole body.
+MAX_REFUSAL_BYTES = 64 * 1024
+
+
+async def _bounded_body(response: httpx.Response) -> str:
+    """The start of a refusal's body (at most MAX_REFUSAL_BYTES), the rest left unread."""
+    read = b""
     try:
-        error = json.loads(body)["error"]
-        message, code, param = str(error["message"]), error.get("code"), error.get("param")
-    except (ValueError, KeyError, TypeError):
-        return
-    raise InvalidRequest(message, param=param, code=code)
+        async for chunk in response.aiter_bytes():
+            read += chunk
+            if len(read) >= MAX_REFUSAL_BYTES:
+                break
+    except httpx.HTTPError:
+        pass  # what arrived is all there is
+    finally:
+        await response.aclose()
+    return read[:MAX_REFUSAL_BYTES].decode(errors="replace")
+
+
+def _client_error(status: int, body: str, node: str) -> PinaivuError:
+    """A node's refusal of the request itself as our own error: OpenAI's envelope, FastAPI's or
+    pydantic's `detail`, or its text, cut short."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        error = parsed["error"]
+        param, code = error.get("param"), error.get("code")
+        return InvalidRequest(
+            str(error.get("message") or f"node {node} refused the request")[:2000],
+            param=param if isinstance(param, str) else None,
+            code=code if isinstance(code, str) else None,
+        )
+    detail = parsed.get("detail") if isinstance(parsed, dict) else None
+    if status == 422 and isinstance(detail, list) and all(_is_detail_entry(d) for d in detail[:50]):
+        return ValidationFailed(detail[:50])
+    text = detail if isinstance(detail, str) else body.strip() or f"HTTP {status}"
+    return InvalidRequest(f"The node that serves this model refused the request: {text[:2000]}")
+
+
+def _is_detail_entry(entry: object) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("loc"), list) and isinstance(entry.get("msg"), str)

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pinaivu_local.engine.prepared import ChatPrompt, PreparedRequest, PromptSource, TextPrompt, TokenPrompt
+from pinaivu_local.engine.prepared import (
+    ChatPrompt,
+    PreparedRequest,
+    PromptSource,
+    TextPrompt,
+    TokenPrompt,
+    text_bytes,
+)
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.fleet.remote import RemoteRequest
 
@@ -27,7 +34,8 @@ def estimated_prompt_tokens(source: PromptSource) -> int:
         return len(source.tokens)
     if isinstance(source, TextPrompt):
         return len(source.text.encode()) + 1
-    return sum(len(m.get("content", "").encode()) + TOKENS_PER_MESSAGE for m in source.messages) + TOKENS_PER_MESSAGE
+    # Every byte the template writes (content, call names and arguments, tools), a token at most each.
+    return text_bytes(source) + TOKENS_PER_MESSAGE * (len(source.messages) + 1)
 
 
 def estimated(
@@ -41,12 +49,23 @@ def estimated(
 
 
 def remote_request(
-    kind: str, model: str, source: PromptSource, sampling: SamplingParams, max_tokens: int | None, prompt_tokens: int
+    kind: str,
+    model: str,
+    source: PromptSource,
+    sampling: SamplingParams,
+    max_tokens: int | None,
+    prompt_tokens: int,
+    *,
+    sent_messages: Any = None,
 ) -> RemoteRequest:
-    """The OpenAI request a node gets: the same prompt and sampling, always streamed with usage."""
+    """The OpenAI request a node gets: the same prompt and sampling, always streamed with usage.
+
+    A chat's messages go as the client sent them (`sent_messages`), not as our template takes them:
+    a call's arguments stay the string they were (a node refuses an object there, as OpenAI does).
+    """
     body: dict[str, Any] = {"model": model, "stream": True, "stream_options": {"include_usage": True}}
     if isinstance(source, ChatPrompt):
-        body["messages"] = source.messages
+        body["messages"] = source.messages if sent_messages is None else sent_messages
     else:
         body["prompt"] = source.text if isinstance(source, TextPrompt) else source.tokens
     if max_tokens is not None:

@@ -202,6 +202,23 @@ def test_a_nodes_refusal_of_the_request_itself_is_the_clients_error(fleet: Fleet
         assert refused.status_code == 400 and refused.json()["error"]["param"] == param, refused.text
 
 
+def test_an_agents_second_turn_passes_through_and_no_node_goes_down(fleet: Fleet) -> None:
+    """A history holding an assistant's tool call (every agent's second turn) is forwarded as sent, its
+    arguments a string: it was forwarded as an object, which every node refused, so one such request from
+    any key took every node out of rotation and left other clients 503s."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"city": "Paris"}'}}
+    history = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    for _ in range(3):
+        body = {**chat_body(max_tokens=2), "messages": history}
+        answered = httpx.post(f"{fleet.gateway.v1}/chat/completions", json=body, headers=AUTH, timeout=60)
+        assert answered.status_code == 200, answered.text[:300]
+    assert [node_view(fleet.gateway, name)["state"] for name in ("a", "b")] == ["up", "up"]
+
+
 def verify(gateway: RunningServer, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Ask through the gateway, then verify the answer there: (the request_id, the verification)."""
     answer = httpx.post(f"{gateway.v1}/chat/completions", json=body, headers=AUTH, timeout=60).json()
@@ -353,3 +370,37 @@ def test_an_openai_compatible_server_is_a_node_beside_the_local_engine(
 
 def record_of(server: RunningServer, request_id: str | None) -> dict[str, Any]:
     return dict(httpx.get(f"{server.v1}/requests/{request_id}", headers=AUTH, timeout=10).json())
+
+
+def test_a_nodes_4xx_is_the_clients_answer_and_only_its_failures_count_against_it(
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    """A node (of any kind) that refuses a request with a 4xx gives the client that answer, in our shape, and
+    stays in rotation; a 5xx takes it out. Any 4xx of an OpenAI-compatible node took it out of rotation."""
+    from tests.fleet.misbehaving_node import misbehaving_node
+
+    catalog = write_catalog(tmp_path / "models.toml", {"llama3.2:3b": {"path": str(tiny_models.q8), "n_ctx": 512}})
+    with misbehaving_node("llama3.2:1b") as (url, answer):
+        listed = nodes_file(tmp_path / "nodes.toml", {"odd": url}, kind="openai")
+        (tmp_path / "gw").mkdir()
+        gateway = start_server(tmp_path / "gw", "--models-file", str(catalog), "--nodes", str(listed), env=POLL)
+        try:
+            wait_for(lambda: node_view(gateway, "odd")["state"] == "up", 30, "the node to be up")
+            chat = {**chat_body(max_tokens=3), "model": "llama3.2:1b"}
+            answer.body = {
+                "error": {"message": "This model's maximum context length is 512 tokens", "code": "too_long"}
+            }
+            for _ in range(3):
+                refused = httpx.post(f"{gateway.v1}/chat/completions", json=chat, headers=AUTH, timeout=30)
+                assert refused.status_code == 400, refused.text[:300]
+                assert refused.json()["error"]["code"] == "too_long" and "512" in refused.json()["error"]["message"]
+            assert node_view(gateway, "odd")["state"] == "up"
+            answer.status, answer.body = 422, {"detail": [{"loc": ["body", "x"], "msg": "bad", "type": "value_error"}]}
+            invalid = httpx.post(f"{gateway.v1}/chat/completions", json=chat, headers=AUTH, timeout=30)
+            assert invalid.status_code == 422 and invalid.json()["detail"][0]["msg"] == "bad"
+            answer.status, answer.body = 500, {"error": {"message": "boom"}}
+            failed = httpx.post(f"{gateway.v1}/chat/completions", json=chat, headers=AUTH, timeout=30)
+            assert failed.status_code == 503  # no other node: the client may retry
+            assert node_view(gateway, "odd")["state"] == "down"
+        finally:
+            gateway.stop()

@@ -191,7 +191,13 @@ class FleetBackend:
                 )
             return await self._local.start(request, prepared, scope)
         forwarded = remote_request(
-            request.kind, model_id, request.source, request.sampling, request.max_tokens, len(prepared.prompt)
+            request.kind,
+            model_id,
+            request.source,
+            request.sampling,
+            request.max_tokens,
+            len(prepared.prompt),
+            sent_messages=request.committed_input if request.kind == "chat" else None,
         )
         prefix = prefix_key(model_id, scope, canonical_json(request.committed_input))
         local = None
