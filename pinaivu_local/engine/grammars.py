@@ -23,21 +23,106 @@ PYTHON_TAG = "<|python_tag|>"
 
 def json_constraint(schema: dict[str, Any], *, param: str) -> Constraint:
     """Output that is one JSON value valid against `schema`, from the first token."""
-    return Constraint(_schema_grammar(schema, param), param=param)
+    return Constraint(_schema_grammar(closed_objects(schema), param), param=param)
 
 
 def tool_call_schema(tools: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Llama 3's call object, `{"name": ..., "parameters": {...}}`, for any of `tools` (name, parameters)."""
-    options = [
-        {
-            "type": "object",
-            "properties": {"name": {"const": name}, "parameters": parameters},
-            "required": ["name", "parameters"],
-            "additionalProperties": False,
-        }
-        for name, parameters in tools
-    ]
-    return options[0] if len(options) == 1 else {"anyOf": options}
+    """Llama 3's call object, `{"name": ..., "parameters": {...}}`, for any of `tools` (name, parameters).
+
+    Each tool's parameters move under the call's `parameters`: their own definitions (`$defs`, any
+    nested pydantic model) are hoisted to the call schema's root, renamed per tool, and their
+    references rewritten, or `#/$defs/Address` would point at nothing.
+    """
+    definitions: dict[str, Any] = {}
+    options = []
+    for index, (name, parameters) in enumerate(tools):
+        reference, hoisted = _hoisted(closed_objects(parameters), f"tool{index}_")
+        definitions.update(hoisted)
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": name}, "parameters": reference},
+                "required": ["name", "parameters"],
+                "additionalProperties": False,
+            }
+        )
+    schema = options[0] if len(options) == 1 else {"anyOf": options}
+    return {**schema, "$defs": definitions} if definitions else schema
+
+
+# Keywords whose value is a map of names to schemas, one schema, or a list of schemas.
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "prefixItems", "allOf")
+
+
+def closed_objects(schema: Any, *, in_all_of: bool = False) -> Any:
+    """`schema` with every object that lists its `properties` and says nothing of others closed to them.
+
+    OpenAI's strict mode requires `additionalProperties: false`, and xgrammar (vLLM's default) reads a
+    schema without it so: a schema that names its properties means those. Left open, a model may invent
+    keys that never close (a random-weight one always does). Not applied inside `allOf`, whose members
+    each see only part of the properties.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    closed = dict(schema)
+    for key in _SCHEMA_MAPS:
+        if isinstance(closed.get(key), dict):
+            closed[key] = {name: closed_objects(sub) for name, sub in closed[key].items()}
+    for key in _SCHEMA_ONE:
+        if isinstance(closed.get(key), dict):
+            closed[key] = closed_objects(closed[key])
+        elif key == "items" and isinstance(closed.get(key), list):
+            closed[key] = [closed_objects(sub) for sub in closed[key]]
+    for key in _SCHEMA_LISTS:
+        if isinstance(closed.get(key), list):
+            closed[key] = [closed_objects(sub, in_all_of=key == "allOf") for sub in closed[key]]
+    opened_elsewhere = {"additionalProperties", "patternProperties", "unevaluatedProperties", "allOf"} & closed.keys()
+    if isinstance(closed.get("properties"), dict) and not opened_elsewhere and not in_all_of:
+        closed["additionalProperties"] = False
+    return closed
+
+
+def _hoisted(parameters: dict[str, Any], prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A tool's parameters as a reference to a root definition, and the definitions to hoist (renamed)."""
+    inner = {key: value for key, value in parameters.items() if key not in ("$defs", "definitions")}
+    definitions = {
+        f"{prefix}{name}": body
+        for key in ("$defs", "definitions")
+        for name, body in (parameters.get(key) or {}).items()
+    }
+    if not definitions and not _refers_to_root(inner):
+        return inner, {}
+    definitions[f"{prefix}root"] = inner
+    rewritten = {name: _rerooted(body, prefix) for name, body in definitions.items()}
+    return {"$ref": f"#/$defs/{prefix}root"}, rewritten
+
+
+def _rerooted(node: Any, prefix: str) -> Any:
+    """`node` with its local references renamed: `#` to the tool's root, `#/$defs/X` to `#/$defs/<prefix>X`."""
+    if isinstance(node, list):
+        return [_rerooted(item, prefix) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _rerooted(value, prefix) for key, value in node.items()}
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        if ref == "#":
+            out["$ref"] = f"#/$defs/{prefix}root"
+        for local in ("#/$defs/", "#/definitions/"):
+            if ref.startswith(local):
+                out["$ref"] = f"#/$defs/{prefix}{ref[len(local) :]}"
+    return out
+
+
+def _refers_to_root(node: Any) -> bool:
+    """Whether a schema refers to its own root (`"$ref": "#"`, a recursive model)."""
+    if isinstance(node, list):
+        return any(_refers_to_root(item) for item in node)
+    if isinstance(node, dict):
+        return node.get("$ref") == "#" or any(_refers_to_root(value) for value in node.values())
+    return False
 
 
 def tool_call_constraint(tools: list[tuple[str, dict[str, Any]]], *, lazy: bool) -> Constraint:

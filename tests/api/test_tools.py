@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import jsonschema
@@ -266,3 +266,62 @@ def test_constrained_greedy_answer_replays(server: RunningServer) -> None:
     assert without["replay"]["performed"] is False and "tools" in without["replay"]["reason"]
     replayed = httpx.post(verify, json={"messages": MESSAGES, "output": output, **fields}, headers=AUTH, timeout=60)
     assert replayed.json()["replay"]["reproduced"] is True
+
+
+class Address(pydantic.BaseModel):
+    city: Literal["Paris", "Rome"]
+    zone: int = pydantic.Field(ge=0, le=9)
+
+
+class Order(pydantic.BaseModel):
+    """A nested model: its schema refers to Address in `$defs`."""
+
+    address: Address
+    express: bool
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_tool_with_nested_models_is_called_with_valid_arguments(client: openai.OpenAI, seed: int) -> None:
+    """openai.pydantic_function_tool of a nested model: its `$ref`s point into `$defs`, which the call's
+    wrapper moved away from (every tool_choice refused it: "Pointer '/$defs/Address' does not exist")."""
+    tool = openai.pydantic_function_tool(Order)
+    assert "$defs" in tool["function"]["parameters"]
+    out = client.chat.completions.create(
+        model="llama3.2:1b",
+        messages=MESSAGES,
+        tools=[tool],
+        tool_choice={"type": "function", "function": {"name": "Order"}},
+        seed=seed,
+        temperature=1.0,
+        max_tokens=200,
+    )
+    calls = out.choices[0].message.tool_calls
+    assert out.choices[0].finish_reason == "tool_calls" and calls and calls[0].function.name == "Order"
+    Order.model_validate_json(calls[0].function.arguments)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_schema_that_does_not_say_additional_properties_gets_none(client: openai.OpenAI, seed: int) -> None:
+    """As xgrammar and OpenAI's strict mode read it: an object that names its properties has only those."""
+    parameters = {
+        "type": "object",
+        "properties": {
+            "flag": {"type": "boolean"},
+            "inner": {"type": "object", "properties": {"ok": {"type": "boolean"}}},
+        },
+        "required": ["flag", "inner"],
+    }
+    tool = {"type": "function", "function": {"name": "mark", "parameters": parameters}}
+    out = client.chat.completions.create(
+        model="llama3.2:1b",
+        messages=MESSAGES,
+        tools=[tool],
+        tool_choice="required",
+        seed=seed,
+        temperature=1.5,
+        max_tokens=200,
+    )
+    calls = out.choices[0].message.tool_calls
+    assert calls, out.choices[0].message.content
+    arguments = json.loads(calls[0].function.arguments)  # type: ignore[union-attr]
+    assert set(arguments) == {"flag", "inner"} and set(arguments["inner"]) <= {"ok"}
