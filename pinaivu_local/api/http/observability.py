@@ -38,7 +38,7 @@ def observability(app: ASGIApp) -> ASGIApp:
             context = context_of(scope)
             if context.in_flight is not None:
                 context.in_flight.release()
-            _finish(plumbing_of(scope["app"]), scope, context_of(scope), status, (time.monotonic() - started) * 1000)
+            _finish(plumbing_of(scope["app"]), scope, context, status, (time.monotonic() - started) * 1000)
 
     return middleware
 

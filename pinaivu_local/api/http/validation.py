@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from litestar import Request
@@ -12,6 +14,7 @@ from pydantic_core import ErrorDetails
 from pinaivu_local.errors import InvalidJSON, ValidationFailed
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
+T = TypeVar("T")
 
 
 class StrictBody(BaseModel):
@@ -53,9 +56,15 @@ OFF_LOOP_BYTES = 64 * 1024
 async def read_body(request: Request[Any, Any, Any], model: type[BodyT]) -> BodyT:
     """The request's body validated as `model`, parsed off the event loop when it is large."""
     raw = await request.body()
-    if len(raw) > OFF_LOOP_BYTES:
-        return await asyncio.to_thread(parse_body, raw, model)
-    return parse_body(raw, model)
+    return await in_proportion(len(raw), functools.partial(parse_body, raw, model))
+
+
+async def in_proportion(size: int, work: Callable[[], T], *, costly: bool = False) -> T:
+    """`work`, whose cost grows with a body of `size` bytes: here while the body is small and the work
+    not `costly` (schemas to compile), else on a worker thread, so that nobody else waits for it."""
+    if size > OFF_LOOP_BYTES or costly:
+        return await asyncio.to_thread(work)
+    return work()
 
 
 def parse_body(raw: bytes, model: type[BodyT]) -> BodyT:

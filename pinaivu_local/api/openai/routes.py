@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -13,7 +12,7 @@ from pinaivu_local.api.flow.inference import Inference
 from pinaivu_local.api.http.context import context_of
 from pinaivu_local.api.http.openapi import error_responses, json_body
 from pinaivu_local.api.http.stream_pacing import STREAM_INTERVAL_PARAMETER, requested_interval_s
-from pinaivu_local.api.http.validation import OFF_LOOP_BYTES, read_body
+from pinaivu_local.api.http.validation import in_proportion, read_body
 from pinaivu_local.api.openai.protocol import ChatCompletionRequest, CompletionRequest
 from pinaivu_local.api.openai.serving import respond
 
@@ -56,9 +55,8 @@ async def _complete(
     body = await read_body(request, schema)
     size = len(await request.body())  # read once: Litestar keeps it
     # Building the request decodes every call's arguments and compiles tools' and response_format's
-    # schemas into grammars, in proportion to the input: off the event loop unless it is small and plain.
-    build = body.inference_request
-    built = build() if size <= OFF_LOOP_BYTES and not body.has_schemas() else await asyncio.to_thread(build)
+    # schemas into grammars, in proportion to the input.
+    built = await in_proportion(size, body.inference_request, costly=body.has_schemas())
     asked = replace(built, streamed=bool(body.stream), text_interval_s=interval, body_bytes=size)
     context.model_id = inference.resolve(asked.model)
     run = context.run = await inference.start(principal, asked, admission)

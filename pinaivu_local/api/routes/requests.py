@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pydantic import ConfigDict, Field
 from pinaivu_local.api.flow.principal import Principal
 from pinaivu_local.api.http.context import RequestContext
 from pinaivu_local.api.http.openapi import error_responses, json_body
-from pinaivu_local.api.http.validation import OFF_LOOP_BYTES, StrictBody, read_body
+from pinaivu_local.api.http.validation import StrictBody, in_proportion, read_body
 from pinaivu_local.api.openai.messages import ChatMessage, template_messages
 from pinaivu_local.api.openai.replay import Replayer
 from pinaivu_local.api.openai.structured import (
@@ -151,11 +150,9 @@ async def verify_request(
     record = await _visible(request_log, context.caller(), request_id)
     body = await read_body(request, VerifyRequest)
     size = len(await request.body())  # read once: Litestar keeps it
-    check = functools.partial(_checked, record, body)
-    # Hashing the input, decoding call arguments and compiling schemas take time in proportion to the
-    # input: off the event loop unless it is small and plain.
-    plain = size <= OFF_LOOP_BYTES and body.tools is None and body.response_format is None
-    checked = check() if plain else await asyncio.to_thread(check)
+    # Hashing the input, decoding call arguments and compiling schemas take time in proportion to the input.
+    schemas = body.tools is not None or body.response_format is not None
+    checked = await in_proportion(size, functools.partial(_checked, record, body), costly=schemas)
     result = checked.result
     if body.replay and result["verified"]:
         result["replay"] = await replayer.replay(
