@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pinaivu_local.api.flow.request import InferenceRequest
 from pinaivu_local.engine.generation import Delta, Generation, Timings
@@ -197,7 +197,7 @@ class FleetBackend:
             request.sampling,
             request.max_tokens,
             len(prepared.prompt),
-            sent_messages=request.committed_input if request.kind == "chat" else None,
+            sent_messages=_sent_messages(request),
         )
         prefix = prefix_key(model_id, scope, canonical_json(request.committed_input))
         local = None
@@ -228,6 +228,13 @@ def small(request: InferenceRequest) -> bool:
     if request.constraint is not None or (isinstance(source, ChatPrompt) and source.tools):
         return False
     return not (isinstance(source, ChatPrompt) and len(source.messages) > INLINE_PREPARE_MESSAGES)
+
+
+def _sent_messages(request: InferenceRequest) -> Any:
+    """A chat's messages in OpenAI chat's shape, as a node takes them; None for a text completion."""
+    if request.kind != "chat":
+        return None
+    return request.committed_input if request.node_messages is None else request.node_messages
 
 
 def _local_only(request: InferenceRequest) -> tuple[str, str] | None:

@@ -26,6 +26,9 @@ class InferenceRequest:
     sampling: SamplingParams
     max_tokens: int | None  # as asked; None: the rest of the context
     committed_input: Any  # what the commitment hashes: the messages as sent, or the prompt
+    # A chat's messages as OpenAI's chat completions carry them, which is how a gateway's nodes are sent
+    # them, for an API family whose own input (committed_input) has another shape; None: committed_input.
+    node_messages: Any = None
     include_usage: bool = False  # a stream ends with a usage chunk
     # Answered as a stream; a whole answer reaches the client only at its end, so a node that fails
     # midway can still be left for another (fleet/remote.py).
