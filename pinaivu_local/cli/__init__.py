@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from pinaivu_local import __version__
 from pinaivu_local.cli.bench import bench
+from pinaivu_local.cli.common import load_llama_cpp
 from pinaivu_local.cli.doctor import doctor
 from pinaivu_local.cli.identity import identity
 from pinaivu_local.cli.keys import keys
@@ -21,14 +20,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     if not value or ctx.resilient_parsing:
         return
     click.echo(f"pinaivu-local {__version__}")
-    try:
-        from pinaivu_local.engine.host.build_info import llama_build
-
-        lines = llama_build().describe()
-    except (OSError, RuntimeError, AttributeError) as exc:  # no library, a broken one, one missing a symbol
-        override = os.environ.get("LLAMA_CPP_LIB_PATH")
-        where = f" from LLAMA_CPP_LIB_PATH={override}" if override else ""
-        raise click.ClickException(f"llama.cpp cannot be loaded{where}: {exc}") from None
+    lines = load_llama_cpp()
     for line in lines:
         click.echo(line)
     ctx.exit()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -42,6 +43,33 @@ def build_settings(**overrides: Any) -> Settings:
         name = str(first["loc"][0]) if first["loc"] else "settings"
         env = name if name.isupper() else f"PINAIVU_{name.upper()}"  # HF_TOKEN etc. keep their own names
         raise click.ClickException(f"invalid setting {name} ({env}): {first['msg']}") from None
+
+
+def load_llama_cpp() -> list[str]:
+    """Load llama.cpp (its build's description), or one line naming LLAMA_CPP_LIB_PATH and what is wrong."""
+    try:
+        from pinaivu_local.engine.host.build_info import llama_build
+
+        return llama_build().describe()
+    except (OSError, RuntimeError, AttributeError) as exc:  # no library, a broken one, one missing a symbol
+        override = os.environ.get("LLAMA_CPP_LIB_PATH")
+        if not override:
+            raise click.ClickException(f"llama.cpp cannot be loaded: {exc}") from None
+        raise click.ClickException(
+            f"llama.cpp cannot be loaded from LLAMA_CPP_LIB_PATH={override}: {_lib_path_problem(Path(override), exc)}"
+        ) from None
+
+
+def _lib_path_problem(folder: Path, exc: Exception) -> str:
+    """What is wrong with the folder LLAMA_CPP_LIB_PATH names, in words a user can act on."""
+    if not folder.exists():
+        return "no such folder (set it to the folder that holds libllama, or unset it)"
+    if not folder.is_dir():
+        return "not a folder (set it to the folder that holds libllama, not the file)"
+    if isinstance(exc, FileNotFoundError):
+        names = "libllama.so, libllama.dylib or llama.dll"
+        return f"no libllama in it (looked for {names})"
+    return str(exc)
 
 
 def open_catalog(settings: Settings) -> Catalog:

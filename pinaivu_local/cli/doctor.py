@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from pinaivu_local.cli.common import build_settings, catalog_options
+from pinaivu_local.cli.common import build_settings, catalog_options, load_llama_cpp
 
 
 @click.command()
@@ -16,6 +16,7 @@ from pinaivu_local.cli.common import build_settings, catalog_options
 @catalog_options
 def doctor(as_json: bool, **options: Any) -> None:
     """Check this machine, this build and the catalog's files; exit 1 when something blocks serving."""
+    load_llama_cpp()  # a library that cannot load is one line, before anything imports it
     from pinaivu_local.cli.doctor_checks import diagnose, render_text
 
     report = diagnose(build_settings(**options))

@@ -16,6 +16,7 @@ from pinaivu_local.cli.common import (
     catalog_options,
     configure_logging,
     key_store,
+    load_llama_cpp,
     open_catalog,
     pull_models,
 )
@@ -58,6 +59,7 @@ def serve(pull: bool, **options: Any) -> None:
     from pinaivu_local.engine.host.openmp import limit_spinning
 
     limit_spinning()  # before anything loads llama.cpp
+    load_llama_cpp()  # a library that cannot load is one line, not a traceback from an import below
     import uvicorn
 
     from pinaivu_local.api.app import create_app
