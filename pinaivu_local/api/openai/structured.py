@@ -7,16 +7,16 @@ a call, whose arguments are then held to the tool's schema.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pinaivu_local.engine.grammars import json_constraint, tool_call_constraint
+from pinaivu_local.api.flow.tool_structure import CallMode, ToolSpec, call_structure
+from pinaivu_local.api.flow.tool_structure import OutputStructure as OutputStructure
+from pinaivu_local.api.flow.tool_structure import structure_digest as structure_digest
+from pinaivu_local.engine.grammars import json_constraint
 from pinaivu_local.engine.prepared import Constraint
 from pinaivu_local.errors import InvalidRequest
-from pinaivu_local.requestlog.commitment import canonical_json
 
 _NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -114,29 +114,15 @@ def document_structure_rule(schema: dict[str, Any]) -> None:
     schema["allOf"] = [*schema.get("allOf", []), STRUCTURE_RULE]
 
 
-@dataclass(frozen=True)
-class OutputStructure:
-    """What a request's structure fields become: template tools, a constraint, callable tool names."""
-
-    template_tools: list[dict[str, Any]] | None = None
-    constraint: Constraint | None = None
-    tool_names: tuple[str, ...] = ()  # non-empty: the output is parsed for a call to one of these
-
-
 def output_structure(
     tools: list[Tool] | None, choice: ToolChoice | None, response_format: ResponseFormat | None
 ) -> OutputStructure:
     """The template tools and constraint for these fields; InvalidRequest naming what cannot be served."""
-    tools = tools or []
-    names = [t.function.name for t in tools]
-    if len(set(names)) != len(names):
-        raise InvalidRequest("tools: each function needs its own name.", param="tools")
-    if not tools:
-        if choice not in (None, "none", "auto"):
-            raise InvalidRequest("tool_choice asks for a tool call, but the request has no tools.", param="tool_choice")
-        return OutputStructure(constraint=_format_constraint(response_format))
-    if choice == "none":
-        # The model may not call: the tools are not shown to it at all (Llama would answer with a call).
+    specs = [ToolSpec(t.function.name, t.function.parameters, t.model_dump(exclude_none=True)) for t in tools or []]
+    mode: CallMode = "named" if isinstance(choice, NamedToolChoice) else (choice or "auto")
+    named = choice.function.name if isinstance(choice, NamedToolChoice) else None
+    structure = call_structure(specs, mode, named)
+    if structure is None:  # no call can be made: the output may follow response_format
         return OutputStructure(constraint=_format_constraint(response_format))
     if response_format is not None and not isinstance(response_format, TextFormat):
         raise InvalidRequest(
@@ -144,20 +130,7 @@ def output_structure(
             '(or tool_choice "none" to answer in the format without calling).',
             param="response_format",
         )
-    callable_tools = tools
-    if isinstance(choice, NamedToolChoice):
-        callable_tools = [t for t in tools if t.function.name == choice.function.name]
-        if not callable_tools:
-            raise InvalidRequest(
-                f"tool_choice names the function {choice.function.name!r}, which is not in tools ({', '.join(names)}).",
-                param="tool_choice",
-            )
-    schemas = [(t.function.name, t.function.parameters or {"type": "object", "properties": {}}) for t in callable_tools]
-    return OutputStructure(
-        template_tools=[t.model_dump(exclude_none=True) for t in tools],
-        constraint=tool_call_constraint(schemas, lazy=choice in (None, "auto")),
-        tool_names=tuple(name for name, _ in schemas),
-    )
+    return structure
 
 
 def _format_constraint(response_format: ResponseFormat | None) -> Constraint | None:
@@ -166,10 +139,3 @@ def _format_constraint(response_format: ResponseFormat | None) -> Constraint | N
     if isinstance(response_format, JsonSchemaFormat):
         return json_constraint(response_format.json_schema.schema_, param="response_format")
     return None
-
-
-def structure_digest(fields: dict[str, Any]) -> str | None:
-    """SHA-256 of the structure fields' canonical JSON (None without any): what a record keeps of them."""
-    if not fields:
-        return None
-    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
