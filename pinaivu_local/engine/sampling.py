@@ -37,6 +37,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logit_bias: Mapping[int, float] = field(default_factory=dict)
     ignore_eos: bool = False
+    top_k: int | None = None  # only the k most likely tokens are drawn from (Anthropic's top_k); None: all
     # Not sampling but what is reported of it: None, no logprobs; k, each token's and the k most likely.
     # Never recorded (to_json): a replay compares text only.
     logprobs: int | None = None
@@ -69,6 +70,8 @@ class SamplingParams:
             "frequency_penalty": self.frequency_penalty,
             "ignore_eos": self.ignore_eos,
         }
+        if self.top_k is not None:  # only when asked: every other record's JSON stays as it was
+            values["top_k"] = self.top_k
         large: dict[str, Any] = {
             "stop": list(self.stop),
             "logit_bias": {str(token): bias for token, bias in self.logit_bias.items()},
@@ -118,6 +121,7 @@ class SamplingParams:
             frequency_penalty=values.get("frequency_penalty", 0.0),
             logit_bias={int(token): bias for token, bias in values.get("logit_bias", {}).items()},
             ignore_eos=values.get("ignore_eos", False),
+            top_k=values.get("top_k"),
         )
         return params, values.get("max_tokens")
 
@@ -181,7 +185,7 @@ def build_sampler(params: SamplingParams, n_vocab: int, max_tokens: int) -> llam
 
 
 def _fill_chain(chain: llama.llama_sampler_p, params: SamplingParams, n_vocab: int, max_tokens: int) -> None:
-    """Bias, penalties, then greedy or top-p, temperature and a seeded draw: OpenAI's order."""
+    """Bias, penalties, then greedy or top-k, top-p, temperature and a seeded draw: OpenAI's order."""
 
     def add(param: str, make: Callable[[], llama.llama_sampler_p]) -> None:
         sampler = make()
@@ -208,6 +212,8 @@ def _fill_chain(chain: llama.llama_sampler_p, params: SamplingParams, n_vocab: i
     if params.temperature == 0:
         add("temperature", llama.llama_sampler_init_greedy)
         return
+    if params.top_k is not None:
+        add("top_k", lambda: llama.llama_sampler_init_top_k(params.top_k or 0))
     if params.top_p < 1.0:
         add("top_p", lambda: llama.llama_sampler_init_top_p(params.top_p, 1))
     add("temperature", lambda: llama.llama_sampler_init_temp(params.temperature))

@@ -144,7 +144,10 @@ def check_output(receipt: SignedReceipt, text: str) -> Finding:
 
 
 def committed_input(value: Any, kind: str) -> Any:
-    """What the input commitment hashes: a chat's messages with null fields dropped, or the prompt."""
+    """What the input commitment hashes: a chat's messages with null fields dropped, the prompt, or an
+    Anthropic Messages request's `system` and `messages` exactly as sent."""
+    if kind == "messages":
+        return {k: value[k] for k in ("system", "messages") if k in value} if isinstance(value, dict) else value
     if isinstance(value, dict):  # a whole request body
         value = value.get("messages" if kind == "chat" else "prompt")
     if kind == "chat" and isinstance(value, list):
@@ -153,7 +156,13 @@ def committed_input(value: Any, kind: str) -> Any:
 
 
 def response_text(body: Any) -> str:
-    """The output of a saved non-streamed response body: its first choice's content or text."""
+    """The output of a saved non-streamed response body: its first choice's content or text, or an
+    Anthropic message's text blocks (a message that calls a tool: keep the model's text, as for chat)."""
+    if isinstance(body, dict) and body.get("type") == "message" and isinstance(body.get("content"), list):
+        blocks = body["content"]
+        if any(not isinstance(b, dict) or b.get("type") != "text" for b in blocks):
+            raise MalformedReceipt("the message holds a tool_use block: verify it with the output the model wrote")
+        return "".join(str(b.get("text", "")) for b in blocks)
     try:
         choice = body["choices"][0]
         text = choice["message"]["content"] if "message" in choice else choice["text"]

@@ -191,7 +191,7 @@ class FleetBackend:
                 )
             return await self._local.start(request, prepared, scope)
         forwarded = remote_request(
-            request.kind,
+            "text" if request.kind == "text" else "chat",  # nodes are sent every chat in OpenAI's shape
             model_id,
             request.source,
             request.sampling,
@@ -232,7 +232,7 @@ def small(request: InferenceRequest) -> bool:
 
 def _sent_messages(request: InferenceRequest) -> Any:
     """A chat's messages in OpenAI chat's shape, as a node takes them; None for a text completion."""
-    if request.kind != "chat":
+    if request.kind == "text":
         return None
     return request.committed_input if request.node_messages is None else request.node_messages
 
@@ -241,6 +241,8 @@ def _local_only(request: InferenceRequest) -> tuple[str, str] | None:
     """(the field, in words) of what a gateway does not forward to its nodes yet, if the request asks for it."""
     if request.sampling.logprobs is not None:
         return "logprobs", "logprobs"
+    if request.sampling.top_k is not None:  # OpenAI's chat has no top_k to send it in
+        return "top_k", "requests with top_k"
     if request.constraint is not None:
         return "response_format" if not request.tool_names else "tools", "tools and structured outputs"
     return None

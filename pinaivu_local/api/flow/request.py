@@ -10,8 +10,9 @@ from typing import Any, Literal
 from pinaivu_local.engine.prepared import Constraint, PromptSource
 from pinaivu_local.engine.sampling import SamplingParams
 
-# A chat (messages rendered with the model's template) or a text completion (a prompt as it is).
-Kind = Literal["chat", "text"]
+# A chat (messages rendered with the model's template) or a text completion (a prompt as it is); an
+# Anthropic Messages request is a chat whose input (committed_input) has Anthropic's shape.
+Kind = Literal["chat", "text", "messages"]
 # How an answer ended: the engine's reasons, or on a whole call to one of the request's tools.
 FinishReason = Literal["stop", "length", "tool_calls"]
 

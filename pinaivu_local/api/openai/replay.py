@@ -63,7 +63,7 @@ class Replayer:
         if changed:
             return {"performed": False, "reason": changed}
         request = InferenceRequest(
-            kind="chat" if record.kind == "chat" else "text",
+            kind="text" if record.kind == "text" else "messages" if record.kind == "messages" else "chat",
             model=record.model_id,
             source=source,
             sampling=params,
