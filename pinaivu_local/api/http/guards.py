@@ -15,12 +15,14 @@ from pinaivu_local.errors import PermissionDenied
 
 
 async def require_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Authenticate before validation, remember the caller in the request's context, count it in flight.
+    """Authenticate (Authorization, else x-api-key) before validation, remember the caller in the request's
+    context, count it in flight.
 
     The observability middleware releases its place in flight when the response has ended.
     """
     services = plumbing_of(connection.app)
-    principal = await services.authenticator.authenticate_async(connection.headers.get("authorization"))
+    headers = connection.headers
+    principal = await services.authenticator.authenticate_async(headers.get("authorization"), headers.get("x-api-key"))
     context = context_of(connection.scope)
     context.principal = principal
     context.in_flight = services.in_flight.enter(principal.key_id, principal.name)
