@@ -42,6 +42,7 @@ class Report:
     data_dir: dict[str, Any]
     database: dict[str, Any]
     node: dict[str, Any]
+    services: dict[str, dict[str, Any] | None]  # postgres, redis, nodes: None where not configured
     catalog: str | None
     models: list[dict[str, Any]]
     problems: list[Problem] = field(default_factory=list)
@@ -60,6 +61,7 @@ def diagnose(settings: Settings) -> Report:
     """Look at everything; never raises for what it finds, it reports it."""
     import llama_cpp
 
+    from pinaivu_local.cli import doctor_services
     from pinaivu_local.engine.host.build_info import llama_build
     from pinaivu_local.engine.host.devices import list_devices, supports_gpu_offload
 
@@ -93,6 +95,7 @@ def diagnose(settings: Settings) -> Report:
         data_dir=_data_dir(settings.data_dir),
         database=_database(settings.database),
         node=_node(settings.identity_dir),
+        services=doctor_services.check_configured(settings),
         catalog=None,
         models=[],
     )
@@ -102,8 +105,9 @@ def diagnose(settings: Settings) -> Report:
         )
     if report.node["problem"]:
         report.problems.append(Problem("error", f"node identity: {report.node['problem']}"))
-    if report.database["problem"]:
+    if report.database["problem"] and not settings.database_url:
         report.problems.append(Problem("error", f"database {settings.database}: {report.database['problem']}"))
+    report.problems += [Problem(level, message) for level, message in doctor_services.problems(report.services)]
     try:
         catalog = load_catalog(settings.models_file, settings.models_dir)
     except ConfigError as exc:
@@ -300,6 +304,8 @@ def _gpu_hint(versions: dict[str, Any]) -> str:
 
 def render_text(report: Report) -> str:
     """The report for people: one line per fact, problems last."""
+    from pinaivu_local.cli import doctor_services
+
     v, gpu, cpu, mem, data = report.versions, report.gpu, report.cpu, report.memory, report.data_dir
     lines = [
         f"pinaivu-local    {v['pinaivu_local']}",
@@ -331,6 +337,7 @@ def render_text(report: Report) -> str:
             else f"(NOT writable: {data['problem']})"
         ),
         f"database         {_database_line(report.database)}",
+        *doctor_services.lines(report.services),
         f"node identity    {_node_line(report.node)}",
         f"catalog          {report.catalog or 'unreadable'}",
     ]
