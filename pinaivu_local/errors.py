@@ -91,6 +91,12 @@ class RequestNotFound(PinaivuError):
     code = "request_not_found"
 
 
+class ResponseNotFound(RequestNotFound):
+    """No stored response with that id made by the caller's key (a 404 like a request's)."""
+
+    code = "response_not_found"
+
+
 class RateLimited(PinaivuError):
     """A per-key limit is reached; retry after `retry_after_ms`."""
 

@@ -123,6 +123,29 @@ def m006_request_log_text_encoding(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN text_encoding VARCHAR")
 
 
+def m007_responses(conn: Connection) -> None:
+    """Stored Responses (POST /v1/responses with store): each response's input and output items, as JSON."""
+    moment = _timestamp(conn)
+    conn.exec_driver_sql(
+        f"""
+        CREATE TABLE responses (
+            id VARCHAR NOT NULL,
+            key_id VARCHAR NOT NULL,
+            created_at {moment} NOT NULL,
+            model VARCHAR NOT NULL,
+            request_id VARCHAR NOT NULL,
+            previous_response_id VARCHAR,
+            input_items VARCHAR NOT NULL,
+            output_items VARCHAR NOT NULL,
+            response VARCHAR NOT NULL,
+            PRIMARY KEY (id)
+        )
+        """
+    )
+    for column in ("created_at", "key_id"):
+        conn.exec_driver_sql(f"CREATE INDEX ix_responses_{column} ON responses ({column})")
+
+
 # Append only. A database at version N has had exactly the first N steps.
 MIGRATIONS: list[Migration] = [
     m001_api_keys,
@@ -131,6 +154,7 @@ MIGRATIONS: list[Migration] = [
     m004_request_log_node,
     m005_request_log_receipt,
     m006_request_log_text_encoding,
+    m007_responses,
 ]
 
 
