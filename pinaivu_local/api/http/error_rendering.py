@@ -1,4 +1,5 @@
-"""The one place errors become HTTP responses: status by class, OpenAI's envelope."""
+"""The one place errors become HTTP responses: status by class, OpenAI's envelope (or Anthropic's, on the
+routes whose handlers say so in their opt: ANTHROPIC_ERRORS)."""
 
 from __future__ import annotations
 
@@ -35,9 +36,42 @@ _STATUS: tuple[tuple[type[errors.PinaivuError], int, str], ...] = (
 )
 
 
+# A route handler's opt that asks for Anthropic's error envelope (the Anthropic Messages routes).
+ANTHROPIC_ERRORS = {"error_shape": "anthropic"}
+# Anthropic's error type for each status we answer (it has no 422: a schema violation is its 400).
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+}
+
+
 def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """OpenAI's error envelope."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def anthropic_error_body(message: str, status: int) -> dict[str, Any]:
+    """Anthropic's error envelope for an error of this HTTP status."""
+    kind = _ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _anthropic_shaped(request: Request[Any, Any, Any]) -> bool:
+    """Whether the request's route answers errors in Anthropic's envelope (no route: an unknown path, no)."""
+    handler = request.scope.get("route_handler")
+    return handler is not None and handler.opt.get("error_shape") == ANTHROPIC_ERRORS["error_shape"]
+
+
+def validation_message(exc: errors.ValidationFailed) -> str:
+    """Every schema violation in one sentence, each naming its field (`messages.0.content`), for Anthropic's 400."""
+    return "; ".join(f"{'.'.join(map(str, d['loc'][1:])) or 'body'}: {d['msg']}" for d in exc.detail)
 
 
 def status_of(exc: errors.PinaivuError) -> tuple[int, str]:
@@ -47,10 +81,13 @@ def status_of(exc: errors.PinaivuError) -> tuple[int, str]:
     return next(((s, t) for cls, s, t in _STATUS if isinstance(exc, cls)), (500, "server_error"))
 
 
-def render_pinaivu_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def render_pinaivu_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Render one of our own errors."""
     assert isinstance(exc, errors.PinaivuError)
+    anthropic = _anthropic_shaped(request)
     if isinstance(exc, errors.ValidationFailed):
+        if anthropic:
+            return Response(anthropic_error_body(validation_message(exc), 400), status_code=400)
         return Response({"detail": exc.detail}, status_code=422)
     status, type_ = status_of(exc)
     headers = {}
@@ -64,6 +101,8 @@ def render_pinaivu_error(_: Request[Any, Any, Any], exc: Exception) -> Response[
         headers["retry-after-ms"] = str(exc.retry_after_ms)
         if not exc.retryable:  # it can never fit: the openai SDK honours this and does not retry
             headers["x-should-retry"] = "false"
+    if anthropic:
+        return Response(anthropic_error_body(exc.message, status), status_code=status, headers=headers)
     return Response(error_body(exc.message, type_, param=exc.param, code=exc.code), status_code=status, headers=headers)
 
 
@@ -87,6 +126,9 @@ def render_http_exception(request: Request[Any, Any, Any], exc: Exception) -> Re
             f"{_limit_of(request)}; send a smaller one."
         )
     else:
+        if _anthropic_shaped(request):
+            body = anthropic_error_body(str(exc.detail), exc.status_code)
+            return Response(body, status_code=exc.status_code)
         return Response(error_body(str(exc.detail), "invalid_request_error"), status_code=exc.status_code)
     return render_pinaivu_error(request, ours)
 
@@ -99,11 +141,11 @@ def _limit_of(request: Request[Any, Any, Any]) -> str:
 def render_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """A bug: log it with its traceback, answer a 500 without one."""
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    body = error_body(
+    message = (
         "The server had an error while processing your request. Retry it; if it persists, "
-        "report it with the server log.",
-        "server_error",
+        "report it with the server log."
     )
+    body = anthropic_error_body(message, 500) if _anthropic_shaped(request) else error_body(message, "server_error")
     return Response(body, status_code=500)
 
 
