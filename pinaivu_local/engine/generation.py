@@ -41,6 +41,7 @@ class Delta:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
+    stop_sequence: str | None = None  # on the last delta: the stop string that ended it, if one did
 
     @property
     def text_only(self) -> bool:

@@ -76,7 +76,8 @@ class Sequence:
         """The generation's last delta: the text held back and `text`, the finish reason and the usage."""
         text = self.pacing.drain() + text
         usage = Usage(prompt_tokens=len(self.prompt), completion_tokens=self.n_generated, cached_tokens=self.n_reused)
-        return Delta(text, finish_reason=reason, usage=usage, logprobs=self.logprobs_for(text, final=True))
+        logprobs = self.logprobs_for(text, final=True)
+        return Delta(text, finish_reason=reason, usage=usage, logprobs=logprobs, stop_sequence=self.stops.matched)
 
     def ending(self, last: object) -> list[object]:
         """It ends now with `last` (the end marker or an error): what its reader gets, held text first."""

@@ -10,14 +10,16 @@ class StopMatcher:
         self._stops = tuple(s for s in stops if s)
         self._held = ""
         self._longest = max((len(s) for s in self._stops), default=0)
+        self.matched: str | None = None  # the stop string that was hit, once one is
 
     def push(self, text: str) -> tuple[str, bool]:
         """Feed text; return (text safe to emit, whether a stop string was hit)."""
         if not self._stops:
             return text, False
         buffer = self._held + text
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self._stops if (i := buffer.find(s)) >= 0]
+        if found:
+            cut, self.matched = min(found, key=lambda hit: hit[0])  # the first to occur (of equals: first listed)
             self._held = ""
             return buffer[:cut], True
         keep = self._partial_suffix(buffer)
