@@ -49,6 +49,9 @@ class RequestFields(SQLModel):
     # signed, and the node's base64 Ed25519 signature over it.
     receipt: str | None = None
     receipt_signature: str | None = None
+    # Who counted the tokens: None this process's engine; "node" the node's report (checked as sane);
+    # "gateway" the gateway (the node reported none or impossible counts, or its stream was cut short).
+    usage_source: str | None = None
 
 
 class RequestRecord(RequestFields, table=True):
@@ -85,6 +88,7 @@ class RequestRecord(RequestFields, table=True):
             "model": self.model_id,
             "model_sha256": self.model_sha256,
             "node": self.node,
+            "usage_source": self.usage_source,  # who counted the tokens (see RequestFields)
             "status": self.status_code,
             "finish_reason": self.finish_reason,
             "error": self.error,

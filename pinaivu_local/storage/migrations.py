@@ -146,6 +146,12 @@ def m007_responses(conn: Connection) -> None:
         conn.exec_driver_sql(f"CREATE INDEX ix_responses_{column} ON responses ({column})")
 
 
+def m008_request_log_usage_source(conn: Connection) -> None:
+    """Who counted a record's tokens: NULL this process's engine, "node" a node's valid report, "gateway" the
+    gateway itself (the node reported none, or counts out of bounds, or its stream was cut short)."""
+    conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN usage_source VARCHAR")
+
+
 # Append only. A database at version N has had exactly the first N steps.
 MIGRATIONS: list[Migration] = [
     m001_api_keys,
@@ -155,6 +161,7 @@ MIGRATIONS: list[Migration] = [
     m005_request_log_receipt,
     m006_request_log_text_encoding,
     m007_responses,
+    m008_request_log_usage_source,
 ]
 
 

@@ -129,9 +129,10 @@ def test_a_file_from_before_migrations_is_adopted(tmp_path: Path) -> None:
     assert after.pop("responses")  # a table of a step after schema 2
     columns = after["request_log"][0]
     added = [
-        columns.pop(name) for name in ("replay_of", "node", "receipt", "receipt_signature", "text_encoding")
+        columns.pop(name)
+        for name in ("replay_of", "node", "receipt", "receipt_signature", "text_encoding", "usage_source")
     ]  # steps after schema 2
-    assert added == [("VARCHAR", 0, None, 0)] * 5 and after == schema
+    assert added == [("VARCHAR", 0, None, 0)] * 6 and after == schema
 
 
 def test_a_half_created_file_still_opens(tmp_path: Path) -> None:
