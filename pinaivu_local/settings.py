@@ -105,7 +105,11 @@ class Settings(BaseSettings):
     nodes_file: Path | None = None
     no_local: bool = False
     node_poll_s: float = Field(default=2.0, gt=0, le=60)
+    # The longest a node may stay silent: to its answer's headers, and between two events of its stream
+    # (SSE comments and keep-alive bytes do not count as speaking).
     node_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # The longest one request may take on one node, from sending it to the stream's end, however it talks.
+    node_deadline_s: float = Field(default=900.0, gt=0, le=86400)
     log_backlog: int = Field(
         default=1000, ge=1, description="request records waiting to be written before inference is refused (503)"
     )
