@@ -65,6 +65,11 @@ class Run:
         """The `req_...` id its answer and its record carry."""
         return self.identity.request_id
 
+    @property
+    def prompt_tokens(self) -> int:
+        """Its prompt's tokens as sized before it started (a gateway's estimate where it cannot tokenize)."""
+        return len(self._trace.prepared.prompt)
+
     async def deltas(self) -> AsyncIterator[Delta]:
         """The generation's deltas, their text kept for the record."""
         async for delta in self._generation:
@@ -177,6 +182,16 @@ class Inference:
     def resolve(self, model: str) -> str:
         """The id of the model a request names; ModelNotFound (or, with nodes, Unavailable)."""
         return self._backend.resolve(model)
+
+    async def count(self, principal: Principal, request: InferenceRequest) -> int:
+        """The tokens `request`'s prompt comes to, sized as start() sizes it, without running it or reserving
+        anything (the caller took its request with take_request). Model and permission are checked first; a
+        gateway that does not run the model itself gives its upper bound (fleet/forward.py)."""
+        model_id = self._backend.resolve(request.model)
+        principal.check_model(model_id)
+        scope = "" if self._share_prefixes else principal.key_id
+        prepared = await self._backend.prepare(request, model_id, scope)
+        return len(prepared.prompt)
 
     async def start(
         self, principal: Principal, request: InferenceRequest, admission: Admission, *, replay_of: str | None = None
