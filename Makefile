@@ -26,7 +26,7 @@ LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
 # release of any of them changes neither CI nor the single file until the lock is refreshed on purpose.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet -c constraints.txt
 
-.PHONY: install install-dev install-bench serve serve-test-models browser services test test-fast lint bench dist lock clean
+.PHONY: install install-dev install-bench serve serve-test-models browser services systemd test test-fast lint bench dist lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,7 +84,14 @@ services:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; } || \
 		echo "note: no Postgres or Redis (apt-get install postgresql redis-server); the shared-state tests will be skipped"
 
-test: install-dev install-bench browser services
+# The service tests check the systemd unit with Debian's systemd-analyze (package systemd); as root with
+# apt-get it is installed, else those checks skip (CI sets PINAIVU_REQUIRE_SYSTEMD=1: they fail instead).
+systemd:
+	@command -v systemd-analyze >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; } || \
+		echo "note: no systemd-analyze (apt-get install systemd); the service unit's checks will be skipped"
+
+test: install-dev install-bench browser services systemd
 	$(BIN)/python -m pytest
 
 # The edit-test loop: the unit tier only (no server processes, databases, browser or single file; about

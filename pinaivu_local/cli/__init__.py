@@ -13,6 +13,7 @@ from pinaivu_local.cli.keys import keys
 from pinaivu_local.cli.models import models
 from pinaivu_local.cli.receipts import receipts
 from pinaivu_local.cli.serve import serve
+from pinaivu_local.cli.service import service
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -46,3 +47,4 @@ main.add_command(keys)
 main.add_command(bench)
 main.add_command(identity)
 main.add_command(receipts)
+main.add_command(service)
