@@ -21,6 +21,7 @@ import numpy as np
 from llguidance import LLExecutor, LLMatcher, LLTokenizer
 from llguidance.llamacpp import lltokenizer_from_vocab
 
+from pinaivu_local.engine.closing import Closers, ValueCloser
 from pinaivu_local.engine.prepared import Constraint
 from pinaivu_local.engine.sampling import logits_row
 from pinaivu_local.errors import InvalidRequest
@@ -46,10 +47,19 @@ class MaskStats:
 class Guide:
     """The grammar state of one sequence: waiting (lazy), active, or off."""
 
-    def __init__(self, matcher: LLMatcher, constraint: Constraint, tokenizer: LLTokenizer, wake_ids: set[int]) -> None:
+    def __init__(
+        self,
+        matcher: LLMatcher,
+        constraint: Constraint,
+        tokenizer: LLTokenizer,
+        wake_ids: set[int],
+        closer: ValueCloser | None = None,
+    ) -> None:
+        """`closer`: a test model's, which takes the token that ends the current value where one is allowed."""
         self._matcher = matcher
         self._tokenizer = tokenizer
         self._wake_ids = wake_ids
+        self.closer = closer
         self._wake_text = constraint.wake_text.encode() if constraint.wake_text else None
         self.active = not constraint.lazy
         # Lazy: the output's opening tokens while they may still grow into the wake text.
@@ -67,6 +77,8 @@ class Guide:
                 # Cannot happen when the mask was applied; never guess, fall back to free text.
                 log.warning("constraint refused sampled token %d: %s", token, self._matcher.get_error())
                 self.active = False
+            elif self.closer is not None:
+                self.closer.feed(self._tokenizer.decode_bytes([token]))
             return
         if token in self._wake_ids:
             self._wake([])
@@ -84,6 +96,8 @@ class Guide:
         self._opening = None
         if self._matcher.consume_tokens(tokens):
             self.active = True
+            if self.closer is not None:
+                self.closer.feed(self._tokenizer.decode_bytes(tokens))
         else:
             log.debug("lazy constraint could not take its opening token; the output stays free")
             self._wake_ids = set()
@@ -97,7 +111,8 @@ class Guide:
 class Grammars:
     """A model's grammar machinery: tokenizer, compiled-grammar cache, mask executor."""
 
-    def __init__(self, vocab: llama.llama_vocab_p, n_vocab: int, n_threads: int = 1) -> None:
+    def __init__(self, vocab: llama.llama_vocab_p, n_vocab: int, n_threads: int = 1, *, closing: bool = False) -> None:
+        """`closing`: a test model's, whose guided sequences end each value as soon as it may (engine/closing.py)."""
         self._vocab = vocab
         self.n_vocab = n_vocab
         self._n_threads = max(1, n_threads)
@@ -105,6 +120,8 @@ class Grammars:
         self._tokenizer: LLTokenizer | None = None
         self._executor: LLExecutor | None = None
         self._compiled: OrderedDict[str, LLMatcher] = OrderedDict()
+        self._closing = closing
+        self._closers: Closers | None = None
         self._bitmask = np.zeros((0, (n_vocab + 31) // 32), dtype=np.int32)
         self.stats = MaskStats()
 
@@ -116,7 +133,12 @@ class Grammars:
         """A fresh guide for one sequence."""
         matcher = self._pristine(constraint).deep_copy()
         tokenizer = self._tokenizer_now()
-        return Guide(matcher, constraint, tokenizer, self._special_ids(constraint.wake_tokens))
+        closer = None
+        if self._closing:
+            if self._closers is None:
+                self._closers = Closers.of(tokenizer)
+            closer = ValueCloser(self._closers)
+        return Guide(matcher, constraint, tokenizer, self._special_ids(constraint.wake_tokens), closer)
 
     def mask(self, ctx: llama.llama_context_p, guided: list[tuple[Guide, int]]) -> None:
         """Write every active guide's mask into the logits at its batch index (-inf where forbidden)."""
@@ -129,8 +151,12 @@ class Grammars:
         executor = self._executor_now()
         rows = [(g.matcher, row) for row, (g, _) in enumerate(active)]
         executor.unsafe_compute_mask_ptr(rows, self._bitmask.ctypes.data, self._bitmask.shape[1] * 4, len(rows))
-        for row, (_, index) in enumerate(active):
+        for row, (guide, index) in enumerate(active):
             logits = logits_row(ctx, index, self.n_vocab)
+            if guide.closer is not None and (closing := guide.closer.pick(self._bitmask[row])) is not None:
+                logits.fill(-np.inf)  # a test model's closer is the only token left to sample
+                logits[closing] = 0.0
+                continue
             # Each mask byte picks its 8 penalties (0 allowed, -inf forbidden) from a table, then one add:
             # several times faster than unpacking bits and storing through a boolean index.
             penalties = np.take(_BYTE_PENALTIES, self._bitmask[row].view(np.uint8), axis=0).reshape(-1)

@@ -227,7 +227,7 @@ class ModelPool:
                 text_interval_s=self._options.text_interval_s,
                 prompt_cache_bytes=self._options.prompt_cache_bytes,
             )
-            engine = ModelEngine(spec, model, Scheduler(model, config, spec.id))
+            engine = ModelEngine(spec, model, Scheduler(model, config, spec.id, test_model=spec.test_model))
         except BaseException:
             model.close()
             raise

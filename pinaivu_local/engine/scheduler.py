@@ -56,9 +56,16 @@ class Scheduler:
     """Owns a model's context and batch on its own thread."""
 
     def __init__(
-        self, model: LlamaModel, config: ContextConfig, name: str, *, clock: Callable[[], float] = time.monotonic
+        self,
+        model: LlamaModel,
+        config: ContextConfig,
+        name: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        test_model: bool = False,
     ) -> None:
-        """`clock`: what requests' text intervals are measured with (monotonic seconds)."""
+        """`clock`: what requests' text intervals are measured with (monotonic seconds); `test_model`: its
+        constrained output ends each value as soon as the grammar allows (engine/closing.py)."""
         self._model = model
         self._config = config
         self._now = clock
@@ -80,7 +87,7 @@ class Scheduler:
         self._health = EngineHealth()
         self._failures_in_a_row = 0
         self._name = name
-        self.grammars = Grammars(model.vocab, model.n_vocab, config.n_threads)
+        self.grammars = Grammars(model.vocab, model.n_vocab, config.n_threads, closing=test_model)
         tuned = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(tuned,), name=f"engine-{name}", daemon=True)
         self._thread.start()

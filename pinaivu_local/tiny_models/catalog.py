@@ -11,8 +11,10 @@ from pinaivu_local.tiny_models.writer import TinyShape, write_tiny_model
 
 # Every other model is quantized, so the quantized kernels are exercised as well.
 _VARIANTS = (("F16", TinyShape()), ("Q8_0", TinyShape(n_layer=3)))
-# Tiny models are cheap; a short context keeps their KV cache small on an edge box.
-TEST_MODEL_N_CTX = 2048
+# Their whole trained context: the tiny vocabulary spends about a token per byte, so the tools and
+# instructions agent libraries send take several times the tokens a real model's would. Its KV cache
+# is still a few MB.
+TEST_MODEL_N_CTX = TinyShape().n_ctx_train
 
 
 def tiny_catalog(catalog: Catalog, directory: Path) -> Catalog:
