@@ -6,12 +6,18 @@ import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pinaivu_local.errors import ConfigError
 from pinaivu_local.weights.sources import parse_source
+
+# What a model serves: chat and text completions (and embeddings, mean-pooled), embeddings only, or
+# rerank scores only (a classification head: llama.cpp's rank pooling).
+ModelKind = Literal["chat", "embedding", "rerank"]
+# How an embedding pools a sequence's token vectors (llama.cpp's pooling types); None: the GGUF's own.
+Pooling = Literal["none", "mean", "cls", "last", "rank"]
 
 
 class _Entry(BaseModel):
@@ -25,6 +31,9 @@ class _Entry(BaseModel):
     n_gpu_layers: int = Field(default=-1, ge=-1)
     parallel: int = Field(default=4, ge=1, le=256)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    kind: ModelKind = "chat"
+    pooling: Pooling | None = None
+    matryoshka: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,15 @@ class ModelSpec:
     parallel: int
     sha256: str | None = None
     test_model: bool = False
+    kind: ModelKind = "chat"
+    pooling: Pooling | None = None  # None: the GGUF's (mean for a chat model)
+    matryoshka: bool = False  # trained so its vectors may be cut to fewer dimensions (`dimensions`)
+
+    def capabilities(self) -> list[str]:
+        """The endpoints it serves, as /v1/models lists them."""
+        if self.kind == "chat":
+            return ["chat", "completions", "embeddings"]
+        return ["embeddings"] if self.kind == "embedding" else ["rerank"]
 
     def fetch_command(self) -> str | None:
         """The command that puts the weights where the server looks, when the catalog says where from."""
@@ -106,4 +124,7 @@ def _spec(file: Path, models_dir: Path, model_id: str, table: Any) -> ModelSpec:
         n_gpu_layers=entry.n_gpu_layers,
         parallel=entry.parallel,
         sha256=entry.sha256.lower() if entry.sha256 else None,
+        kind=entry.kind,
+        pooling=entry.pooling,
+        matryoshka=entry.matryoshka,
     )

@@ -14,11 +14,29 @@ SHIPPED = Path(__file__).parent.parent / "models.toml"
 
 def test_shipped_catalog(tmp_path: Path) -> None:
     catalog = load_catalog(SHIPPED, tmp_path)
-    assert catalog.ids() == ["llama3.2:1b", "llama3.2:3b"]
+    assert catalog.ids() == ["llama3.2:1b", "llama3.2:3b", "nomic-embed-text:v1.5"]
     one = catalog.models[0]
     assert one.file == tmp_path / "Llama-3.2-1B-Instruct-Q4_K_M.gguf"
     assert (one.n_ctx, one.n_gpu_layers, one.parallel) == (8192, -1, 4)
     assert one.fetch_command() == "pinaivu-local models pull llama3.2:1b"
+    assert (one.kind, one.capabilities()) == ("chat", ["chat", "completions", "embeddings"])
+    embed = catalog.models[2]
+    assert (embed.kind, embed.pooling, embed.matryoshka, embed.capabilities()) == (
+        "embedding",
+        None,
+        True,
+        ["embeddings"],
+    )
+    assert embed.file == tmp_path / "nomic-embed-text-v1.5.Q8_0.gguf"
+
+
+def test_kind_and_pooling_are_checked(tmp_path: Path) -> None:
+    file = tmp_path / "models.toml"
+    file.write_text('[models."r"]\npath = "r.gguf"\nkind = "reranker"\n')
+    with pytest.raises(ConfigError, match="kind"):
+        load_catalog(file, tmp_path)
+    file.write_text('[models."r"]\npath = "r.gguf"\nkind = "rerank"\npooling = "rank"\n')
+    assert load_catalog(file, tmp_path).models[0].kind == "rerank"
 
 
 def test_path_is_relative_to_the_catalog_and_wins(tmp_path: Path) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,6 +14,7 @@ import llama_cpp.llama_cpp as llama
 from pinaivu_local.catalog import Catalog, ModelSpec
 from pinaivu_local.engine.constraints import MaskStats
 from pinaivu_local.engine.context import ContextConfig
+from pinaivu_local.engine.embedding import Embedder, open_embedder
 from pinaivu_local.engine.host.devices import gpu_layers
 from pinaivu_local.engine.host.llama_log import LlamaLog
 from pinaivu_local.engine.llama_model import LlamaModel, LoadOptions
@@ -70,14 +74,56 @@ class EngineOptions:
 
 
 class ModelEngine:
-    """A ready model: weights, chat template and the scheduler that serves it."""
+    """A ready model: weights, chat template and the scheduler that serves it (none for an embedding or
+    rerank model), and its embedder (engine/embedding.py: made on first use for a chat model)."""
 
-    def __init__(self, spec: ModelSpec, model: LlamaModel, scheduler: Scheduler) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: LlamaModel,
+        scheduler: Scheduler | None,
+        embedder: Embedder | Callable[[], Embedder] | None = None,
+    ) -> None:
         self.spec = spec
         self.id = spec.id
         self._model = model
         self._scheduler = scheduler
-        self.n_ctx = scheduler.n_ctx
+        self._embedder = embedder if isinstance(embedder, Embedder) else None
+        self._make_embedder = None if isinstance(embedder, Embedder) else embedder
+        self._embedder_lock = threading.Lock()
+        if scheduler is None and self._embedder is None:
+            raise ValueError("a model serves chat, embeddings or both")
+        self.n_ctx = scheduler.n_ctx if scheduler is not None else self.embedder().n_batch
+
+    def embeds_with(self, make: Callable[[], Embedder]) -> None:
+        """A chat model's embedder, made by `make` on first use."""
+        self._make_embedder = make
+
+    def chat_busy(self) -> bool:
+        """Whether its scheduler has sequences running now (its embedder then takes half the threads)."""
+        return self._scheduler is not None and self._scheduler.load()[0] > 0
+
+    def embedder(self) -> Embedder:
+        """Its embedding context and thread (created on the first call for a chat model: call it off the
+        event loop); InvalidRequest for a model that has none."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                if self._make_embedder is None:
+                    raise InvalidRequest(f"`{self.id}` does not serve embeddings.", param="model")
+                self._embedder = self._make_embedder()
+            return self._embedder
+
+    @property
+    def chat(self) -> Scheduler:
+        """The scheduler of a model that completes text; InvalidRequest naming what the model serves instead."""
+        if self._scheduler is None:
+            endpoint = "/v1/rerank" if self.spec.kind == "rerank" else "/v1/embeddings"
+            raise InvalidRequest(
+                f"`{self.id}` is {'a rerank' if self.spec.kind == 'rerank' else 'an embedding'} model: it serves "
+                f"{endpoint}, not completions. Use a chat model from GET /v1/models.",
+                param="model",
+            )
+        return self._scheduler
 
     def prepare(
         self,
@@ -93,8 +139,9 @@ class ModelEngine:
         InvalidRequest for token ids outside the vocabulary or a grammar that cannot be compiled,
         ContextLengthExceeded when it cannot fit.
         """
+        scheduler = self.chat
         if constraint is not None:
-            self._scheduler.grammars.check(constraint)  # compiled here, off the event loop, and cached
+            scheduler.grammars.check(constraint)  # compiled here, off the event loop, and cached
         self._check_tokens(list(sampling.logit_bias), "logit_bias")
         param = "messages" if isinstance(source, ChatPrompt) else "prompt"
         # No token is longer than max_token_bytes: a text that cannot fit even so is refused
@@ -109,7 +156,7 @@ class ModelEngine:
         is handed over at most every `text_interval_s` (None: the engine's setting)."""
         if prepared.model_id != self.id:
             raise ValueError(f"a request prepared for {prepared.model_id} cannot run on {self.id}")
-        return self._scheduler.submit(
+        return self.chat.submit(
             prepared.prompt,
             prepared.sampling,
             prepared.max_tokens,
@@ -121,7 +168,7 @@ class ModelEngine:
     @property
     def mask_stats(self) -> MaskStats:
         """Time constrained decoding has spent on token masks so far (for the bench)."""
-        return self._scheduler.grammars.stats
+        return self.chat.grammars.stats
 
     def _tokens(self, source: PromptSource, requested: int | None, param: str) -> list[int]:
         if isinstance(source, ChatPrompt):
@@ -172,6 +219,16 @@ class ModelEngine:
 
     def status(self) -> ModelStatus:
         """Ready, with its current load."""
+        if self._scheduler is None:
+            return ModelStatus(
+                id=self.id,
+                state="ready",
+                file=str(self.spec.file),
+                test_model=self.spec.test_model,
+                detail=self._model.describe(),
+                slots=self.spec.parallel,
+                running=self.embedder().load(),
+            )
         running, queued = self._scheduler.load()
         health = self._scheduler.health
         return ModelStatus(
@@ -189,8 +246,11 @@ class ModelEngine:
         )
 
     def close(self) -> None:
-        """Stop the scheduler, then free the weights."""
-        self._scheduler.close()
+        """Stop the scheduler and the embedder, then free the weights."""
+        if self._scheduler is not None:
+            self._scheduler.close()
+        if self._embedder is not None:
+            self._embedder.close()
         self._model.close()
 
 
@@ -218,6 +278,15 @@ class ModelPool:
     def _load(self, spec: ModelSpec) -> ModelEngine:
         n_gpu_layers = self._options.gpu_layers(spec)
         model = LlamaModel(spec.file, LoadOptions(n_gpu_layers, self._options.weight_repack))
+        embed = functools.partial(open_embedder, spec, model, n_threads=self._options.n_threads)
+        if spec.kind != "chat":  # an embedding or rerank model: no chat context, its embedder at once
+            try:
+                engine = ModelEngine(spec, model, None, embed(max_queue=self._options.max_queue))
+            except BaseException:
+                model.close()
+                raise
+            log.info("%s loaded (%s): %s, %s", spec.id, spec.kind, model.describe(), human_bytes(model.size_bytes))
+            return engine
         try:
             config = ContextConfig(
                 n_ctx=spec.n_ctx,
@@ -228,6 +297,7 @@ class ModelPool:
                 prompt_cache_bytes=self._options.prompt_cache_bytes,
             )
             engine = ModelEngine(spec, model, Scheduler(model, config, spec.id, test_model=spec.test_model))
+            engine.embeds_with(functools.partial(embed, max_queue=self._options.max_queue, chat_busy=engine.chat_busy))
         except BaseException:
             model.close()
             raise
