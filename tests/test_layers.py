@@ -10,7 +10,7 @@ import pinaivu_local
 PACKAGE = Path(pinaivu_local.__file__).parent
 # Inside api/: the flow knows no HTTP; the plumbing may use the flow; an API family both; the other
 # routes all three; the wiring (app.py, services.py, dependencies.py) everything.
-API_LAYERS = {"flow": 0, "http": 1, "openai": 2, "responses": 2, "routes": 3, "wiring": 4}
+API_LAYERS = {"flow": 0, "http": 1, "openai": 2, "responses": 2, "anthropic": 2, "routes": 3, "wiring": 4}
 # Packages the serving core never imports: the engine and the fleet know nothing of HTTP or of records.
 BELOW_API = ("pinaivu_local.api", "pinaivu_local.cli")
 ENGINE_NEVER = (
