@@ -21,6 +21,7 @@ def test_list_shape(server: RunningServer) -> None:
         assert model["owned_by"] == "pinaivu-local"
         assert isinstance(model["created"], int)
         assert model["test_model"] is False
+        assert (model["kind"], model["capabilities"]) == ("chat", ["chat", "completions", "embeddings"])
 
 
 def test_retrieve_model(client: openai.OpenAI) -> None:

@@ -14,7 +14,7 @@ from pinaivu_local.fleet.fleet import Fleet
 
 
 def model_object(engine: ModelEngine) -> dict[str, Any]:
-    """One model in OpenAI's shape; test models say so."""
+    """One model in OpenAI's shape; test models say so, and every model what it serves."""
     try:
         created = int(engine.spec.file.stat().st_mtime)
     except OSError:
@@ -26,6 +26,9 @@ def model_object(engine: ModelEngine) -> dict[str, Any]:
         "owned_by": "pinaivu-local",
         "context_length": engine.n_ctx,
         "test_model": engine.spec.test_model,
+        # Ours, beside OpenAI's fields: the endpoints it serves (a chat model also embeds: mean pooling).
+        "kind": engine.spec.kind,
+        "capabilities": engine.spec.capabilities(),
     }
 
 
