@@ -11,6 +11,7 @@ from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 
 from pinaivu_local import __version__
+from pinaivu_local.api.anthropic.routes import count_tokens, create_message
 from pinaivu_local.api.dependencies import DEPENDENCIES
 from pinaivu_local.api.http.app_state import STATE_KEY
 from pinaivu_local.api.http.body_deadline import body_deadline
@@ -19,6 +20,7 @@ from pinaivu_local.api.http.guards import require_admin, require_key
 from pinaivu_local.api.http.observability import observability
 from pinaivu_local.api.http.ratelimit_headers import ratelimit_headers
 from pinaivu_local.api.openai.routes import chat_completions, completions
+from pinaivu_local.api.responses.routes import create_response, delete_response, get_response, list_input_items
 from pinaivu_local.api.routes.admin_keys import create_key, list_keys, revoke_key, rotate_key, show_key, update_key
 from pinaivu_local.api.routes.admin_usage import usage
 from pinaivu_local.api.routes.health import health, prometheus_metrics
@@ -57,6 +59,12 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
             retrieve_model,
             chat_completions,
             completions,
+            create_message,
+            count_tokens,
+            create_response,
+            get_response,
+            delete_response,
+            list_input_items,
             get_request,
             list_requests,
             verify_request,

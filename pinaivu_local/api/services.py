@@ -18,6 +18,7 @@ from pinaivu_local.api.http.app_state import state_services
 from pinaivu_local.api.http.auth import KeyAuthenticator
 from pinaivu_local.api.http.in_flight import InFlight
 from pinaivu_local.api.openai.replay import Replayer
+from pinaivu_local.api.responses.store import ResponseStore
 from pinaivu_local.api.routes.models import model_object
 from pinaivu_local.catalog import Catalog
 from pinaivu_local.engine.host.devices import supports_gpu_offload
@@ -60,6 +61,7 @@ class Services:
     identity: NodeIdentity
     inference: Inference
     replayer: Replayer
+    responses: ResponseStore  # stored responses of POST /v1/responses
     fleet: Fleet | None = None  # a gateway with nodes (serve --nodes)
 
 
@@ -110,6 +112,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
             identity=identity,
             inference=inference,
             replayer=Replayer(pool, hashes, inference, fleet=fleet is not None),
+            responses=ResponseStore(database, retention),
             fleet=fleet,
         )
 
@@ -137,6 +140,7 @@ def _fleet(settings: Settings, pool: ModelPool, hashes: ModelHashes) -> Fleet | 
         local_hash=functools.partial(_local_hash, pool, hashes),
         poll_s=settings.node_poll_s,
         timeout_s=settings.node_timeout_s,
+        deadline_s=settings.node_deadline_s,
     )
 
 

@@ -1,0 +1,93 @@
+"""A validated Responses body and its history as the request the inference flow takes.
+
+Tools, tool_choice and text.format go through chat's structured output (api/openai/structured.py):
+the Responses API's flat function tools are OpenAI's chat tools in another shape, held to their
+schemas by the same grammar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pinaivu_local.api.flow.request import InferenceRequest
+from pinaivu_local.api.openai.structured import (
+    JsonObjectFormat,
+    JsonSchemaFormat,
+    NamedToolChoice,
+    OutputStructure,
+    ResponseFormat,
+    Tool,
+    output_structure,
+    structure_digest,
+)
+from pinaivu_local.api.openai.structured import ToolChoice as ChatToolChoice
+from pinaivu_local.api.responses.items import Conversation
+from pinaivu_local.api.responses.protocol import (
+    CreateResponse,
+    NamedFunction,
+    TextFormatJsonObject,
+    TextFormatJsonSchema,
+)
+from pinaivu_local.engine.prepared import ChatPrompt
+from pinaivu_local.engine.sampling import SamplingParams
+from pinaivu_local.errors import InvalidRequest
+
+# Chat's field names in structured.py's errors, as this body names them.
+_PARAMS = {"response_format": "text.format"}
+
+
+def structure(body: CreateResponse) -> OutputStructure:
+    """The template tools, constraint and callable tool names of the body's tools, tool_choice and text.format."""
+    tools = [
+        Tool.model_validate({"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)})
+        for t in body.tools or []
+    ]
+    choice: ChatToolChoice | None
+    if isinstance(body.tool_choice, NamedFunction):
+        choice = NamedToolChoice.model_validate({"type": "function", "function": {"name": body.tool_choice.name}})
+    else:
+        choice = body.tool_choice
+    try:
+        return output_structure(tools, choice, _response_format(body))
+    except InvalidRequest as exc:
+        param = _PARAMS.get(exc.param or "", exc.param)
+        raise InvalidRequest(exc.message.replace("response_format", "text.format"), param=param) from None
+
+
+def _response_format(body: CreateResponse) -> ResponseFormat | None:
+    """text.format as chat's response_format (json_schema's fields nest under `json_schema` there)."""
+    fmt = body.text.format if body.text else None
+    if isinstance(fmt, TextFormatJsonSchema):
+        spec = fmt.model_dump(exclude={"type"}, exclude_none=True, by_alias=True)
+        return JsonSchemaFormat.model_validate({"type": "json_schema", "json_schema": spec})
+    if isinstance(fmt, TextFormatJsonObject):
+        return JsonObjectFormat(type="json_object")
+    return None
+
+
+def structure_fields(body: CreateResponse) -> dict[str, Any]:
+    """tools, tool_choice, parallel_tool_calls and text as sent (what the record keeps the digest of)."""
+    return body.model_dump(
+        include={"tools", "tool_choice", "parallel_tool_calls", "text"}, exclude_none=True, by_alias=True
+    )
+
+
+def inference_request(body: CreateResponse, talk: Conversation) -> InferenceRequest:
+    """The conversation as the inference flow takes it; the Responses items as the model saw them are committed to."""
+    shaped = structure(body)
+    return InferenceRequest(
+        kind="chat",
+        model=body.model,
+        source=ChatPrompt(talk.template, shaped.template_tools),
+        sampling=SamplingParams(
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            ignore_eos=body.ignore_eos,
+        ),
+        max_tokens=body.max_output_tokens,
+        committed_input=talk.committed,
+        node_messages=talk.node_messages,
+        constraint=shaped.constraint,
+        tool_names=shaped.tool_names,
+        structure_digest=structure_digest(structure_fields(body)),
+    )
