@@ -238,6 +238,11 @@ class CreateResponse(StrictBody):
                 if isinstance(item, dict) and kind not in _ITEM_TYPES:
                     what = "item references" if kind == "item_reference" else f"input items of type {kind!r}"
                     raise _refused(f"{what} (only messages, function_call and function_call_output items are)", "input")
+                content = item.get("content") if isinstance(item, dict) else None
+                for part in content if isinstance(content, list) else []:
+                    part_kind = part.get("type") if isinstance(part, dict) else None
+                    if part_kind in _UNSUPPORTED_PARTS:
+                        raise _refused(f"{_UNSUPPORTED_PARTS[part_kind]} ({part_kind!r} content parts)", "input")
         return value
 
     @field_validator("tools", mode="before")
