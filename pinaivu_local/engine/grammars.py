@@ -128,12 +128,19 @@ def _refers_to_root(node: Any) -> bool:
 def tool_call_constraint(tools: list[tuple[str, dict[str, Any]]], *, lazy: bool) -> Constraint:
     """One call to one of `tools`: forced from the first token, or (lazy) once the model opens one."""
     schema = tool_call_schema(tools)
+    forced = _schema_grammar(schema, "tools")
     if not lazy:
-        return Constraint(_schema_grammar(schema, "tools"), param="tools")
+        return Constraint(forced, param="tools")
     # The opening's first token may carry a few blanks before the brace (" {"); never more than that,
     # or a model could spend its budget on whitespace.
     lark = f"start: /[ \\t\\n]{{0,8}}/ call\ncall: %json {json.dumps(_styled(schema))}\n"
-    return Constraint(LLMatcher.grammar_from_lark(lark), wake_tokens=(PYTHON_TAG,), wake_text='{"name"', param="tools")
+    return Constraint(
+        LLMatcher.grammar_from_lark(lark),
+        wake_tokens=(PYTHON_TAG,),
+        wake_text='{"name"',
+        param="tools",
+        auto_call=forced,
+    )
 
 
 def _styled(schema: dict[str, Any]) -> dict[str, Any]:

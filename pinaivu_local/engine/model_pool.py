@@ -28,6 +28,7 @@ from pinaivu_local.engine.prepared import (
 )
 from pinaivu_local.engine.sampling import SamplingParams
 from pinaivu_local.engine.scheduler import Scheduler
+from pinaivu_local.engine.scripted_turns import scripted_turn
 from pinaivu_local.engine.stream import GenerationStream
 from pinaivu_local.errors import ContextLengthExceeded, InvalidRequest, ModelFileError, ModelNotFound, PinaivuError
 from pinaivu_local.sizes import human_bytes
@@ -140,6 +141,8 @@ class ModelEngine:
         ContextLengthExceeded when it cannot fit.
         """
         scheduler = self.chat
+        if self.spec.test_model:
+            constraint = scripted_turn(constraint, source)
         if constraint is not None:
             scheduler.grammars.check(constraint)  # compiled here, off the event loop, and cached
         self._check_tokens(list(sampling.logit_bias), "logit_bias")

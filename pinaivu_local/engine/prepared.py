@@ -98,6 +98,9 @@ class Constraint:
     wake_tokens: tuple[str, ...] = ()  # special tokens (their text) that wake it; what follows is fed
     wake_text: str | None = None  # wakes when the output opens (after blanks) with this text
     param: str = "response_format"  # the request field it comes from, named in errors
+    # A call the model may or may not make (tool_choice "auto"): the same call held from the first token,
+    # which a test model makes when the user spoke last (engine/scripted_turns.py).
+    auto_call: str | None = None
 
     @property
     def lazy(self) -> bool:

@@ -224,3 +224,52 @@ def test_forced_calls_end_valid(client: openai.OpenAI, choice: str) -> None:
         called = calls[0].function.name
         assert choice == "required" or called == name
         check(SCHEMAS[called], calls[0].function.arguments)
+
+
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_agent_loop_runs_offline(client: openai.OpenAI, seed: int) -> None:
+    """tool_choice "auto": a call when the user spoke last, then text after the tool's result."""
+    messages: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = client.chat.completions.create(
+        model="llama3.2:1b", messages=messages, tools=[WEATHER], temperature=1.0, seed=seed, max_tokens=MAX_TOKENS
+    )
+    assert first.choices[0].finish_reason == "tool_calls"
+    call = (first.choices[0].message.tool_calls or [])[0]
+    assert call.function.name == "get_weather"
+    check(WEATHER["function"]["parameters"], call.function.arguments)
+    messages += [first.choices[0].message, {"role": "tool", "tool_call_id": call.id, "content": "21 C, sunny"}]
+    answer = client.chat.completions.create(
+        model="llama3.2:1b", messages=messages, tools=[WEATHER], temperature=1.0, seed=seed, max_tokens=64
+    )
+    assert answer.choices[0].message.tool_calls is None
+    assert answer.choices[0].finish_reason in ("stop", "length")
+
+
+def test_a_streamed_auto_call(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="llama3.2:3b",
+        messages=[{"role": "user", "content": "Weather?"}],
+        tools=[WEATHER],
+        stream=True,
+        max_tokens=MAX_TOKENS,
+    )
+    chunks = list(stream)
+    arguments = "".join(
+        call.function.arguments or ""
+        for chunk in chunks
+        if chunk.choices
+        for call in chunk.choices[0].delta.tool_calls or []
+        if call.function
+    )
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    check(WEATHER["function"]["parameters"], arguments)
