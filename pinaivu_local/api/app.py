@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from pinaivu_local import __version__
 from pinaivu_local.api.anthropic.routes import count_tokens, create_message
 from pinaivu_local.api.dependencies import DEPENDENCIES
+from pinaivu_local.api.embeddings.routes import create_embeddings, rerank
 from pinaivu_local.api.http.app_state import STATE_KEY
 from pinaivu_local.api.http.body_deadline import body_deadline
 from pinaivu_local.api.http.error_rendering import EXCEPTION_HANDLERS
@@ -59,6 +60,8 @@ def create_app(settings: Settings, catalog: Catalog) -> Litestar:
             retrieve_model,
             chat_completions,
             completions,
+            create_embeddings,
+            rerank,
             create_message,
             count_tokens,
             create_response,

@@ -12,6 +12,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 
 from pinaivu_local.api.flow.backends import Backend, FleetBackend, LocalBackend
+from pinaivu_local.api.flow.embedding import Embeddings
 from pinaivu_local.api.flow.inference import Inference
 from pinaivu_local.api.flow.metrics import Metrics
 from pinaivu_local.api.http.app_state import state_services
@@ -61,6 +62,7 @@ class Services:
     identity: NodeIdentity
     inference: Inference
     replayer: Replayer
+    embeddings: Embeddings
     responses: ResponseStore  # stored responses of POST /v1/responses
     fleet: Fleet | None = None  # a gateway with nodes (serve --nodes)
 
@@ -112,6 +114,16 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
             identity=identity,
             inference=inference,
             replayer=Replayer(pool, hashes, inference, fleet=fleet is not None),
+            embeddings=Embeddings(
+                pool,
+                hashes,
+                limiter,
+                request_log,
+                metrics,
+                identity,
+                log_content=settings.log_content,
+                gateway=fleet is not None,
+            ),
             responses=ResponseStore(database, retention),
             fleet=fleet,
         )

@@ -117,8 +117,16 @@ def test_test_models_serve_the_catalog_ids(server_factory: Callable[..., Running
     server = server_factory("--test-models", "--models-file", str(catalog))
     client = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0)
     models = httpx.get(f"{server.v1}/models", headers=AUTH, timeout=10).json()["data"]
-    assert [(m["id"], m["test_model"]) for m in models] == [("llama3.2:1b", True), ("llama3.2:3b", True)]
+    assert [(m["id"], m["test_model"]) for m in models] == [
+        ("llama3.2:1b", True),
+        ("llama3.2:3b", True),
+        ("nomic-embed-text:v1.5", True),
+        ("test-rerank", True),  # the catalog has no reranker: a tiny one serves /v1/rerank
+    ]
+    assert [m["capabilities"] for m in models][2:] == [["embeddings"], ["rerank"]]
     assert all(m["test_model"] for m in httpx.get(f"{server.base_url}/health", timeout=10).json()["models"])
+    embedded = client.embeddings.create(model="nomic-embed-text:v1.5", input=["Hello", "world"])
+    assert len(embedded.data) == 2
     for model in ("llama3.2:1b", "llama3.2:3b"):
         out = client.chat.completions.with_raw_response.create(
             model=model, messages=[{"role": "user", "content": "Hello"}], max_tokens=4
