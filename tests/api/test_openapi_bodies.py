@@ -124,6 +124,23 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("key change", {"name": None}, False),
     ("key change", {"rpm": None}, True),
     ("key change", {"admin": True}, False),
+    ("embeddings", {}, True),
+    ("embeddings", {"input": ["a", "b"]}, True),
+    ("embeddings", {"input": [1, 2, 3]}, True),
+    ("embeddings", {"input": [[1, 2], [3]]}, True),
+    ("embeddings", {"input": ["a", 1]}, False),
+    ("embeddings", {"input": 3}, False),
+    ("embeddings", {"encoding_format": "base64", "user": "u"}, True),
+    ("embeddings", {"encoding_format": "binary"}, False),
+    ("embeddings", {"dimensions": 0}, False),
+    ("embeddings", {"surprise": 1}, False),
+    ("rerank", {}, True),
+    ("rerank", {"top_n": 1, "return_documents": False}, True),
+    ("rerank", {"top_n": 0}, False),
+    ("rerank", {"documents": []}, False),
+    ("rerank", {"documents": [1]}, False),
+    ("rerank", {"query": ""}, False),
+    ("rerank", {"surprise": 1}, False),
 ]
 
 
@@ -148,6 +165,8 @@ def served(app_client: TestClient[Litestar]) -> Iterator[dict[str, tuple[str, st
         "receipt": ("POST", "/v1/receipts/verify", receipt),
         "new key": ("POST", "/admin/keys", {"name": "new"}),
         "key change": ("PATCH", f"/admin/keys/{key_id}", {}),
+        "embeddings": ("POST", "/v1/embeddings", {"model": MODEL, "input": "Hi"}),
+        "rerank": ("POST", "/v1/rerank", {"model": "test-rerank", "query": "q", "documents": ["d"]}),
     }
 
 
