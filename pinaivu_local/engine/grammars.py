@@ -23,7 +23,7 @@ PYTHON_TAG = "<|python_tag|>"
 
 def json_constraint(schema: dict[str, Any], *, param: str) -> Constraint:
     """Output that is one JSON value valid against `schema`, from the first token."""
-    return Constraint(_schema_grammar(closed_objects(schema), param), param=param)
+    return Constraint(_schema_grammar(parseable_times(closed_objects(schema)), param), param=param)
 
 
 def tool_call_schema(tools: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def tool_call_schema(tools: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     definitions: dict[str, Any] = {}
     options = []
     for index, (name, parameters) in enumerate(tools):
-        reference, hoisted = _hoisted(closed_objects(parameters), f"tool{index}_")
+        reference, hoisted = _hoisted(parseable_times(closed_objects(parameters)), f"tool{index}_")
         definitions.update(hoisted)
         options.append(
             {
@@ -82,6 +82,39 @@ def closed_objects(schema: Any, *, in_all_of: bool = False) -> Any:
     if isinstance(closed.get("properties"), dict) and not opened_elsewhere and not in_all_of:
         closed["additionalProperties"] = False
     return closed
+
+
+# Dates and times as pydantic, Python's datetime and JavaScript's Date read them, within RFC 3339 (which
+# `format` alone allows): a year from 0001, February to the 28th, `T` and `Z` in capitals, seconds to 59
+# (no leap second), at most 6 digits of a second. Intersected with the format: both hold.
+_DATE = (
+    r"(000[1-9]|00[1-9]\d|0[1-9]\d\d|[1-9]\d{3})"
+    r"-((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+)
+_TIME = r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"
+_TIME_PATTERNS = {"date-time": f"^{_DATE}T{_TIME}$", "date": f"^{_DATE}$", "time": f"^{_TIME}$"}
+
+
+def parseable_times(schema: Any) -> Any:
+    """`schema` with every `date-time`, `date` and `time` string (that has no pattern of its own) held to what
+    common parsers read: RFC 3339 allows `t`, `z` and a 60th second, which pydantic refuses (a random model
+    wrote them)."""
+    if isinstance(schema, list):
+        return [parseable_times(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: parseable_times(sub) for name, sub in value.items()}
+        elif key in _SCHEMA_ONE or key in _SCHEMA_LISTS:
+            out[key] = parseable_times(value)
+        else:
+            out[key] = value
+    pattern = _TIME_PATTERNS.get(out.get("format")) if isinstance(out.get("format"), str) else None
+    if pattern and "pattern" not in out:
+        out["pattern"] = pattern
+    return out
 
 
 def _hoisted(parameters: dict[str, Any], prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,10 +1,22 @@
-"""JSON schemas as the grammars read them: objects closed unless they say otherwise, tools' $defs at the root."""
+"""JSON schemas as the grammars read them: objects closed unless they say otherwise, tools' $defs at the root,
+dates and times as parsers read them."""
 
 from __future__ import annotations
 
+import datetime
+import re
+
+import pydantic
+import pytest
 from llguidance import LLMatcher
 
-from pinaivu_local.engine.grammars import closed_objects, json_constraint, tool_call_constraint, tool_call_schema
+from pinaivu_local.engine.grammars import (
+    closed_objects,
+    json_constraint,
+    parseable_times,
+    tool_call_constraint,
+    tool_call_schema,
+)
 
 ADDRESS = {"type": "object", "properties": {"city": {"type": "string"}}}
 ORDER = {
@@ -73,3 +85,30 @@ def test_a_tool_without_definitions_is_left_in_place() -> None:
     schema = tool_call_schema([("plain", {"type": "object", "properties": {"a": {"type": "integer"}}})])
     assert "$defs" not in schema
     assert schema["properties"]["parameters"]["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("value", "parseable"),
+    [
+        ("2026-12-06T14:19:50Z", True),
+        ("2026-12-06T14:19:50.123456+01:00", True),
+        ("2026-12-06t14:19:50z", False),  # RFC 3339 allows it; pydantic refuses it
+        ("2026-12-06T14:19:60Z", False),  # a leap second
+        ("0000-01-01T00:00:00Z", False),  # no year 0 in Python
+        ("2025-02-29T00:00:00Z", False),
+        ("2026-12-06T14:19:50.1234567Z", False),
+    ],
+)
+def test_date_times_are_held_to_what_parsers_read(value: str, parseable: bool) -> None:
+    schema = parseable_times({"type": "object", "properties": {"at": {"type": "string", "format": "date-time"}}})
+    at = schema["properties"]["at"]
+    assert at["format"] == "date-time"  # kept: the pattern narrows it
+    assert bool(re.fullmatch(at["pattern"].strip("^$"), value)) == parseable
+    if parseable:
+        pydantic.TypeAdapter(datetime.datetime).validate_python(value)
+
+
+def test_a_time_format_with_its_own_pattern_keeps_it() -> None:
+    schema = {"type": "string", "format": "date", "pattern": "^2026"}
+    assert parseable_times(schema) == schema
+    assert parseable_times({"type": "string", "format": "time"})["pattern"].startswith("^([01]")
