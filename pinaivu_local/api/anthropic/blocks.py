@@ -27,7 +27,21 @@ _REFUSED_BLOCKS = {
     "container_upload": "container_upload blocks (no code execution here)",
 }
 # Which blocks each role's message may hold.
-_ALLOWED = {"user": ("text", "tool_result"), "assistant": ("text", "tool_use")}
+_ALLOWED = {"user": ("text", "tool_result"), "assistant": ("text", "tool_use"), "system": ("text",)}
+
+
+def or_text(schema: dict[str, Any]) -> None:
+    """`json_schema_extra` of a list of blocks a string may stand for: the document says a string is accepted."""
+    if "anyOf" in schema:
+        schema["anyOf"].insert(0, {"type": "string"})
+        return
+    array = {key: schema.pop(key) for key in ("type", "items", "minItems") if key in schema}
+    schema["anyOf"] = [{"type": "string"}, array]
+
+
+def text_blocks(value: Any) -> Any:
+    """A `system` string as one text block (before validation): a list, so errors name no union member."""
+    return [{"type": "text", "text": value}] if isinstance(value, str) else value
 
 
 class TextBlock(StrictBody):
@@ -57,7 +71,7 @@ class ToolResultBlock(StrictBody):
 
     type: Literal["tool_result"]
     tool_use_id: str = Field(min_length=1)
-    content: list[TextBlock] | None = None  # a string is one text block
+    content: list[TextBlock] | None = Field(default=None, json_schema_extra=or_text)  # a string: one text block
     is_error: bool | None = None
     cache_control: dict[str, Any] | None = None
 
@@ -85,10 +99,11 @@ Block = Annotated[TextBlock | ToolUseBlock | ToolResultBlock, Discriminator("typ
 
 
 class Message(StrictBody):
-    """One turn: a user's text and tool results, or an assistant's text and tool calls."""
+    """One turn: a user's text and tool results, an assistant's text and tool calls, or (as agents send
+    them between turns) a system message's text."""
 
-    role: Literal["user", "assistant"]
-    content: list[Block] = Field(description="a string, or a list of content blocks")  # a string: one text block
+    role: Literal["user", "assistant", "system"]
+    content: list[Block] = Field(json_schema_extra=or_text)  # a string: one text block
 
     @field_validator("content", mode="before")
     @classmethod
@@ -112,8 +127,3 @@ class Message(StrictBody):
                     f"not a {role} one",
                 )
         return value
-
-
-def text_blocks(value: Any) -> Any:
-    """A `system` string as one text block (before validation): a list, so errors name no union member."""
-    return [{"type": "text", "text": value}] if isinstance(value, str) else value

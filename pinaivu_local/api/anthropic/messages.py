@@ -77,7 +77,7 @@ def _openai_messages(
                 turn["tool_calls"] = calls
             rendered.append(turn)
         elif texts:
-            rendered.append({"role": "user", "content": "".join(texts)})
+            rendered.append({"role": message.role, "content": "".join(texts)})
     return rendered
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Discriminator, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from pinaivu_local.api.anthropic.blocks import TOOL_NAME, Message, TextBlock, text_blocks
+from pinaivu_local.api.anthropic.blocks import TOOL_NAME, Message, TextBlock, or_text, text_blocks
 from pinaivu_local.api.anthropic.messages import conversation, node_conversation
 from pinaivu_local.api.flow.request import InferenceRequest
 from pinaivu_local.api.flow.tool_structure import (
@@ -123,7 +123,7 @@ class MessagesRequest(StrictBody):
     model: str = Field(min_length=1)
     max_tokens: int = Field(ge=1)
     messages: list[Message] = Field(min_length=1)
-    system: list[TextBlock] | None = Field(default=None, description="a string, or a list of text blocks")
+    system: list[TextBlock] | None = Field(default=None, json_schema_extra=or_text)  # a string: one text block
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     stop_sequences: list[str] | None = None
@@ -238,3 +238,33 @@ class CountTokensRequest(MessagesRequest):
 def committed_input(raw: dict[str, Any]) -> dict[str, Any]:
     """What the commitment hashes: the body's `system` (when sent) and `messages`, exactly as sent."""
     return {name: raw[name] for name in ("system", "messages") if name in raw}
+
+
+class MessagesVerifyRequest(StrictBody):
+    """POST /v1/requests/{id}/verify for a /v1/messages request: its input as sent, the output received."""
+
+    system: list[TextBlock] | None = Field(default=None, json_schema_extra=or_text)  # a string: one text block
+    messages: list[Message] = Field(min_length=1)
+    output: str = Field(description="the text the message carried (a tool call: the call as the model wrote it)")
+    replay: bool = Field(default=True, description="re-run deterministic requests and compare")
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    output_config: OutputConfig | None = None
+
+    @field_validator("system", mode="before")
+    @classmethod
+    def _system_blocks(cls, value: Any) -> Any:
+        return text_blocks(value)
+
+    def as_request(self) -> MessagesRequest:
+        """The request it describes, as far as a replay needs it (its budget comes from the record)."""
+        # Its fields are validated already, as MessagesRequest validates them.
+        return MessagesRequest.model_construct(
+            model="-",
+            max_tokens=1,
+            system=self.system,
+            messages=self.messages,
+            tools=self.tools,
+            tool_choice=self.tool_choice,
+            output_config=self.output_config,
+        )

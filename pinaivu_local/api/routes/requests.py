@@ -13,6 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from pydantic import ConfigDict, Field
 
+from pinaivu_local.api.anthropic.protocol import MessagesVerifyRequest, committed_input
 from pinaivu_local.api.flow.principal import Principal
 from pinaivu_local.api.http.context import RequestContext
 from pinaivu_local.api.http.openapi import error_responses, json_body
@@ -148,6 +149,8 @@ async def verify_request(
 ) -> dict[str, Any]:
     """Hashes first; then, for a deterministic request (temperature 0 or a seed), a replay."""
     record = await _visible(request_log, context.caller(), request_id)
+    if record.kind == "messages":  # an Anthropic Messages request: its input in Anthropic's shape
+        return await _verify_message(request, replayer, context, record)
     body = await read_body(request, VerifyRequest)
     size = len(await request.body())  # read once: Litestar keeps it
     # Hashing the input, decoding call arguments and compiling schemas take time in proportion to the input.
@@ -159,6 +162,49 @@ async def verify_request(
             context, record, checked.source, checked.held, body.output, checked.structure
         )
     return result
+
+
+async def _verify_message(
+    request: Request[Any, Any, Any], replayer: Replayer, context: RequestContext, record: RequestRecord
+) -> dict[str, Any]:
+    """verify_request for a /v1/messages request: system and messages (and tools) as sent to it."""
+    body = await read_body(request, MessagesVerifyRequest)
+    raw = await request.body()
+    checked = await in_proportion(
+        len(raw), functools.partial(_checked_message, record, body, raw), costly=body.tools is not None
+    )
+    result = checked.result
+    if body.replay and result["verified"]:
+        result["replay"] = await replayer.replay(
+            context, record, checked.source, checked.held, body.output, checked.structure
+        )
+    return result
+
+
+def _checked_message(record: RequestRecord, body: MessagesVerifyRequest, raw: bytes) -> _Checked:
+    """Compare an Anthropic input and output with the record's commitment (the input exactly as sent)."""
+    held = committed_input(json.loads(raw))
+    asked = body.as_request()
+    structure = asked.structure()
+    return _Checked(
+        _verdict(record, input_digest(held), body.output),
+        asked.prompt(structure),
+        held,
+        (structure, structure_digest(asked.structure_fields())),
+    )
+
+
+def _verdict(record: RequestRecord, input_sha256: str, output: str) -> dict[str, Any]:
+    input_ok = input_sha256 == record.input_sha256
+    output_ok = record.output_sha256 is not None and output_digest(output) == record.output_sha256
+    return {
+        "object": "request.verification",
+        "request_id": record.request_id,
+        "input_matches": input_ok,
+        "output_matches": output_ok,
+        "verified": input_ok and output_ok,
+        "replay": None,
+    }
 
 
 @dataclass(frozen=True)
@@ -185,14 +231,4 @@ def _checked(record: RequestRecord, body: VerifyRequest) -> _Checked:
             raise InvalidRequest("This was a text completion: send the `prompt` you sent.", param="prompt")
         held = body.prompt
         source = TextPrompt(body.prompt) if isinstance(body.prompt, str) else TokenPrompt(body.prompt)
-    input_ok = input_digest(held) == record.input_sha256
-    output_ok = record.output_sha256 is not None and output_digest(body.output) == record.output_sha256
-    result: dict[str, Any] = {
-        "object": "request.verification",
-        "request_id": record.request_id,
-        "input_matches": input_ok,
-        "output_matches": output_ok,
-        "verified": input_ok and output_ok,
-        "replay": None,
-    }
-    return _Checked(result, source, held, structure)
+    return _Checked(_verdict(record, input_digest(held), body.output), source, held, structure)
