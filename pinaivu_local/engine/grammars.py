@@ -111,7 +111,8 @@ def parseable_times(schema: Any) -> Any:
             out[key] = parseable_times(value)
         else:
             out[key] = value
-    pattern = _TIME_PATTERNS.get(out.get("format")) if isinstance(out.get("format"), str) else None
+    form = out.get("format")
+    pattern = _TIME_PATTERNS.get(form) if isinstance(form, str) else None
     if pattern and "pattern" not in out:
         out["pattern"] = pattern
     return out
