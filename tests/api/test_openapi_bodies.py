@@ -19,6 +19,8 @@ from litestar.testing import TestClient
 MODEL = "llama3.2:1b"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
 TEXT = {"model": MODEL, "prompt": "Hi", "max_tokens": 1}
+MESSAGE = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+WEATHER = {"name": "w", "input_schema": {"type": "object", "properties": {}}}
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
 CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
 # JSON Schema counts 1.0 as an integer; the server parses JSON strictly (as OpenAI does) and does not.
@@ -141,6 +143,25 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("rerank", {"documents": [1]}, False),
     ("rerank", {"query": ""}, False),
     ("rerank", {"surprise": 1}, False),
+    ("messages", {}, True),
+    ("messages", {"surprise": 1}, False),
+    ("messages", {"max_tokens": None}, False),
+    ("messages", {"messages": []}, False),
+    ("messages", {"temperature": 1.5}, False),
+    ("messages", {"system": "Be brief."}, True),
+    ("messages", {"system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]}, True),
+    ("messages", {"system": [{"type": "image"}]}, False),
+    ("messages", {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}, True),
+    ("messages", {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, False),
+    ("messages", {"messages": [{"role": "tool", "content": "Hi"}]}, False),
+    ("messages", {"tools": [WEATHER], "tool_choice": {"type": "any"}}, True),
+    ("messages", {"tools": [WEATHER], "tool_choice": {"type": "required"}}, False),
+    ("messages", {"tools": [{"name": "w"}]}, False),
+    ("messages", {"stop_sequences": ["x"], "top_k": 5, "metadata": {"user_id": "u"}}, True),
+    ("messages", {"service_tier": "auto", "cache_control": {"type": "ephemeral"}}, True),
+    ("count tokens", {}, True),
+    ("count tokens", {"messages": []}, False),
+    ("count tokens", {"surprise": 1}, False),
 ]
 
 
@@ -167,6 +188,8 @@ def served(app_client: TestClient[Litestar]) -> Iterator[dict[str, tuple[str, st
         "key change": ("PATCH", f"/admin/keys/{key_id}", {}),
         "embeddings": ("POST", "/v1/embeddings", {"model": MODEL, "input": "Hi"}),
         "rerank": ("POST", "/v1/rerank", {"model": "test-rerank", "query": "q", "documents": ["d"]}),
+        "messages": ("POST", "/v1/messages", MESSAGE),
+        "count tokens": ("POST", "/v1/messages/count_tokens", {"model": MODEL, "messages": MESSAGE["messages"]}),
     }
 
 
