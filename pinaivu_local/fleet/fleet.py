@@ -22,6 +22,7 @@ from pinaivu_local.errors import (
     Unavailable,
     ValidationFailed,
 )
+from pinaivu_local.fleet.node_stream import StreamLimits
 from pinaivu_local.fleet.nodes import LOCAL, NodeSpec
 from pinaivu_local.fleet.poller import HealthPoller
 from pinaivu_local.fleet.remote import RemoteGeneration, RemoteRequest
@@ -48,6 +49,7 @@ class Fleet:
         local_hash: Callable[[str], str | None] = lambda _model: None,
         poll_s: float,
         timeout_s: float,
+        deadline_s: float = 900.0,
     ) -> None:
         self._local_models = local_models
         self._local_hash = local_hash
@@ -56,6 +58,7 @@ class Fleet:
         self._router = Router(self._all())
         self._poll_s = poll_s
         self._timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
+        self._limits = StreamLimits(idle_s=timeout_s, deadline_s=deadline_s)
         self._client: httpx.AsyncClient | None = None
 
     def _all(self) -> list[NodeState]:
@@ -160,7 +163,8 @@ class Fleet:
             opened = await self._try(node, request)
             if opened is not None:
                 self._router.served(prefix, node.name)
-                return RemoteGeneration(request, node, opened, self._reopener(request, model_sha256), buffered=buffered)
+                reopen = self._reopener(request, model_sha256)
+                return RemoteGeneration(request, node, opened, reopen, buffered=buffered, limits=self._limits)
         raise self._no_nodes(request.model)
 
     def _reopener(self, request: RemoteRequest, model_sha256: str | None) -> Callable[[set[str]], Any]:
@@ -181,14 +185,17 @@ class Fleet:
         if self._client is None:
             raise EngineFailure("the fleet is not running (a bug: its lifespan has not started)")
         # Every token at once: a stream cut short is counted by its chunks (api/http/stream_pacing.py).
-        headers = {STREAM_INTERVAL_HEADER: "0"}
+        # Its body as sent: a compressed one would be inflated in memory past every bound (node_stream.py).
+        headers = {STREAM_INTERVAL_HEADER: "0", "accept-encoding": "identity"}
         if node.spec.api_key:
             headers["authorization"] = f"Bearer {node.spec.api_key}"
         sent = self._client.build_request("POST", f"{node.spec.v1}{request.path}", json=request.body, headers=headers)
         node.in_flight += 1  # counted from now: requests placed meanwhile see this one
         try:
-            response = await self._client.send(sent, stream=True)
-        except httpx.TimeoutException:
+            # To its headers within the timeout, however slowly a node trickles them (each byte resets httpx's).
+            async with asyncio.timeout(self._limits.idle_s):
+                response = await self._client.send(sent, stream=True)
+        except (httpx.TimeoutException, TimeoutError):
             node.in_flight -= 1
             node.down("timed out")
             return None
@@ -230,7 +237,7 @@ async def _bounded_body(response: httpx.Response) -> str:
     """The start of a refusal's body (at most MAX_REFUSAL_BYTES), the rest left unread."""
     read = b""
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.aiter_raw():  # as sent: never inflated past the bound
             read += chunk
             if len(read) >= MAX_REFUSAL_BYTES:
                 break

@@ -20,12 +20,16 @@ from pinaivu_local.engine.prepared import (
     text_bytes,
 )
 from pinaivu_local.engine.sampling import SamplingParams
+from pinaivu_local.fleet.node_usage import UsageBounds
 from pinaivu_local.fleet.remote import RemoteRequest
 
 # Chat-template tokens around each message (Llama 3's header and end-of-turn markers, with room to spare).
 TOKENS_PER_MESSAGE = 8
 # The context assumed for a node's model that does not say its own (an OpenAI-compatible server).
 DEFAULT_CONTEXT = 4096
+# What a node's template may add to a prompt beyond our estimate of it (a default system prompt, the
+# tools' preamble): its reported prompt_tokens is believed up to twice the estimate and this.
+TEMPLATE_ALLOWANCE = 1024
 
 
 def estimated_prompt_tokens(source: PromptSource) -> int:
@@ -56,12 +60,15 @@ def remote_request(
     max_tokens: int | None,
     prompt_tokens: int,
     *,
+    budget: int,
     sent_messages: Any = None,
 ) -> RemoteRequest:
     """The OpenAI request a node gets: the same prompt and sampling, always streamed with usage.
 
     A chat's messages go as the client sent them (`sent_messages`), not as our template takes them:
     a call's arguments stay the string they were (a node refuses an object there, as OpenAI does).
+    `budget`: the completion tokens it may use (max_tokens, or what the reservation allowed), past which
+    the gateway stops reading; the node's usage is believed within it and the prompt's upper bound.
     """
     body: dict[str, Any] = {"model": model, "stream": True, "stream_options": {"include_usage": True}}
     if isinstance(source, ChatPrompt):
@@ -85,4 +92,6 @@ def remote_request(
     if sampling.ignore_eos:
         body["ignore_eos"] = True
     path = "/chat/completions" if kind == "chat" else "/completions"
-    return RemoteRequest(model=model, path=path, body=body, prompt_tokens=prompt_tokens)
+    bound = 2 * max(prompt_tokens, estimated_prompt_tokens(source)) + TEMPLATE_ALLOWANCE
+    bounds = UsageBounds(prompt=bound, completion=budget)
+    return RemoteRequest(model=model, path=path, body=body, prompt_tokens=prompt_tokens, bounds=bounds)

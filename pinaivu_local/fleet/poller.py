@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from pinaivu_local.fleet.node_stream import parsed
 from pinaivu_local.fleet.nodes import NodeSpec
 from pinaivu_local.fleet.state import ModelLoad, NodeState
 
@@ -16,6 +17,10 @@ log = logging.getLogger(__name__)
 
 # How long a health check may take at least.
 CHECK_TIMEOUT_S = 5.0
+# The most a node's /v1/models or /health may be: a thousand models' objects fit; more is refused unread.
+MAX_CHECK_BYTES = 4 * 1024 * 1024
+# The most models one node may list.
+MAX_MODELS = 1024
 
 
 class NodeUnhealthy(Exception):
@@ -60,27 +65,61 @@ class HealthPoller:
 
     async def _check(self, spec: NodeSpec) -> dict[str, ModelLoad]:
         headers = {"authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
-        listed = await self._client.get(f"{spec.v1}/models", headers=headers, timeout=self._timeout_s)
-        listed.raise_for_status()
-        models = {m["id"]: ModelLoad(info=m, slots=spec.slots) for m in listed.json()["data"]}
+        listed = await self._get(f"{spec.v1}/models", headers, (200,))
+        data = listed.get("data")
+        if not isinstance(data, list) or len(data) > MAX_MODELS:
+            raise NodeUnhealthy(f"its /v1/models is not a list of at most {MAX_MODELS} models")
+        models = {
+            m["id"]: ModelLoad(info=m, slots=spec.slots)
+            for m in data
+            if isinstance(m, dict) and isinstance(m.get("id"), str)
+        }
         if spec.kind == "pinaivu":
-            health = _json(await self._client.get(f"{spec.url}/health", timeout=self._timeout_s))
+            # /health answers 503 with the same body when the node is degraded: its models still say their state.
+            health = await self._get(f"{spec.url}/health", {}, (200, 503))
             if health.get("status") == "unavailable":
-                raise NodeUnhealthy(f"its /health says unavailable (storage {health.get('storage', {}).get('state')})")
-            for status in health.get("models", []):
-                load = models.get(status.get("id"))
+                storage = health.get("storage")
+                state = storage.get("state") if isinstance(storage, dict) else None
+                raise NodeUnhealthy(f"its /health says unavailable (storage {str(state)[:40]})")
+            for status in health.get("models") or []:
+                load = models.get(status.get("id")) if isinstance(status, dict) else None
                 if load is not None:
-                    load.slots, load.running, load.queued = status["slots"], status["running"], status["queued"]
+                    load.slots, load.running, load.queued = (
+                        _count(status, "slots"),
+                        _count(status, "running"),
+                        _count(status, "queued"),
+                    )
             models = {m: load for m, load in models.items() if load.slots > 0}
         return models
 
+    async def _get(self, url: str, headers: dict[str, str], statuses: tuple[int, ...]) -> dict[str, Any]:
+        """A JSON object, read up to MAX_CHECK_BYTES as sent (never inflated) and parsed off the event loop
+        when large."""
+        request = self._client.build_request("GET", url, headers={**headers, "accept-encoding": "identity"})
+        async with asyncio.timeout(self._timeout_s):
+            response = await self._client.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.status_code not in statuses:
+                    raise httpx.HTTPStatusError("refused", request=request, response=response)
+                body = bytearray()
+                async for piece in response.aiter_raw():
+                    body += piece
+                    if len(body) > MAX_CHECK_BYTES:
+                        raise NodeUnhealthy(f"its {request.url.path} is over {MAX_CHECK_BYTES} bytes")
+            finally:
+                await response.aclose()
+        value = await parsed(body.decode(errors="replace"))
+        if not isinstance(value, dict):
+            raise NodeUnhealthy(f"its {request.url.path} is not a JSON object")
+        return value
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    # /health answers 503 with the same body when the node is degraded: its models still say their state.
-    if response.status_code not in (200, 503):
-        response.raise_for_status()
-    body = response.json()
-    return body if isinstance(body, dict) else {}
+
+def _count(status: dict[str, Any], name: str) -> int:
+    """A load figure as a node reports it: a whole number from 0 to 4096, else NodeUnhealthy."""
+    value = status.get(name)
+    if type(value) is not int or not 0 <= value <= 4096:
+        raise NodeUnhealthy(f"its /health reports {name} {str(value)[:20]}, not a count")
+    return value
 
 
 def _reason(exc: BaseException) -> str:
@@ -89,8 +128,10 @@ def _reason(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, httpx.HTTPStatusError):
         return f"HTTP {exc.response.status_code} from {exc.request.url.path}"
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
         return "timed out"
     if isinstance(exc, httpx.ConnectError):
         return "connection refused"
+    if isinstance(exc, ValueError):
+        return "not JSON"
     return f"{exc.__class__.__name__}: {exc}"[:200]

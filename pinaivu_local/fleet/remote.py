@@ -13,14 +13,22 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import httpx
-from httpx_sse import EventSource, SSEError
 
 from pinaivu_local.engine.generation import Delta, FinishReason, Timings, Usage
 from pinaivu_local.errors import EngineFailure
+from pinaivu_local.fleet.node_stream import (
+    MAX_RECEIPT_BYTES,
+    MAX_TOKEN_TEXT_BYTES,
+    NodeDropped,
+    StreamLimits,
+    data_events,
+    parsed,
+)
+from pinaivu_local.fleet.node_usage import UsageBounds
 from pinaivu_local.fleet.state import NodeState
 from pinaivu_local.receipts.document import MalformedReceipt, SignedReceipt
 from pinaivu_local.wire import RECEIPT_FIELD
@@ -36,14 +44,31 @@ class RemoteRequest:
     path: str  # "/chat/completions" or "/completions"
     body: dict[str, Any]
     prompt_tokens: int  # counted by the gateway (or estimated): used when a node reports no usage
+    # What it may cost: the prompt's upper bound and the completion budget (max_tokens, or the reservation's).
+    bounds: UsageBounds = field(default_factory=lambda: UsageBounds(prompt=1 << 20, completion=1 << 20))
+
+    @property
+    def budget(self) -> int:
+        """The most completion tokens the node may send."""
+        return self.bounds.completion
 
 
-class NodeDropped(Exception):
-    """The node's stream broke: connection lost, timed out, or an error event instead of text."""
+@dataclass
+class _Progress:
+    """What one node has sent of one request so far, as the gateway counts it."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    chunks: int = 0  # chunks with text: at least one token each
+    text_bytes: int = 0
+    reported: int = 0  # the completion tokens a node reports as it goes (vLLM's continuous usage), if sane
+    receipt: Any = None  # a pinaivu node's receipt envelope (on its last chunk), as it signed it
+    usage: Usage | None = None  # the final count, once the stream ended
+    source: Literal["node", "gateway"] = "gateway"  # who counted `usage`
+    misbehaved: str | None = None  # a bound the node passed without breaking the answer: counted against it
+
+    @property
+    def generated(self) -> int:
+        """Completion tokens so far: the node's final count, else the most either side has counted."""
+        return self.usage.completion_tokens if self.usage else max(self.chunks, self.reported)
 
 
 # Opens the request on another node, leaving out those tried: (node, response), or raises Unavailable.
@@ -56,11 +81,19 @@ class RemoteGeneration:
     answer whole: before the end); after that, the failure is an error."""
 
     def __init__(
-        self, request: RemoteRequest, node: NodeState, response: httpx.Response, reopen: Reopen, *, buffered: bool
+        self,
+        request: RemoteRequest,
+        node: NodeState,
+        response: httpx.Response,
+        reopen: Reopen,
+        *,
+        buffered: bool,
+        limits: StreamLimits,
     ) -> None:
         self._request = request
         self._buffered = buffered
         self._reopen = reopen
+        self._limits = limits
         self._node = node
         self._response = response
         self._tried = {node.name}
@@ -68,12 +101,10 @@ class RemoteGeneration:
         self._connected: float | None = time.monotonic()
         self._first_token: float | None = None
         self._finished: float | None = None
-        self._generated = 0
-        self._prompt_tokens = request.prompt_tokens
+        self._progress = _Progress()
         self._closed = False
         self._holding = True  # counted in the node's in_flight (the fleet counted it when it opened)
         self._opened_at = node.reports  # the node's load reports so far: later ones count it as running
-        self._seen: dict[str, Any] = {}  # what the node's last chunk said beyond OpenAI's shape
 
     @property
     def node(self) -> str:
@@ -90,10 +121,15 @@ class RemoteGeneration:
     computed_here = False
 
     @property
+    def usage_source(self) -> Literal["node", "gateway"]:
+        """Who counted its tokens: the node (its report, found sane) or the gateway."""
+        return self._progress.source
+
+    @property
     def receipt(self) -> SignedReceipt | None:
         """The node's own signed receipt, exactly as it sent it (None: a node without receipts, or a
         malformed one). The gateway keeps it; it signs nothing for a node."""
-        envelope = self._seen.get("receipt")
+        envelope = self._progress.receipt
         if envelope is None:
             return None
         try:
@@ -118,8 +154,6 @@ class RemoteGeneration:
                     else:
                         async for delta in self._read():
                             yield delta
-                    if self.model_sha256:
-                        self._node.hashes[self._request.model] = self.model_sha256
                     return
                 except NodeDropped as exc:
                     log.warning("node %s dropped a request: %s", self._node.name, exc.reason)
@@ -129,7 +163,7 @@ class RemoteGeneration:
                             f"The node {self._node.name} failed while streaming ({exc.reason}); the output is "
                             "incomplete. Retry the request."
                         ) from None
-                    self._first_token, self._generated = None, 0
+                    self._first_token = None
                     await self._move()
         finally:
             self._finished = self._finished or time.monotonic()
@@ -137,15 +171,23 @@ class RemoteGeneration:
 
     async def _read(self) -> AsyncIterator[Delta]:
         """The current node's deltas, counted."""
-        self._seen.clear()
-        async for delta in _deltas(self._response, self._request, self._seen):
+        self._progress = _Progress()
+        deadline = asyncio.get_running_loop().time() + self._limits.deadline_s
+        async for delta in _deltas(self._response, self._request, self._limits, deadline, self._progress):
             if self._first_token is None:
                 self._first_token = time.monotonic()
-            if delta.finish_reason is None:
-                self._generated += 1
-            else:
-                self._prompt_tokens = delta.usage.prompt_tokens if delta.usage else self._prompt_tokens
+            if delta.finish_reason is not None:  # judged now: a whole answer's reader stops at this delta
+                self._judge()
             yield delta
+
+    def _judge(self) -> None:
+        """At the stream's end: a node that passed a bound without breaking the answer is out of rotation
+        until it checks well again; one that behaved teaches which model file it holds."""
+        if self._progress.misbehaved:
+            log.warning("node %s misbehaved: %s", self._node.name, self._progress.misbehaved)
+            self._node.down(self._progress.misbehaved)
+        elif self.model_sha256:
+            self._node.hashes[self._request.model] = self.model_sha256
 
     async def _move(self) -> None:
         """The same request on another node (Unavailable when none is left)."""
@@ -175,8 +217,11 @@ class RemoteGeneration:
 
     @property
     def tokens_used(self) -> int:
-        """Prompt plus tokens generated so far."""
-        return self._prompt_tokens + self._generated
+        """Prompt plus tokens generated so far: the node's sane count at the end; cut short, the most the
+        node reported as it went or the chunks of text that arrived (each at least one token)."""
+        usage = self._progress.usage
+        prompt = usage.prompt_tokens if usage else self._request.prompt_tokens
+        return prompt + self._progress.generated
 
     def close(self) -> None:
         """Stop: the node's stream is closed, which cancels the request there."""
@@ -189,30 +234,44 @@ class RemoteGeneration:
                 asyncio.get_running_loop().create_task(self._release())
 
 
-async def _deltas(response: httpx.Response, request: RemoteRequest, seen: dict[str, Any]) -> AsyncIterator[Delta]:
-    """A node's SSE stream as Deltas; the last one carries the finish reason and the usage. A pinaivu
-    node's receipt (on its last chunk) goes into `seen`, as the node signed it."""
+async def _deltas(
+    response: httpx.Response, request: RemoteRequest, limits: StreamLimits, deadline: float, progress: _Progress
+) -> AsyncIterator[Delta]:
+    """A node's SSE stream as Deltas, within bounds (node_stream.py); the last one carries the finish reason
+    and the usage, sane or counted here. A node sending more text than the budget ends it there: finish
+    `length`, the node counted against."""
     finish: FinishReason | None = None
-    usage: Usage | None = None
-    chunks = 0
+    reported: object = None
+    budget = request.budget
     try:
-        async for event in EventSource(response).aiter_sse():
-            if not event.data:  # a comment or a keep-alive: nothing to read
-                continue
-            if event.data == "[DONE]":
+        async for data in data_events(response, limits, deadline=deadline, budget=budget):
+            if data == "[DONE]":
                 break
-            chunk = json.loads(event.data)
+            chunk = await parsed(data)
+            if not isinstance(chunk, dict):
+                raise NodeDropped(f"not an OpenAI stream (an event is {type(chunk).__name__})")
             if "error" in chunk:
-                raise NodeDropped(f"error event: {str(chunk['error'].get('message', chunk['error']))[:200]}")
+                error = chunk["error"]
+                message = error.get("message", error) if isinstance(error, dict) else error
+                raise NodeDropped(f"error event: {str(message)[:200]}")
             receipt = chunk.get(RECEIPT_FIELD)
             if receipt:
-                seen["receipt"] = receipt
-            if chunk.get("usage"):
-                usage = Usage(chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"])
+                if len(json.dumps(receipt)) > MAX_RECEIPT_BYTES:
+                    raise NodeDropped(f"a receipt over {MAX_RECEIPT_BYTES} bytes")
+                progress.receipt = receipt
+            if chunk.get("usage") is not None:
+                reported = chunk["usage"]
+                _running(progress, reported, budget)
             for choice in chunk.get("choices") or []:
                 text = _text(choice)
                 if text:
-                    chunks += 1
+                    progress.chunks += 1
+                    progress.text_bytes += len(text.encode())
+                    if progress.chunks > budget or progress.text_bytes > budget * MAX_TOKEN_TEXT_BYTES:
+                        progress.misbehaved = f"sent more than the {budget} tokens asked"
+                        progress.usage = Usage(request.prompt_tokens, budget)
+                        yield Delta("", "length", progress.usage)
+                        return
                     yield Delta(text)
                 if choice.get("finish_reason"):
                     finish = "length" if choice["finish_reason"] == "length" else "stop"
@@ -220,13 +279,32 @@ async def _deltas(response: httpx.Response, request: RemoteRequest, seen: dict[s
         raise NodeDropped("timed out") from None
     except httpx.TransportError as exc:
         raise NodeDropped(f"connection lost ({exc.__class__.__name__})") from None
-    except (SSEError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise NodeDropped(f"not an OpenAI stream ({exc.__class__.__name__})") from None
     if finish is None:
         raise NodeDropped("the stream ended without a finish reason")
-    # An OpenAI-compatible server that sends no usage (llama_cpp.server): the prompt as counted here,
-    # one token per chunk (each carries one token's text on the servers we know).
-    yield Delta("", finish, usage or Usage(request.prompt_tokens, chunks))
+    yield Delta("", finish, _final_usage(request, reported, progress))
+
+
+def _running(progress: _Progress, usage: object, budget: int) -> None:
+    """A count the node reports as it goes (vLLM's continuous usage), kept where it is a sane number."""
+    count = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if type(count) is int and 0 <= count <= budget:
+        progress.reported = max(progress.reported, count)
+
+
+def _final_usage(request: RemoteRequest, reported: object, progress: _Progress) -> Usage:
+    """The node's usage where it is sane; else counted here: the prompt as the gateway counted it (or its
+    estimate), a token per chunk of text (each carries one token's text on the servers we know)."""
+    if reported is not None:
+        checked = request.bounds.check(reported, progress.chunks)
+        if isinstance(checked, Usage):
+            progress.usage, progress.source = checked, "node"
+            return checked
+        progress.misbehaved = f"reported impossible usage: {checked}"
+    # An OpenAI-compatible server that sends no usage (llama_cpp.server), or one not to be believed.
+    progress.usage = Usage(request.prompt_tokens, max(progress.chunks, progress.reported))
+    return progress.usage
 
 
 def _text(choice: dict[str, Any]) -> str:

@@ -1,23 +1,65 @@
 """A node the tests control: it lists a model, and answers every completion with the status and body it
-is told to (a refusal, a failure), as a node of any kind might."""
+is told to (a refusal, a failure), or with a stream that misbehaves as it is told to (without end, one
+endless line, a huge receipt, comments forever, impossible usage), as a node of any kind might."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+# The streams it can send instead of `status` and `body`:
+#   endless        a chunk of text after another, without end
+#   endless_junk   chunks without text, each with 100 KB of padding, without end
+#   endless_empty  chunks without text, without end
+#   huge_line      one `data:` line that never ends
+#   comments       a role chunk, then SSE comments forever (a keep-alive that says nothing)
+#   slow_text      a chunk of text every 0.2 s, without end
+#   slow_counted   the same, each chunk with usage saying two tokens more (vLLM's continuous usage)
+#   huge_receipt   three chunks of text and a usage chunk carrying a 500 KB receipt (under the line bound)
+#   usage          three chunks of text and a usage chunk reporting `Answer.usage`
+#   huge_header    a 200 whose headers hold 1 MB
+STREAMS = (
+    "endless",
+    "endless_junk",
+    "endless_empty",
+    "huge_line",
+    "comments",
+    "slow_text",
+    "slow_counted",
+    "huge_receipt",
+    "usage",
+    "huge_header",
+)
 
 
 @dataclass
 class Answer:
-    """What the node answers to completions: a status and a body (changed by the test as it goes)."""
+    """What the node answers to completions: a status and a body, or a stream (changed by the test as it goes)."""
 
     status: int = 400
     body: dict[str, object] = field(default_factory=lambda: {"error": {"message": "refused", "type": "x"}})
     requests: int = 0
+    stream: str | None = None  # one of STREAMS, instead of `status` and `body`
+    usage: object = None  # what the `usage` stream reports
+    models_padding: int = 0  # bytes of padding in /v1/models (a huge listing)
+    received: list[dict[str, Any]] = field(default_factory=list)  # the completion bodies it was sent
+
+
+def _chunk(content: str | None = None, finish: str | None = None, **extra: object) -> bytes:
+    delta = {} if content is None else {"content": content}
+    body = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps({**body, **extra}).encode() + b"\n\n"
 
 
 @contextmanager
@@ -27,12 +69,67 @@ def misbehaving_node(model: str) -> Iterator[tuple[str, Answer]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self._send(200, {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "test"}]})
+            listing: dict[str, object] = {
+                "object": "list",
+                "data": [{"id": model, "object": "model", "owned_by": "test"}],
+            }
+            if answer.models_padding:
+                listing["padding"] = "x" * answer.models_padding
+            self._send(200, listing)
 
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length") or 0))
+            received = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
             answer.requests += 1
-            self._send(answer.status, answer.body)
+            answer.received.append(received)
+            if answer.stream is None:
+                self._send(answer.status, answer.body)
+                return
+            with contextlib.suppress(OSError):  # the gateway stopped reading and closed the connection
+                self._stream(answer.stream)
+
+        def _stream(self, kind: str) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            if kind == "huge_header":
+                self.send_header("x-junk", "x" * 1024 * 1024)
+            self.end_headers()
+            write = self.wfile.write
+            if kind == "endless":
+                while True:
+                    write(_chunk("word "))
+            elif kind == "endless_junk":
+                while True:
+                    write(_chunk(padding="p" * 100_000))
+            elif kind == "endless_empty":
+                while True:
+                    write(_chunk())
+            elif kind == "huge_line":
+                write(b'data: {"choices": [{"delta": {"content": "')
+                while True:
+                    write(b"a" * 65536)
+            elif kind == "comments":
+                write(_chunk(""))
+                while True:
+                    write(b": keep-alive\n\n")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            elif kind in ("slow_text", "slow_counted"):
+                sent = 0
+                while True:
+                    sent += 1
+                    usage = {"prompt_tokens": 5, "completion_tokens": 2 * sent} if kind == "slow_counted" else None
+                    write(_chunk("tick ", usage=usage))
+                    time.sleep(0.2)
+            else:
+                for word in ("one ", "two ", "three"):
+                    write(_chunk(word))
+                write(_chunk(finish="stop"))
+                usage = answer.usage if kind == "usage" else {"prompt_tokens": 5, "completion_tokens": 3}
+                extra: dict[str, object] = {"usage": usage}
+                if kind == "huge_receipt":
+                    extra["pinaivu_receipt"] = {"receipt": {"padding": "r" * 500_000}, "signature": "s"}
+                write(b"data: " + json.dumps({"id": "c", "choices": [], **extra}).encode() + b"\n\n")
+                write(b"data: [DONE]\n\n")
 
         def _send(self, status: int, body: dict[str, object]) -> None:
             data = json.dumps(body).encode()
@@ -46,6 +143,7 @@ def misbehaving_node(model: str) -> Iterator[tuple[str, Answer]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True  # an endless stream's thread never holds up the end of a test
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -54,12 +54,18 @@ class PlacedGeneration(Generation, Protocol):
         """A node's own signed receipt, as it sent it (None where computed here, or the node has none)."""
         ...
 
+    @property
+    def usage_source(self) -> str | None:
+        """Who counted its tokens: None this process's engine; "node" a node's sane report; "gateway"."""
+        ...
+
 
 class LocalGeneration:
     """A generation on this process's engine."""
 
     computed_here = True
     receipt = None
+    usage_source = None
 
     def __init__(self, stream: GenerationStream, *, node: str | None, model_sha256: str) -> None:
         self._stream = stream
@@ -197,6 +203,7 @@ class FleetBackend:
             request.sampling,
             request.max_tokens,
             len(prepared.prompt),
+            budget=prepared.max_tokens,
             sent_messages=_sent_messages(request),
         )
         prefix = prefix_key(model_id, scope, canonical_json(request.committed_input))

@@ -74,6 +74,7 @@ class RequestTrace:
             output_content=text if self.log_content else None,
             replay_of=self.replay_of,
             node=generation.node,
+            usage_source=generation.usage_source,
         )
 
     def _sampling_json(self) -> str:
