@@ -19,8 +19,10 @@ from pinaivu_local.receipts.verify import (
     check_input,
     check_output,
     check_signature,
+    committed_input,
     read_json,
     read_receipt,
+    response_text,
 )
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
 from pinaivu_local.requestlog.records import FinishedRequest
@@ -179,3 +181,13 @@ def test_json_nested_past_the_bound_is_too_deep_at_any_depth() -> None:
     with pytest.raises(ValueError) as caught:
         read_json("{")
     assert not isinstance(caught.value, TooDeep)
+
+
+def test_an_anthropic_message_is_checked_by_its_system_messages_and_text_blocks() -> None:
+    body = {"model": "m", "max_tokens": 5, "system": "Be brief.", "messages": [{"role": "user", "content": "Hi"}]}
+    assert committed_input(body, "messages") == {"system": "Be brief.", "messages": body["messages"]}
+    assert committed_input({"messages": []}, "messages") == {"messages": []}  # no system: none committed
+    message = {"type": "message", "content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]}
+    assert response_text(message) == "Hello"
+    with pytest.raises(MalformedReceipt, match="tool_use"):
+        response_text({"type": "message", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]})
