@@ -26,7 +26,7 @@ LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
 # release of any of them changes neither CI nor the single file until the lock is refreshed on purpose.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet -c constraints.txt
 
-.PHONY: install install-dev install-bench serve serve-test-models browser services systemd test test-fast lint bench dist lock clean
+.PHONY: install install-dev install-bench serve serve-test-models browser services systemd node test test-fast lint bench dist lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(VENV)/.llama-$(GPU) | $(BIN
 	$(PIP_INSTALL) -e .
 	touch $@
 
+# instructor (tests/compat/) declares jiter<0.15 while openai needs jiter>=0.16, so no resolver installs
+# both; it runs on the newer jiter, so it goes in without its declared dependencies (typer, the one it
+# lacks, is in the dev extra). Its pin lives here: `make lock` cannot resolve it.
+INSTRUCTOR := instructor==1.17.0
+
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP_INSTALL) -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps "$(INSTRUCTOR)"
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
@@ -91,7 +97,15 @@ systemd:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; } || \
 		echo "note: no systemd-analyze (apt-get install systemd); the service unit's checks will be skipped"
 
-test: install-dev install-bench browser services systemd
+# The openai Node SDK for tests/compat/ (the version tests/compat/node/package-lock.json pins), from npm;
+# as root with apt-get, Debian's nodejs and npm are installed first where they are missing.
+node:
+	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || \
+		echo "note: no node or npm (apt-get install nodejs npm); the Node SDK's test will be skipped"
+	@! command -v npm >/dev/null 2>&1 || npm ci --prefix tests/compat/node --no-audit --no-fund --silent
+
+test: install-dev install-bench browser services systemd node
 	$(BIN)/python -m pytest
 
 # The edit-test loop: the unit tier only (no server processes, databases, browser or single file; about
