@@ -83,7 +83,7 @@ class Fleet:
     def _refresh_local(self) -> None:
         if self._local is not None and self._local_models is not None:
             models = self._local_models()
-            self._local.up(models) if models else self._local.down("no model is ready")
+            self._local.up(models) if models else self._local.down("no model is ready", "unhealthy")
             self._local.hashes = {m: h for m in models if (h := self._local_hash(m))}
 
     def states(self) -> list[NodeState]:
@@ -197,11 +197,11 @@ class Fleet:
                 response = await self._client.send(sent, stream=True)
         except (httpx.TimeoutException, TimeoutError):
             node.in_flight -= 1
-            node.down("timed out")
+            node.down("timed out", "timeout")
             return None
         except httpx.TransportError as exc:
             node.in_flight -= 1
-            node.down(f"connection failed ({exc.__class__.__name__})")
+            node.down(f"connection failed ({exc.__class__.__name__})", "connection")
             return None
         if response.status_code == 200:
             return response
@@ -211,12 +211,12 @@ class Fleet:
         if status in _THE_REQUESTS_OWN:
             # The request itself is refused (too long for the node's context, a field it does not take):
             # any node would say the same. The client's answer; the node stays in rotation.
-            raise _client_error(status, body, node.name)
+            raise _client_error(status, node.spec.redacted(body), node.name)
         if status >= 500 and status != 503:  # only a failure of the node's own counts against it
-            node.down(f"HTTP {status} to {request.path}")
+            node.down(f"HTTP {status} to {request.path}", "http_status")
         # Busy (408, 429, 503), or refusing the gateway itself (401, 403: its node key; 404: a model it
         # no longer serves): another node may take it.
-        log.warning("node %s refused a request: HTTP %s %s", node.name, status, body[:200])
+        log.warning("node %s refused a request: HTTP %s %s", node.name, status, node.spec.redacted(body[:200]))
         return None
 
     def _no_nodes(self, model: str) -> Unavailable:

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from pinaivu_local.fleet.state import ErrorClass
+
 # The longest line (and event) a node may send: a chunk with many tokens' logprobs stays well under it.
 MAX_LINE_BYTES = 1024 * 1024
 # What a stream may carry beyond its tokens (the role chunk, the finish and usage chunks, the receipt).
@@ -34,9 +36,10 @@ INLINE_PARSE_BYTES = 64 * 1024
 class NodeDropped(Exception):
     """The node's stream broke: connection lost, timed out, a bound passed, or an error event instead of text."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, error_class: ErrorClass = "protocol") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.error_class: ErrorClass = error_class
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,8 @@ async def data_events(
             break
         except TimeoutError:
             if loop.time() >= deadline:
-                raise NodeDropped(f"past its deadline ({limits.deadline_s:g} s)") from None
-            raise NodeDropped(f"timed out (silent for {limits.idle_s:g} s)") from None
+                raise NodeDropped(f"past its deadline ({limits.deadline_s:g} s)", "timeout") from None
+            raise NodeDropped(f"timed out (silent for {limits.idle_s:g} s)", "timeout") from None
         total += len(piece)
         buffer += piece
         start = 0
@@ -94,21 +97,21 @@ async def data_events(
                     value = line[5:].removeprefix(b" ")
                     data_size += len(value) + 1
                     if data_size > MAX_LINE_BYTES:
-                        raise NodeDropped(f"an event over {MAX_LINE_BYTES} bytes")
+                        raise NodeDropped(f"an event over {MAX_LINE_BYTES} bytes", "bound")
                     data.append(value)
                 continue
             if data:  # a blank line ends an event
                 events += 1
                 if events > most_events:
-                    raise NodeDropped(f"sent over {most_events} events for a budget of {budget} tokens")
+                    raise NodeDropped(f"sent over {most_events} events for a budget of {budget} tokens", "bound")
                 yield b"\n".join(data).decode(errors="replace")
                 data, data_size = [], 0
                 quiet_until = loop.time() + limits.idle_s
         del buffer[:start]
         if len(buffer) > MAX_LINE_BYTES:
-            raise NodeDropped(f"a line over {MAX_LINE_BYTES} bytes")
+            raise NodeDropped(f"a line over {MAX_LINE_BYTES} bytes", "bound")
         if total > most_bytes:
-            raise NodeDropped(f"sent over {most_bytes} bytes for a budget of {budget} tokens")
+            raise NodeDropped(f"sent over {most_bytes} bytes for a budget of {budget} tokens", "bound")
     if data:  # the last event, without its blank line
         yield b"\n".join(data).decode(errors="replace")
 

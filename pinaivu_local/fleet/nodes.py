@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -33,6 +34,14 @@ class _Entry(BaseModel):
     def _http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        parts = urlsplit(value)
+        if "@" in parts.netloc:  # it would be sent to the node as its key's stand-in, and shown in logs
+            raise ValueError(
+                "holds a user name or password (user:pass@); put the node's key in the gateway's environment "
+                "and name that variable with api_key_env"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("has a query or fragment; give the node's base URL only")
         return value.rstrip("/")
 
 
@@ -50,6 +59,10 @@ class NodeSpec:
     def v1(self) -> str:
         """Its OpenAI base URL."""
         return f"{self.url}/v1"
+
+    def redacted(self, text: str) -> str:
+        """`text` (a node's own words, an error) without the key this gateway presents to it."""
+        return text.replace(self.api_key, "[the node key]") if self.api_key else text
 
 
 def load_nodes(path: Path) -> list[NodeSpec]:

@@ -10,7 +10,7 @@ import httpx
 
 from pinaivu_local.fleet.node_stream import parsed
 from pinaivu_local.fleet.nodes import NodeSpec
-from pinaivu_local.fleet.state import ModelLoad, NodeState
+from pinaivu_local.fleet.state import ErrorClass, ModelLoad, NodeState
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class HealthPoller:
         try:
             models = await self._check(node.spec)
         except Exception as exc:  # any failure, of any kind, takes the node out of rotation
-            node.down(_reason(exc))
+            node.down(*_reason(exc))
         else:
             node.up(models)
         if node.condition != was:
@@ -122,16 +122,18 @@ def _count(status: dict[str, Any], name: str) -> int:
     return value
 
 
-def _reason(exc: BaseException) -> str:
-    """A failure in a few words, for /health."""
+def _reason(exc: BaseException) -> tuple[str, ErrorClass]:
+    """A failure in a few words, for /health (the words for an admin key, the class for anyone)."""
     if isinstance(exc, NodeUnhealthy):
-        return str(exc)
+        return str(exc), "unhealthy"
     if isinstance(exc, httpx.HTTPStatusError):
-        return f"HTTP {exc.response.status_code} from {exc.request.url.path}"
+        return f"HTTP {exc.response.status_code} from {exc.request.url.path}", "http_status"
     if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-        return "timed out"
+        return "timed out", "timeout"
     if isinstance(exc, httpx.ConnectError):
-        return "connection refused"
+        return "connection refused", "connection"
+    if isinstance(exc, httpx.TransportError):
+        return f"connection failed ({exc.__class__.__name__})", "connection"
     if isinstance(exc, ValueError):
-        return "not JSON"
-    return f"{exc.__class__.__name__}: {exc}"[:200]
+        return "not JSON", "protocol"
+    return f"{exc.__class__.__name__}: {exc}"[:200], "protocol"

@@ -29,7 +29,7 @@ from pinaivu_local.fleet.node_stream import (
     parsed,
 )
 from pinaivu_local.fleet.node_usage import UsageBounds
-from pinaivu_local.fleet.state import NodeState
+from pinaivu_local.fleet.state import ErrorClass, NodeState
 from pinaivu_local.receipts.document import MalformedReceipt, SignedReceipt
 from pinaivu_local.wire import RECEIPT_FIELD
 
@@ -64,6 +64,7 @@ class _Progress:
     usage: Usage | None = None  # the final count, once the stream ended
     source: Literal["node", "gateway"] = "gateway"  # who counted `usage`
     misbehaved: str | None = None  # a bound the node passed without breaking the answer: counted against it
+    misbehaved_class: ErrorClass = "bound"
 
     @property
     def generated(self) -> int:
@@ -157,11 +158,11 @@ class RemoteGeneration:
                     return
                 except NodeDropped as exc:
                     log.warning("node %s dropped a request: %s", self._node.name, exc.reason)
-                    self._node.down(exc.reason)
+                    self._node.down(exc.reason, exc.error_class)
                     if self._first_token is not None and not self._buffered:
                         raise EngineFailure(
-                            f"The node {self._node.name} failed while streaming ({exc.reason}); the output is "
-                            "incomplete. Retry the request."
+                            f"The node {self._node.name} failed while streaming ({self._node.last_error}); the "
+                            "output is incomplete. Retry the request."
                         ) from None
                     self._first_token = None
                     await self._move()
@@ -185,7 +186,7 @@ class RemoteGeneration:
         until it checks well again; one that behaved teaches which model file it holds."""
         if self._progress.misbehaved:
             log.warning("node %s misbehaved: %s", self._node.name, self._progress.misbehaved)
-            self._node.down(self._progress.misbehaved)
+            self._node.down(self._progress.misbehaved, self._progress.misbehaved_class)
         elif self.model_sha256:
             self._node.hashes[self._request.model] = self.model_sha256
 
@@ -253,11 +254,11 @@ async def _deltas(
             if "error" in chunk:
                 error = chunk["error"]
                 message = error.get("message", error) if isinstance(error, dict) else error
-                raise NodeDropped(f"error event: {str(message)[:200]}")
+                raise NodeDropped(f"error event: {str(message)[:200]}", "error_event")
             receipt = chunk.get(RECEIPT_FIELD)
             if receipt:
                 if len(json.dumps(receipt)) > MAX_RECEIPT_BYTES:
-                    raise NodeDropped(f"a receipt over {MAX_RECEIPT_BYTES} bytes")
+                    raise NodeDropped(f"a receipt over {MAX_RECEIPT_BYTES} bytes", "bound")
                 progress.receipt = receipt
             if chunk.get("usage") is not None:
                 reported = chunk["usage"]
@@ -276,9 +277,9 @@ async def _deltas(
                 if choice.get("finish_reason"):
                     finish = "length" if choice["finish_reason"] == "length" else "stop"
     except httpx.TimeoutException:
-        raise NodeDropped("timed out") from None
+        raise NodeDropped("timed out", "timeout") from None
     except httpx.TransportError as exc:
-        raise NodeDropped(f"connection lost ({exc.__class__.__name__})") from None
+        raise NodeDropped(f"connection lost ({exc.__class__.__name__})", "connection") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise NodeDropped(f"not an OpenAI stream ({exc.__class__.__name__})") from None
     if finish is None:
@@ -301,7 +302,7 @@ def _final_usage(request: RemoteRequest, reported: object, progress: _Progress) 
         if isinstance(checked, Usage):
             progress.usage, progress.source = checked, "node"
             return checked
-        progress.misbehaved = f"reported impossible usage: {checked}"
+        progress.misbehaved, progress.misbehaved_class = f"reported impossible usage: {checked}", "usage"
     # An OpenAI-compatible server that sends no usage (llama_cpp.server), or one not to be believed.
     progress.usage = Usage(request.prompt_tokens, max(progress.chunks, progress.reported))
     return progress.usage

@@ -10,6 +10,9 @@ from pinaivu_local.clock import utcnow
 from pinaivu_local.fleet.nodes import NodeSpec
 
 NodeCondition = Literal["starting", "up", "down"]
+# What kind of failure took a node out of rotation: shown to anyone (its text only to an admin key, as a
+# node's own words may say more of it than the public should read).
+ErrorClass = Literal["timeout", "connection", "http_status", "unhealthy", "protocol", "bound", "usage", "error_event"]
 
 
 @dataclass
@@ -30,6 +33,7 @@ class NodeState:
     condition: NodeCondition = "starting"
     since: datetime = field(default_factory=utcnow)
     last_error: str | None = None
+    last_error_class: ErrorClass | None = None
     models: dict[str, ModelLoad] = field(default_factory=dict)
     in_flight: int = 0  # requests this gateway has running there now
     reports: int = 0  # load reports applied (health checks passed)
@@ -67,22 +71,24 @@ class NodeState:
         if self.condition != "up":
             self.condition, self.since = "up", utcnow()
 
-    def down(self, error: str) -> None:
+    def down(self, error: str, error_class: ErrorClass) -> None:
         """A health check or a request failed: out of rotation until a check passes again."""
-        self.last_error = error
+        self.last_error, self.last_error_class = self.spec.redacted(error), error_class
         self.hashes.clear()  # it may come back with other files: learned again from its next receipts
         if self.condition != "down":
             self.condition, self.since = "down", utcnow()
 
-    def public(self) -> dict[str, Any]:
-        """The node for /health and the explorer (no key, no URL credentials)."""
+    def public(self, *, admin: bool = False) -> dict[str, Any]:
+        """The node for /health: never its key; its URL and its last error's text only to an admin key
+        (the class of that error to anyone)."""
         return {
             "name": self.name,
             "kind": self.spec.kind,
-            "url": self.spec.url,
+            "url": self.spec.url if admin else None,
             "state": self.condition,
             "since": self.since.isoformat().replace("+00:00", "Z"),
-            "last_error": self.last_error,
+            "last_error_class": self.last_error_class,
+            "last_error": self.last_error if admin else None,
             "in_flight": self.in_flight,
             "models": {
                 model: {"slots": load.slots, "running": load.running, "queued": load.queued}

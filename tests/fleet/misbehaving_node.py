@@ -50,6 +50,7 @@ class Answer:
     usage: object = None  # what the `usage` stream reports
     models_padding: int = 0  # bytes of padding in /v1/models (a huge listing)
     received: list[dict[str, Any]] = field(default_factory=list)  # the completion bodies it was sent
+    echo_key: bool = False  # its refusal's message quotes the authorization header it was sent
 
 
 def _chunk(content: str | None = None, finish: str | None = None, **extra: object) -> bytes:
@@ -82,7 +83,8 @@ def misbehaving_node(model: str) -> Iterator[tuple[str, Answer]]:
             answer.requests += 1
             answer.received.append(received)
             if answer.stream is None:
-                self._send(answer.status, answer.body)
+                quoted = {"error": {"message": f"refused {self.headers.get('authorization')}", "type": "x"}}
+                self._send(answer.status, quoted if answer.echo_key else answer.body)
                 return
             with contextlib.suppress(OSError):  # the gateway stopped reading and closed the connection
                 self._stream(answer.stream)

@@ -47,8 +47,9 @@ def nodes_file(path: Path, nodes: dict[str, str], kind: str = "pinaivu") -> Path
     return path
 
 
-def node_view(gateway: RunningServer, name: str) -> dict[str, Any]:
-    nodes = httpx.get(f"{gateway.base_url}/health", timeout=10).json()["nodes"]
+def node_view(gateway: RunningServer, name: str, headers: dict[str, str] = AUTH) -> dict[str, Any]:
+    """The node as /health shows it (to an admin key unless `headers` says otherwise)."""
+    nodes = httpx.get(f"{gateway.base_url}/health", headers=headers, timeout=10).json()["nodes"]
     return next(n for n in nodes if n["name"] == name)
 
 
@@ -283,7 +284,9 @@ def test_kill_9_a_node_under_load_then_it_comes_back(fleet: Fleet) -> None:
     assert all(r["text"] and r["error"]["code"] == "engine_error" for r in failed)
     assert sum(r["done"] for r in results) >= 6
     down = node_view(fleet.gateway, "a")
-    assert down["state"] == "down" and down["last_error"]
+    assert down["state"] == "down" and down["last_error"] and down["last_error_class"] == "connection"
+    public = node_view(fleet.gateway, "a", headers={})  # anyone sees the class, only an admin key the text
+    assert public["last_error_class"] == "connection" and public["last_error"] is None and public["url"] is None
     records = httpx.get(f"{fleet.gateway.v1}/requests?limit=8", headers=AUTH, timeout=10).json()["data"]
     assert sum(r["node"] == "b" and r["status"] == 200 for r in records) >= 6
     assert all("failed while streaming" in r["error"] for r in records if r["status"] != 200)

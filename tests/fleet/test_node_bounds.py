@@ -209,3 +209,27 @@ def test_a_stream_cut_short_is_charged_what_the_node_counted(odd: Gateway) -> No
     record = record_of(odd.server, request_id)
     assert record["status"] == 499 and record["usage_source"] == "gateway"
     assert record["usage"]["completion_tokens"] >= 6  # the node's count, at least twice the chunks seen
+
+
+def test_the_node_key_never_reaches_a_client(odd: Gateway) -> None:
+    """A node that quotes the key it was sent: its refusal reaches the client, and its failure /health,
+    without the key; /health shows the public the error's class, not its text, nor the node's URL."""
+    odd.answer.stream, odd.answer.echo_key, odd.answer.status = None, True, 400
+    try:
+        refused = httpx.post(f"{odd.server.v1}/chat/completions", json=chat_body(), headers=AUTH, timeout=30)
+        assert refused.status_code == 400 and "[the node key]" in refused.json()["error"]["message"]
+        assert TEST_KEY not in refused.text
+        odd.answer.status = 500
+        failed = httpx.post(f"{odd.server.v1}/chat/completions", json=chat_body(), headers=AUTH, timeout=30)
+        assert failed.status_code == 503 and TEST_KEY not in failed.text
+        admin = node_view(odd.server, "odd")
+        assert admin["last_error_class"] == "http_status" and admin["url"].startswith("http://127.0.0.1:")
+        public = httpx.get(f"{odd.server.base_url}/health", timeout=10)
+        assert (
+            TEST_KEY not in public.text
+            and TEST_KEY not in httpx.get(f"{odd.server.base_url}/health", headers=AUTH).text
+        )
+        shown = next(n for n in public.json()["nodes"] if n["name"] == "odd")
+        assert shown["last_error_class"] == "http_status" and shown["last_error"] is None and shown["url"] is None
+    finally:
+        odd.answer.echo_key = False

@@ -41,6 +41,9 @@ def test_nodes_with_keys_from_the_environment(tmp_path: Path, monkeypatch: pytes
         ('[nodes.a]\nurl = "http://h"\napi_key = "sk-pnv-x"\n', "nodes.a.api_key: Extra inputs"),
         ('[nodes.a]\nurl = "http://h"\napi_key_env = "PINAIVU_TEST_UNSET_KEY"\n', "PINAIVU_TEST_UNSET_KEY is not set"),
         ('[nodes.local]\nurl = "http://h"\n', "the gateway's own engine"),
+        ('[nodes.a]\nurl = "http://gw:sk-pnv-x@h:8080"\n', "nodes.a.url: Value error, holds a user name or password"),
+        ('[nodes.a]\nurl = "https://user@h"\n', "name that variable with api_key_env"),
+        ('[nodes.a]\nurl = "http://h/?key=sk-pnv-x"\n', "has a query or fragment"),
         ("[nodes.a\n", "not valid TOML"),
     ],
 )

@@ -29,7 +29,8 @@ async def health(
     requests cannot be recorded (storage failing or its backlog full: `storage` says why). A gateway
     with nodes says the same of its nodes, each with its state, models, load and last error.
 
-    Anyone may ask; file paths are shown only to an admin key (they say how the box is laid out).
+    Anyone may ask; file paths, node URLs and a node's error text are shown only to an admin key (they
+    say how the fleet is laid out, and a node's words are its own); anyone sees the class of its error.
     """
     admin = await _is_admin(authenticator, request.headers.get("authorization"))
     models = [_model(status, with_paths=admin) for status in pool.statuses()]
@@ -37,7 +38,7 @@ async def health(
     if fleet is None:
         ready, of = sum(m["state"] == "ready" for m in models), len(models)
     else:  # a gateway: it serves while one node (its own engine included) is up
-        body["nodes"] = [node.public() for node in fleet.states()]
+        body["nodes"] = [node.public(admin=admin) for node in fleet.states()]
         ready, of = sum(n["state"] == "up" for n in body["nodes"]), len(body["nodes"])
     status = "ok" if ready == of else "degraded" if ready else "unavailable"
     body["storage"] = storage = request_log.health()
