@@ -55,6 +55,8 @@ class ModelStatus:
     failures: int = 0  # engine steps or threads that failed since start
     restarts: int = 0  # times the engine reset itself after a failure
     last_failure: str | None = None
+    kv_cells_used: int = 0  # KV cells the running sequences hold
+    kv_cells: int = 0  # the KV cache's cells (its context); 0 where the model has none (not loaded, embeddings)
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ class ModelEngine:
                 running=self.embedder().load(),
             )
         running, queued = self._scheduler.load()
+        used, cells = self._scheduler.kv_cells()
         health = self._scheduler.health
         return ModelStatus(
             id=self.id,
@@ -246,6 +249,8 @@ class ModelEngine:
             failures=health.failures,
             restarts=health.restarts,
             last_failure=health.last_failure,
+            kv_cells_used=used,
+            kv_cells=cells,
         )
 
     def close(self) -> None:

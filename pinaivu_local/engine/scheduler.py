@@ -148,6 +148,12 @@ class Scheduler:
         with self._lock:
             return len(self._running), len(self._pending)
 
+    def kv_cells(self) -> tuple[int, int]:
+        """(KV cells the running sequences hold, the cells the cache has) right now: its usage for /metrics."""
+        with self._lock:
+            running = list(self._running)
+        return sum(seq.n_cached for seq in running), self.n_ctx
+
     def wake(self) -> None:
         """Make the engine thread look at its queues (a request was cancelled)."""
         with self._lock:
