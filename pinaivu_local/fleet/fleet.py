@@ -123,6 +123,27 @@ class Fleet:
         if not self._router.candidates(model):
             raise self._no_nodes(model)
 
+    def remote_nodes(self, model: str) -> list[NodeState]:
+        """The nodes other than the gateway's own that could run `model` now, best first."""
+        self._refresh_local()
+        return self._router.candidates(model, exclude={LOCAL})
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client nodes are reached with (while the fleet runs)."""
+        if self._client is None:
+            raise EngineFailure("the fleet is not running (a bug: its lifespan has not started)")
+        return self._client
+
+    @property
+    def limits(self) -> StreamLimits:
+        """How long a node may be silent, and take in all."""
+        return self._limits
+
+    def no_nodes(self, model: str) -> Unavailable:
+        """The 503 for a model no node can take now."""
+        return self._no_nodes(model)
+
     def local_serves(self, model: str) -> bool:
         """Whether the gateway's own engine has this model ready."""
         return self._local is not None and self._local.serves(model)
