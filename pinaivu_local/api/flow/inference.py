@@ -112,7 +112,7 @@ class Run:
             record.receipt = canonical(self.signed.document).decode()
             record.receipt_signature = self.signed.signature
         self.record = record
-        self._write = self._hooks.recorded(record)
+        self._write = self._hooks.recorded(record, usage)
 
     def _receipt_for(self, record: FinishedRequest) -> SignedReceipt | None:
         """A completed inference's receipt, made before anything of it is recorded or sent.
@@ -142,10 +142,10 @@ class _RunHooks:
     metrics: Metrics
     identity: NodeIdentity
 
-    def recorded(self, record: FinishedRequest) -> PendingWrite:
-        """Queue the record for writing and count it."""
+    def recorded(self, record: FinishedRequest, usage: Usage | None = None) -> PendingWrite:
+        """Queue the record for writing and count it (with the prefix cache's part of its usage)."""
         pending = self.request_log.submit(record)
-        self.metrics.observe_record(record)
+        self.metrics.observe_record(record, cached_tokens=usage.cached_tokens if usage else None)
         return pending
 
 
