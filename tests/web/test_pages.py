@@ -100,6 +100,8 @@ def test_key_lifecycle_through_the_pages(browser: Any, srv: RunningServer, tmp_p
     page.fill("#key", key)
     page.click("#signin-button")
     page.locator("#recent tbody tr", has_text=request_id).wait_for()
+    # the record names no node (no fleet): the list says where it ran as people would, not "-"
+    assert page.inner_text(f"#recent tbody tr:has-text('{request_id}') td.node") == "this box"
     page.fill("#request-id", request_id)
     page.click("#lookup-button")
     page.locator("#record-fields", has_text="browser-made").wait_for()

@@ -1,12 +1,17 @@
 // The explorer: look a request up, verify it, list recent ones.
 "use strict";
 
+// The node a record names, as people say it: no node (no fleet) or a gateway's own engine is this box.
+function nodeName(node) {
+  return !node || node === "local" ? "this box" : node;
+}
+
 let current = null;
 
 function recordView(record) {
   const rows = [
     ["request_id", record.request_id], ["time", record.created_at], ["key", record.key_name + " (" + record.key_id + ")"],
-    ["model", record.model], ["model sha256", record.model_sha256 || "not yet computed"], ["node", record.node || "this box"],
+    ["model", record.model], ["model sha256", record.model_sha256 || "not yet computed"], ["node", nodeName(record.node)],
     ["status", String(record.status)], ["finish reason", record.finish_reason || "-"],
     ["tokens", record.usage.prompt_tokens + " in, " + record.usage.completion_tokens + " out"],
     ["queue", fmtMs(record.timings.queue_ms)], ["first token", fmtMs(record.timings.time_to_first_token_ms)],
@@ -125,7 +130,7 @@ async function loadRecent() {
     body.replaceChildren(...page.data.map(r => {
       const row = el("tr", { class: "clickable", onclick: () => lookUp(r.request_id) },
         el("td", {}, r.created_at.replace("T", " ").slice(0, 19)), el("td", { class: "mono" }, r.request_id),
-        el("td", {}, r.model), el("td", {}, r.node || "-"), el("td", {}, String(r.status)), el("td", {}, String(r.usage.total_tokens)),
+        el("td", {}, r.model), el("td", {class: "node"}, nodeName(r.node)), el("td", {}, String(r.status)), el("td", {}, String(r.usage.total_tokens)),
         el("td", {}, fmtMs(r.timings.total_ms)));
       return row;
     }));
