@@ -122,7 +122,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
                 metrics,
                 identity,
                 log_content=settings.log_content,
-                gateway=fleet is not None,
+                fleet=fleet,
             ),
             responses=ResponseStore(database, retention),
             fleet=fleet,

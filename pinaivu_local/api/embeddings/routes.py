@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from litestar import Request, Response, post
@@ -31,10 +32,12 @@ async def create_embeddings(
     principal = context.caller()
     admission = await embeddings.take_request(principal)  # counted before parsing what may be megabytes
     body = await read_body(request, EmbeddingsRequest)
-    asked = await in_proportion(len(await request.body()), body.embedding_request)
+    sent = await request.body()
+    asked = replace(await in_proportion(len(sent), body.embedding_request), sent=sent)
     context.model_id = embeddings.resolve(asked.model)
     result = await embeddings.run(principal, asked, admission)
-    return Response(embeddings_body(result, context.model_id, body.encoding_format), headers=_headers(result))
+    content = result.node_body or embeddings_body(result, context.model_id, body.encoding_format)
+    return Response(content, headers=_headers(result))
 
 
 @post(
@@ -50,10 +53,12 @@ async def rerank(request: Request[Any, Any, Any], embeddings: NamedDependency[Em
     principal = context.caller()
     admission = await embeddings.take_request(principal)
     body = await read_body(request, RerankRequest)
-    asked = body.embedding_request()
+    asked = replace(body.embedding_request(), sent=await request.body())
     context.model_id = embeddings.resolve(asked.model)
     result = await embeddings.run(principal, asked, admission)
-    content = rerank_body(result, context.model_id, body.documents, body.top_n, body.return_documents)
+    content = result.node_body or rerank_body(
+        result, context.model_id, body.documents, body.top_n, body.return_documents
+    )
     return Response(content, headers=_headers(result))
 
 

@@ -28,6 +28,14 @@ from pinaivu_local.clock import utcnow
 from pinaivu_local.engine.embedding import Embedder, EmbeddingJob, normalized
 from pinaivu_local.engine.model_pool import ModelEngine, ModelPool
 from pinaivu_local.errors import InvalidRequest, PinaivuError, Unavailable
+from pinaivu_local.fleet.fleet import Fleet
+from pinaivu_local.fleet.forward_embeddings import (
+    ForwardedRequest,
+    NodeAnswer,
+    embedding_request,
+    forward,
+    rerank_request,
+)
 from pinaivu_local.ratelimit.limits import Admission, Limiter
 from pinaivu_local.receipts.document import SignedReceipt, canonical, sign
 from pinaivu_local.receipts.identity import NodeIdentity
@@ -55,6 +63,7 @@ class EmbeddingRequest:
     dimensions: int | None = None  # cut each vector to this many (a Matryoshka model), then renormalize
     committed_input: Any = None  # what the record's input commitment hashes: the input as sent
     param: str = "input"  # the body field the inputs came in, for errors naming an index
+    sent: bytes = b""  # the body as the client sent it: what a gateway forwards to a node
 
     @property
     def size(self) -> int:
@@ -72,6 +81,7 @@ class EmbeddingResult:
     prompt_tokens: int
     record: FinishedRequest
     signed: SignedReceipt | None
+    node_body: dict[str, Any] | None = None  # forwarded: the node's answer, passed on (our request_id in it)
 
 
 def vectors_digest(vectors: list[np.ndarray]) -> str:
@@ -105,9 +115,9 @@ class Embeddings:
         identity: NodeIdentity,
         *,
         log_content: bool,
-        gateway: bool = False,
+        fleet: Fleet | None = None,
     ) -> None:
-        """`gateway`: a gateway with nodes, which serves these only with its own models (not forwarded)."""
+        """`fleet`: a gateway's nodes, to which what its own engine does not serve is forwarded."""
         self._pool = pool
         self._hashes = hashes
         self._limiter = limiter
@@ -115,21 +125,24 @@ class Embeddings:
         self._metrics = metrics
         self._identity = identity
         self._log_content = log_content
-        self._gateway = gateway
+        self._fleet = fleet
 
     async def take_request(self, principal: Principal) -> Admission:
         """Count the caller's request against its requests limit, before its body is read."""
         return await self._limiter.take(principal.key_id, principal.limits)
 
     def resolve(self, model: str) -> str:
-        """The id of a model this process serves; ModelNotFound, or on a gateway a refusal naming why."""
-        if self._gateway and model not in self._pool.ready_ids():
-            raise InvalidRequest(
-                f"Embeddings and rerank are served only where the gateway itself runs `{model}`, not forwarded "
-                "to its nodes yet; send this request to a node directly.",
-                param="model",
-            )
+        """The id of a model this process (or, on a gateway, a node that is up) serves; ModelNotFound,
+        or Unavailable when only nodes that are down list it."""
+        if self._forwarded(model):
+            assert self._fleet is not None
+            self._fleet.check_model(model)
+            return model
         return self._pool.get(model).id
+
+    def _forwarded(self, model: str) -> bool:
+        """A gateway's model its own engine does not run: its nodes serve it."""
+        return self._fleet is not None and model not in self._pool.ready_ids()
 
     async def run(self, principal: Principal, request: EmbeddingRequest, admission: Admission) -> EmbeddingResult:
         """Check, reserve, run and record `request`, counted by `admission`; the first check that fails raises.
@@ -138,6 +151,8 @@ class Embeddings:
         """
         model_id = self.resolve(request.model)
         principal.check_model(model_id)
+        if self._forwarded(model_id):
+            return await self._on_node(principal, request, admission)
         engine = self._pool.get(model_id)
         self._check_serves(engine, request)
         sized = await self._size(engine, request)
@@ -164,6 +179,57 @@ class Embeddings:
         record.receipt_signature = signed.signature
         await self._recorded(record).durable()
         return EmbeddingResult(request_id, vectors, n_tokens, record, signed)
+
+    async def _on_node(self, principal: Principal, request: EmbeddingRequest, admission: Admission) -> EmbeddingResult:
+        """Forwarded to a node (fleet/forward_embeddings.py): the tokens limit reserves an upper bound on the
+        prompt, settled to the node's count; the record is written here, naming the node, with its receipt."""
+        assert self._fleet is not None
+        forwarded = _forwarded_request(request)
+        self._request_log.raise_if_unavailable()
+        await admission.reserve(forwarded.prompt_bound)
+        created_at = utcnow()
+        try:
+            answer = await forward(self._fleet, forwarded)
+        except BaseException:
+            admission.cancel()  # no node computed it (or one refused it): its tokens cost nothing
+            raise
+        admission.settle(answer.prompt_tokens)
+        request_id = f"req_{uuid.uuid4().hex}"
+        record = self._node_record(principal, request, request_id, created_at, answer)
+        await self._recorded(record).durable()
+        body = {**answer.body, "request_id": request_id}
+        return EmbeddingResult(request_id, answer.vectors, answer.prompt_tokens, record, answer.receipt, body)
+
+    def _node_record(
+        self, principal: Principal, request: EmbeddingRequest, request_id: str, created_at: Any, answer: NodeAnswer
+    ) -> FinishedRequest:
+        """The gateway's record of a node's answer: the node's receipt as it signed it (the gateway signs
+        nothing it did not compute), and the commitment to the output the receipt names, else to what came."""
+        receipt = answer.receipt
+        output_sha256 = str(receipt.document["output_sha256"]) if receipt else vectors_digest(answer.vectors)
+        total_ms = round((utcnow() - created_at).total_seconds() * 1000, 3)
+        return FinishedRequest(
+            request_id=request_id,
+            created_at=created_at,
+            kind=request.kind,
+            key_id=principal.key_id,
+            key_name=principal.name,
+            model_id=request.model,
+            model_sha256=str(receipt.document["model_sha256"]) if receipt else None,
+            status_code=200,
+            finish_reason="stop",
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=0,
+            total_ms=total_ms,
+            sampling=json.dumps({"dimensions": request.dimensions, "pooling": None}, sort_keys=True),
+            input_sha256=input_digest(request.committed_input),
+            output_sha256=output_sha256,
+            input_content=canonical_json(request.committed_input) if self._log_content else None,
+            node=answer.node,
+            usage_source=answer.usage_source,
+            receipt=canonical(receipt.document).decode() if receipt else None,
+            receipt_signature=receipt.signature if receipt else None,
+        )
 
     def _recorded(self, record: FinishedRequest) -> PendingWrite:
         """Queue the record for writing and count it."""
@@ -265,3 +331,10 @@ class Embeddings:
             output_sha256=vectors_digest(vectors) if vectors is not None else None,
             input_content=canonical_json(request.committed_input) if self._log_content else None,
         )
+
+
+def _forwarded_request(request: EmbeddingRequest) -> ForwardedRequest:
+    """What a node is sent: the client's body, with the bounds its answer must keep."""
+    if request.kind == "rerank":
+        return rerank_request(request.model, request.sent, request.query or "", request.texts or [])
+    return embedding_request(request.model, request.sent, request.texts, request.tokens, request.dimensions)
