@@ -181,3 +181,16 @@ def test_the_record_commits_to_input_and_vectors_and_the_receipt_verifies(
     scores = sorted(reranked.json()["results"], key=lambda r: r["index"])
     packed = np.array([r["relevance_score"] for r in scores], dtype="<f4").tobytes()
     assert kept["commitment"]["output_sha256"] == hashlib.sha256(packed).hexdigest()
+
+
+def test_the_access_log_line_carries_the_request_id_and_tokens(served: RunningServer, client: openai.OpenAI) -> None:
+    raw = client.embeddings.with_raw_response.create(model=EMBED, input=["log me"], encoding_format="float")
+    reranked = httpx.post(
+        f"{served.v1}/rerank", headers=AUTH, json={"model": RERANK, "query": "q", "documents": ["d"]}, timeout=60
+    )
+    for path, request_id in (
+        ("/v1/embeddings", raw.headers["x-request-id"]),
+        ("/v1/rerank", reranked.json()["request_id"]),
+    ):
+        line = next(line for line in served.log().splitlines() if f"request_id={request_id}" in line)
+        assert f"path={path}" in line and "status=200" in line and "tokens=" in line

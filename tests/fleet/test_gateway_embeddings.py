@@ -87,6 +87,7 @@ def test_the_record_names_the_node_and_the_receipt_is_the_nodes(gateways: Gatewa
     assert raw.headers["x-request-id"] == request_id and request_id.startswith("req_")
     record = httpx.get(f"{gateways.pinaivu.v1}/requests/{request_id}", headers=AUTH, timeout=10).json()
     assert record["node"] == "n" and record["kind"] == "embedding" and record["status"] == 200
+    assert any(f"request_id={request_id}" in line for line in gateways.pinaivu.log().splitlines())  # access log
     assert record["usage_source"] == "node" and record["usage"]["prompt_tokens"] == body["usage"]["prompt_tokens"]
     receipt = json.loads(raw.headers["x-pinaivu-receipt"])
     assert receipt == record["receipt"] and receipt["receipt"]["kind"] == "embedding"

@@ -36,6 +36,7 @@ async def create_embeddings(
     asked = replace(await in_proportion(len(sent), body.embedding_request), sent=sent)
     context.model_id = embeddings.resolve(asked.model)
     result = await embeddings.run(principal, asked, admission)
+    context.record = result.record  # the access log's request_id and tokens
     content = result.node_body or embeddings_body(result, context.model_id, body.encoding_format)
     return Response(content, headers=_headers(result))
 
@@ -56,6 +57,7 @@ async def rerank(request: Request[Any, Any, Any], embeddings: NamedDependency[Em
     asked = replace(body.embedding_request(), sent=await request.body())
     context.model_id = embeddings.resolve(asked.model)
     result = await embeddings.run(principal, asked, admission)
+    context.record = result.record
     content = result.node_body or rerank_body(
         result, context.model_id, body.documents, body.top_n, body.return_documents
     )

@@ -9,6 +9,7 @@ from pinaivu_local.api.flow.inference import Run
 from pinaivu_local.api.flow.principal import Principal
 from pinaivu_local.api.http.in_flight import Slot
 from pinaivu_local.errors import AuthenticationError
+from pinaivu_local.requestlog.records import FinishedRequest
 
 # The one key this project uses in the ASGI scope's per-request state.
 _STATE_KEY = "pinaivu_context"
@@ -22,6 +23,7 @@ class RequestContext:
     model_id: str | None = None
     run: Run | None = None
     in_flight: Slot | None = None  # its place in its key's requests in flight, released when it ends
+    record: FinishedRequest | None = None  # a request that is not a run (embeddings, rerank): its record
 
     def caller(self) -> Principal:
         """The authenticated caller; only routes behind the key guard ask."""

@@ -45,7 +45,7 @@ def observability(app: ASGIApp) -> ASGIApp:
 
 def _finish(services: PlumbingServices, scope: Scope, context: RequestContext, status: int, ms: float) -> None:
     key = context.principal.name if context.principal else None
-    record = context.run.record if context.run else None
+    record = context.run.record if context.run else context.record
     path = scope.get("path", "")
     if path.rstrip("/") in INFERENCE_PATHS and context.principal is not None:
         # /metrics needs no key: series carry key ids, never the names people give their keys.
@@ -58,7 +58,7 @@ def _finish(services: PlumbingServices, scope: Scope, context: RequestContext, s
         "path": path,
         "status": status,
         "ms": round(ms, 1),
-        "request_id": context.run.request_id if context.run else None,
+        "request_id": context.run.request_id if context.run else (record.request_id if record else None),
         "key": key,
         "model": context.model_id,
         "tokens": (record.prompt_tokens + record.completion_tokens) if record else None,
