@@ -114,13 +114,15 @@ test-fast: install-dev
 	$(BIN)/python -m pytest -m unit $(ARGS)
 
 # Ours against llama.cpp's llama-server and llama_cpp.server: a generated Llama-3.2-1B-shaped Q4_K_M model
-# (generated once, a few minutes), the tiny F16 model, and 8 chats sharing a 1,000-token system prompt.
+# (generated once, a few minutes), the tiny F16 model, 8 chats sharing a 1,000-token system prompt, and
+# embeddings/s for 64-input requests against llama-server --embeddings on the same GGUF.
 # LLAMA_SERVER=path/to/llama-server (default: build/llama-server/bin/llama-server where it was built, see
 # docs/performance.md); `make bench ARGS="--rounds 5"` passes options through.
 LLAMA_SERVER ?= $(wildcard build/llama-server/bin/llama-server)
 bench: install-bench
 	$(BIN)/pinaivu-local bench $(if $(LLAMA_SERVER),--llama-server "$(LLAMA_SERVER)") $(ARGS)
 	$(BIN)/pinaivu-local bench --gateway 500
+	$(BIN)/pinaivu-local bench --embeddings 20 $(if $(LLAMA_SERVER),--llama-server "$(LLAMA_SERVER)")
 	$(BIN)/python -m pinaivu_local.bench.constrained
 
 # One executable file carrying Python, this package, llama.cpp and the web pages (PyInstaller, a few minutes):

@@ -1,7 +1,8 @@
 """Embeddings per second for 64-input requests, ours against llama-server --embeddings on the same GGUF,
 and a chat stream's time per token on our server while embeddings run on the same model.
 
-    python -m pinaivu_local.bench.embeddings --llama-server /path/to/llama-server [--rounds 10]
+    pinaivu-local bench --embeddings 10 [--llama-server /path/to/llama-server]   (the make bench row)
+    python -m pinaivu_local.bench.embeddings --llama-server /path/to/llama-server [--rounds 10]  (both)
 
 The embedding model is BERT with all-MiniLM-L6-v2's shapes (6 layers, 384 wide) and random weights
 (tiny_models/bert_writer.py); the chat model is the tiny Llama the bench's --tiny runs use.
@@ -15,7 +16,10 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -92,6 +96,76 @@ def start_llama_server_embeddings(binary: Path, setup: ServerSetup, work_dir: Pa
     server = spawn("llama-server", cmd, {}, port, work_dir)
     wait_ready(server, "/v1/models", lambda body: setup.model_id in str(body))
     return server
+
+
+@dataclass(frozen=True)
+class EmbeddingsRate:
+    """Inputs embedded per second in 64-input requests, ours and llama-server's on the same GGUF and run."""
+
+    model: str  # what the GGUF is
+    rounds: int
+    threads: int
+    ours: float
+    llama_server: float | None  # None: not measured (no --llama-server)
+
+    @property
+    def ratio(self) -> float | None:
+        """Ours over llama-server's (above 1: we are faster)."""
+        return None if self.llama_server is None else self.ours / self.llama_server
+
+    def render(self) -> str:
+        """A small table: each server's embeddings/s and the ratio."""
+        lines = [f"embeddings, {self.rounds} requests of {BATCH} inputs each, {self.model}, {self.threads} threads", ""]
+        lines.append(f"{'':16} {'embeddings/s':>12}")
+        lines.append(f"{'pinaivu-local':16} {self.ours:12.1f}")
+        peer = "not measured (give --llama-server)" if self.llama_server is None else f"{self.llama_server:12.1f}"
+        lines.append(f"{'llama-server':16} {peer}")
+        if self.ratio is not None:
+            lines.append(f"{'ours / theirs':16} {self.ratio:12.2f}")
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        """The figures, for bench-embeddings.json."""
+        return {
+            "model": self.model,
+            "batch": BATCH,
+            "rounds": self.rounds,
+            "threads": self.threads,
+            "embeddings_per_s": {"pinaivu-local": self.ours, "llama-server": self.llama_server},
+            "ratio": self.ratio,
+        }
+
+
+def measure_embeddings(
+    folder: Path, rounds: int, *, llama_server: Path | None, threads: int, tiny: bool, echo: Callable[[str], None]
+) -> EmbeddingsRate:
+    """Our server, then llama-server where given, on the same generated BERT GGUF (MiniLM-L6's shapes, or
+    the tiny test shape with `tiny`), one after the other: the same machine, the same requests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    threads = threads or os.cpu_count() or 1
+    shape = None if tiny else MINILM_SHAPE
+    model = "tiny BERT (64 wide, 2 layers) F32" if tiny else "BERT with MiniLM-L6's shapes (384 wide, 6 layers) F32"
+    gguf = write_tiny_embedding_model(
+        folder / ("tiny-bert.gguf" if tiny else "minilm-shape-bert-F32.gguf"), shape=shape, seed=7
+    )
+    setup = ServerSetup(gguf, "embed", 4096, 8, threads, weight_repack=False)
+    (folder / "ours").mkdir(exist_ok=True)
+    echo("embeddings: pinaivu-local")
+    ours = start_ours_embedding(setup, folder / "ours")
+    try:
+        ours_rate = embeddings_per_second(ours.base_url, "embed", setup.api_key, rounds)
+    finally:
+        ours.stop()
+    peer_rate = None
+    if llama_server is not None:
+        (folder / "peer").mkdir(exist_ok=True)
+        echo("embeddings: llama-server --embeddings")
+        peer = start_llama_server_embeddings(llama_server, setup, folder / "peer")
+        try:
+            peer_rate = embeddings_per_second(peer.base_url, "embed", "none", rounds)
+        finally:
+            peer.stop()
+    return EmbeddingsRate(model, rounds, threads, ours_rate, peer_rate)
 
 
 def chat_ms_per_token(base_url: str, key: str, model: str, samples: int) -> list[float]:

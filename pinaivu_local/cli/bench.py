@@ -92,6 +92,12 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
     type=click.IntRange(10, 100_000),
     help="Instead: what a gateway in front of one node adds to each request (p50, p99), over this many requests.",
 )
+@click.option(
+    "--embeddings",
+    "embedding_rounds",
+    type=click.IntRange(1, 10_000),
+    help="Instead: embeddings/s for this many 64-input requests, ours and --llama-server's (--embeddings) on one GGUF.",
+)
 def bench(
     work_dir: Path | None,
     data_dir: Path | None,
@@ -109,6 +115,7 @@ def bench(
     peer: bool,
     llama_server: Path | None,
     gateway_requests: int | None,
+    embedding_rounds: int | None,
 ) -> None:
     """Throughput and first-token latency against llama-server and llama_cpp.server, scenario by scenario."""
     from pinaivu_local.bench.report import as_json, render
@@ -125,6 +132,25 @@ def bench(
         except BenchError as exc:
             raise click.ClickException(exc.message) from None
         click.echo(latency.render())
+        return
+    if embedding_rounds is not None:
+        from pinaivu_local.bench.embeddings import measure_embeddings
+
+        folder = (work_dir or settings.data_dir / "bench").resolve() / "embeddings"
+        try:
+            rate = measure_embeddings(
+                folder,
+                embedding_rounds,
+                llama_server=llama_server,
+                threads=threads,
+                tiny=tiny,
+                echo=lambda line: click.echo(line, err=True),
+            )
+        except BenchError as exc:
+            raise click.ClickException(exc.message) from None
+        (folder / "bench-embeddings.json").write_text(json.dumps(rate.as_json(), indent=2))
+        click.echo(rate.render())
+        click.echo(f"\nresults: {folder / 'bench-embeddings.json'}")
         return
     missing = [m for m in ("fastapi", "sse_starlette", "starlette_context") if importlib.util.find_spec(m) is None]
     if peer and missing:
