@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # limits' windows in Redis (redis://host:port/0) instead of this process.
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
+    # Traces (api/http/tracing.py): one span per inference request, with its phases, sent over OTLP/HTTP
+    # to this collector (http://host:4318, or its full /v1/traces URL). None: no tracing at all.
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
     # A gateway with nodes (`serve --nodes nodes.toml`): the nodes file, whether the gateway's own
     # engine serves too, how often nodes are health-checked, how long a node may take to answer.
     nodes_file: Path | None = None
@@ -120,7 +123,9 @@ class Settings(BaseSettings):
         # huggingface_hub's reading: 1/ON/YES/TRUE in any case is on, anything else off.
         return value.strip().upper() in {"1", "ON", "YES", "TRUE"} if isinstance(value, str) else value
 
-    @field_validator("hf_token", "ollama_models", "database_url", "redis_url", "nodes_file", mode="before")
+    @field_validator(
+        "hf_token", "ollama_models", "database_url", "redis_url", "nodes_file", "otlp_endpoint", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
