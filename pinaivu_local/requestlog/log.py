@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from pinaivu_local.clock import utcnow
 from pinaivu_local.keys.usage import KeyUsage
+from pinaivu_local.requestlog import hourly
 from pinaivu_local.requestlog.records import FinishedRequest, RequestRecord, bounded
 from pinaivu_local.requestlog.writer import PendingWrite, RecordWriter
 from pinaivu_local.storage.database import Database
@@ -174,3 +175,8 @@ class RequestLog:
         )
         with self._db.session() as session:
             return [{"hour": h, "model": m, "requests": n, "tokens": int(t or 0)} for h, m, n, t in session.exec(query)]
+
+    def per_hour(self, now: datetime) -> list[dict[str, Any]]:
+        """The last 24 whole UTC hours up to `now`'s, oldest first: tokens per model, requests, TTFT p50/p95."""
+        with self._db.session() as session:
+            return hourly.per_hour(session, self._hour_of, now)

@@ -1,4 +1,5 @@
-"""GET /admin/usage: requests and tokens per key and per model and hour (admin keys only)."""
+"""GET /admin/usage: requests and tokens per key and per model and hour, and the last 24 hours slot by slot
+(admin keys only)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ async def usage(request_log: NamedDependency[RequestLog], hours: FromQuery[int] 
     """From the request log: the dashboard's table and chart."""
     if not 1 <= hours <= MAX_HOURS:
         raise InvalidRequest(f"hours must be between 1 and {MAX_HOURS}.", param="hours")
-    since = utcnow() - timedelta(hours=hours)
+    now = utcnow()
+    since = now - timedelta(hours=hours)
     keys = await request_log.call(request_log.usage_by_key, since)
-    return {"hours": hours, "keys": keys, "models": await request_log.call(request_log.usage_by_model_hour, since)}
+    models = await request_log.call(request_log.usage_by_model_hour, since)
+    # the dashboard's charts: always the last 24 whole hours, whatever `hours` is
+    per_hour = await request_log.call(request_log.per_hour, now)
+    return {"hours": hours, "keys": keys, "models": models, "per_hour": per_hour}
