@@ -16,6 +16,8 @@ import schemathesis
 # JSON: {"models": [...], "max_tokens": n, and a value for any path parameter by name: "request_id": ...}
 TARGETS_ENV = "PINAIVU_FUZZ_TARGETS"
 _GENERATING = ("/v1/chat/completions", "/v1/completions")
+# Generating routes whose budget is max_output_tokens, always set (the Responses API).
+_OUTPUT_BUDGET = ("/v1/responses",)
 
 
 @schemathesis.hook
@@ -48,5 +50,9 @@ def narrow(document: dict[str, Any], targets: dict[str, Any]) -> None:
                 if "max_completion_tokens" in fields:
                     fields["max_completion_tokens"] = budget
                     body["required"] = [*body.get("required", []), "max_completion_tokens"]
+            elif path in _OUTPUT_BUDGET:
+                fields["model"] = models
+                fields["max_output_tokens"] = budget
+                body["required"] = [*body.get("required", []), "max_output_tokens"]
             elif "models" in fields:  # the admin API's keys: models of the catalog
                 fields["models"] = {"anyOf": [{"type": "array", "items": models, "maxItems": 100}, {"type": "null"}]}

@@ -23,6 +23,8 @@ import httpx
 import jsonschema
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from tests.api.fuzz_hooks import TARGETS_ENV, narrow
 from tests.helpers import AUTH, TEST_KEY, RunningServer
@@ -31,7 +33,11 @@ MIN_REQUESTS = 1000
 # Bodies the document allows, per generating route, at the least (about 490 for chat, 130 for text).
 MIN_ALLOWED = 100
 MODELS = ["llama3.2:1b", "llama3.2:3b"]
-GENERATING = {"/v1/chat/completions": ChatCompletion, "/v1/completions": Completion}
+GENERATING: dict[str, type[ChatCompletion] | type[Completion] | type[Response]] = {
+    "/v1/chat/completions": ChatCompletion,
+    "/v1/completions": Completion,
+    "/v1/responses": Response,
+}
 # Of the generated completions whose bodies the document allows, at least this share is answered by
 # the engine (200); the rest break rules JSON Schema cannot state (a tool named twice) or carry a
 # header out of range. Before the document described bodies as validated, none was: 0 of 939.
@@ -158,10 +164,15 @@ def _answers(har: Path, path: str) -> list[_Answer]:
     return found
 
 
-def _check_shape(shape: type[ChatCompletion] | type[Completion], kind: str, text: str) -> None:
-    """A 200 is a completion in OpenAI's shape, or a stream of chunks ending in [DONE]."""
+def _check_shape(shape: type[ChatCompletion] | type[Completion] | type[Response], kind: str, text: str) -> None:
+    """A 200 is a completion in OpenAI's shape, or a stream of chunks ending in [DONE] (of events, for Responses)."""
     if not kind.startswith("text/event-stream"):
         shape.model_validate_json(text)
+        return
+    if shape is Response:
+        events = [line.removeprefix("data: ") for line in text.splitlines() if line.startswith("data: ")]
+        parsed = [TypeAdapter(ResponseStreamEvent).validate_json(event) for event in events]
+        assert parsed[-1].type in ("response.completed", "response.incomplete"), text[-500:]
         return
     events = [line.removeprefix("data: ") for line in text.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]", text[-500:]

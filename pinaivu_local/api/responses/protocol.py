@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator
+from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from pinaivu_local.api.http.validation import StrictBody
+from pinaivu_local.api.openai.fields import EMPTY_LIST, NOTHING, NULL
 
 _NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -33,7 +35,7 @@ class TextPart(StrictBody):
     type: Literal["input_text", "output_text"]
     text: str
     # What an output_text part returned by the openai SDK carries when it is sent back: accepted while empty.
-    annotations: list[Any] | None = None
+    annotations: Annotated[list[Any] | None, EMPTY_LIST] = None
     logprobs: list[Any] | None = None
 
     @field_validator("annotations")
@@ -60,6 +62,7 @@ class MessageItem(StrictBody):
         if isinstance(value, list):
             for part in value:
                 kind = part.get("type") if isinstance(part, dict) else None
+                kind = kind if isinstance(kind, str) else None  # a type that is no string is no part's
                 if kind in _UNSUPPORTED_PARTS:
                     raise _refused(f"{_UNSUPPORTED_PARTS[kind]} ({kind!r} content parts)", "content")
                 if kind not in _TEXT_PARTS:
@@ -192,11 +195,43 @@ _FEATURES = {
 }
 
 
+# What _absent lets through, for the OpenAPI document: nothing asked for.
+_NOTHING_ASKED = WithJsonSchema({"anyOf": [*NOTHING, {"const": False}, {"const": 0}]})
+
+# What building.structure accepts across fields (chat's STRUCTURE_RULE with text.format for
+# response_format), for the OpenAPI document. A named tool_choice not among the tools, or tool
+# names that repeat, are refused too; JSON Schema cannot say so.
+_ASKS_NO_CALL = {"enum": ["none", "auto", None]}
+_NO_TOOLS = {"anyOf": [NULL, {"type": "array", "maxItems": 0}]}
+_TEXT_OUT = {
+    "anyOf": [NULL, {"properties": {"format": {"anyOf": [NULL, {"properties": {"type": {"const": "text"}}}]}}}]
+}
+_STRUCTURE_RULE: dict[str, Any] = {
+    "anyOf": [
+        # No tools, and tool_choice asks for no call.
+        {"properties": {"tool_choice": _ASKS_NO_CALL, "tools": _NO_TOOLS}},
+        # tool_choice "none": the tools are not shown, any text.format.
+        {"properties": {"tool_choice": {"const": "none"}}, "required": ["tool_choice"]},
+        # tool_choice asks for no call, and the output is text.
+        {"properties": {"tool_choice": _ASKS_NO_CALL, "text": _TEXT_OUT}},
+        # Tools, and the output is text (or a call).
+        {"properties": {"tools": {"type": "array", "minItems": 1}, "text": _TEXT_OUT}, "required": ["tools"]},
+    ]
+}
+
+
+def _document_rules(schema: dict[str, Any]) -> None:
+    """The checks across fields that building the inference request makes (400s), for the document."""
+    schema["allOf"] = [*schema.get("allOf", []), _STRUCTURE_RULE]
+
+
 class CreateResponse(StrictBody):
     """POST /v1/responses."""
 
+    model_config = ConfigDict(json_schema_extra=_document_rules)
+
     model: str = Field(min_length=1)
-    input: str | list[InputItem]
+    input: str | Annotated[list[InputItem], Field(min_length=1)]
     instructions: str | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -219,13 +254,13 @@ class CreateResponse(StrictBody):
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     max_tool_calls: int | None = Field(default=None, ge=1)  # at most one call per turn either way
     # Refused unless absent or empty (_FEATURES).
-    reasoning: Any = None
-    include: Any = None
-    background: Any = None
-    conversation: Any = None
-    prompt: Any = None
-    top_logprobs: Any = None
-    context_management: Any = None
+    reasoning: Annotated[Any, _NOTHING_ASKED] = None
+    include: Annotated[Any, _NOTHING_ASKED] = None
+    background: Annotated[Any, _NOTHING_ASKED] = None
+    conversation: Annotated[Any, _NOTHING_ASKED] = None
+    prompt: Annotated[Any, _NOTHING_ASKED] = None
+    top_logprobs: Annotated[Any, _NOTHING_ASKED] = None
+    context_management: Annotated[Any, _NOTHING_ASKED] = None
     # Not OpenAI: keep generating past end-of-generation tokens, to max_output_tokens (benchmarks, tests).
     ignore_eos: bool = False
 
@@ -241,7 +276,7 @@ class CreateResponse(StrictBody):
                 content = item.get("content") if isinstance(item, dict) else None
                 for part in content if isinstance(content, list) else []:
                     part_kind = part.get("type") if isinstance(part, dict) else None
-                    if part_kind in _UNSUPPORTED_PARTS:
+                    if isinstance(part_kind, str) and part_kind in _UNSUPPORTED_PARTS:
                         raise _refused(f"{_UNSUPPORTED_PARTS[part_kind]} ({part_kind!r} content parts)", "input")
         return value
 

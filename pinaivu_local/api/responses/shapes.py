@@ -28,7 +28,8 @@ def usage_body(usage: Usage) -> dict[str, Any]:
     """The Responses usage object, with the input tokens served from the prefix cache."""
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        # cache_write_tokens: OpenAI bills writing its prompt cache; keeping a prefix here costs nothing.
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage.total_tokens,
