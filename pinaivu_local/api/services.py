@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from litestar import Litestar
 from litestar.datastructures import State
+from opentelemetry.trace import Tracer
 
 from pinaivu_local.api.flow.backends import Backend, FleetBackend, LocalBackend
 from pinaivu_local.api.flow.embedding import Embeddings
@@ -18,6 +19,7 @@ from pinaivu_local.api.flow.metrics import Metrics
 from pinaivu_local.api.http.app_state import state_services
 from pinaivu_local.api.http.auth import KeyAuthenticator
 from pinaivu_local.api.http.in_flight import InFlight
+from pinaivu_local.api.http.tracing import open_tracer
 from pinaivu_local.api.openai.replay import Replayer
 from pinaivu_local.api.responses.store import ResponseStore
 from pinaivu_local.api.routes.models import model_object
@@ -65,6 +67,7 @@ class Services:
     embeddings: Embeddings
     responses: ResponseStore  # stored responses of POST /v1/responses
     fleet: Fleet | None = None  # a gateway with nodes (serve --nodes)
+    tracer: Tracer | None = None  # spans of inference requests (PINAIVU_OTLP_ENDPOINT); None: no tracing
 
 
 @contextlib.contextmanager
@@ -72,6 +75,8 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
     """Open the database, request log and models; everything is closed in reverse, also on errors."""
     with contextlib.ExitStack() as resources:
         identity = load_or_create(settings.identity_dir)
+        # Opened first, shut down last: the spans of the last requests are sent after they have ended.
+        tracer = resources.enter_context(open_tracer(settings))
         database = Database(settings.database_target, timeout_s=settings.db_timeout_s)
         resources.callback(database.close)
         key_usage = KeyUsage()  # keys' last use: noted by authentication, written by the request log
@@ -126,6 +131,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
             ),
             responses=ResponseStore(database, retention),
             fleet=fleet,
+            tracer=tracer,
         )
 
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import httpx
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from pinaivu_local.engine.generation import Generation
 from pinaivu_local.errors import (
@@ -33,6 +34,9 @@ from pinaivu_local.wire import STREAM_INTERVAL_HEADER
 
 log = logging.getLogger(__name__)
 
+
+# Carries the current span (OpenTelemetry's context, set while a traced request is served) to nodes.
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 # What the gateway's own engine gives back when it takes a request itself.
 LocalT = TypeVar("LocalT", bound=Generation)
@@ -210,6 +214,8 @@ class Fleet:
         headers = {STREAM_INTERVAL_HEADER: "0", "accept-encoding": "identity"}
         if node.spec.api_key:
             headers["authorization"] = f"Bearer {node.spec.api_key}"
+        # The request's span (api/http/tracing.py) as the node's parent: W3C traceparent. None, none sent.
+        _TRACE_CONTEXT.inject(headers)
         sent = self._client.build_request("POST", f"{node.spec.v1}{request.path}", json=request.body, headers=headers)
         node.in_flight += 1  # counted from now: requests placed meanwhile see this one
         try:

@@ -10,6 +10,7 @@ the backend's business (backends.py): this module never asks whether it is local
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -59,6 +60,9 @@ class Run:
         self._write: PendingWrite | None = None
         self.signed: SignedReceipt | None = None  # a completed run's signed receipt, once ended
         self.record: FinishedRequest | None = None  # its record, once ended
+        # When it ended and when its record was durable (wall clock, ns): a trace's phases end there.
+        self.ended_ns: int | None = None
+        self.recorded_ns: int | None = None
 
     @property
     def request_id(self) -> str:
@@ -98,6 +102,7 @@ class Run:
         if self._ended:
             return
         self._ended = True
+        self.ended_ns = time.time_ns()
         self._generation.close()
         if status == 503:
             self._reservation.cancel()  # the engine gave it back unserved (restarting): its tokens cost nothing
@@ -132,6 +137,7 @@ class Run:
         """
         if self._write is not None:
             await self._write.durable()
+        self.recorded_ns = time.time_ns()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from opentelemetry.trace import Tracer
+
 from pinaivu_local.api.flow.metrics import Metrics
 from pinaivu_local.api.http.auth import KeyAuthenticator
 from pinaivu_local.api.http.in_flight import InFlight
@@ -35,6 +37,9 @@ class PlumbingServices(Protocol):
 
     @property
     def metrics(self) -> Metrics: ...
+
+    @property
+    def tracer(self) -> Tracer | None: ...
 
 
 def state_services(state: Any) -> Any:

@@ -24,6 +24,7 @@ class RequestContext:
     run: Run | None = None
     in_flight: Slot | None = None  # its place in its key's requests in flight, released when it ends
     record: FinishedRequest | None = None  # a request that is not a run (embeddings, rerank): its record
+    authenticated_ns: int | None = None  # when its key was checked (wall clock, ns): where a trace's auth ends
 
     def caller(self) -> Principal:
         """The authenticated caller; only routes behind the key guard ask."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -25,6 +26,7 @@ async def require_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
     principal = await services.authenticator.authenticate_async(headers.get("authorization"), headers.get("x-api-key"))
     context = context_of(connection.scope)
     context.principal = principal
+    context.authenticated_ns = time.time_ns()
     context.in_flight = services.in_flight.enter(principal.key_id, principal.name)
 
 

@@ -1,4 +1,4 @@
-"""ASGI middleware: one access-log line and the request metrics for every HTTP request."""
+"""ASGI middleware: one access-log line and the request metrics for every HTTP request (and its span)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from pinaivu_local.api.http.app_state import PlumbingServices, plumbing_of
 from pinaivu_local.api.http.context import RequestContext, context_of
+from pinaivu_local.api.http.tracing import start_span
 
 access_log = logging.getLogger("pinaivu_local.access")
 
@@ -25,6 +26,8 @@ def observability(app: ASGIApp) -> ASGIApp:
             return
         started = time.monotonic()
         status = 500
+        services = plumbing_of(scope["app"])
+        span = start_span(services.tracer, scope)
 
         async def capture(message: Message) -> None:
             nonlocal status
@@ -38,7 +41,9 @@ def observability(app: ASGIApp) -> ASGIApp:
             context = context_of(scope)
             if context.in_flight is not None:
                 context.in_flight.release()
-            _finish(plumbing_of(scope["app"]), scope, context, status, (time.monotonic() - started) * 1000)
+            if span is not None:
+                span.finish(context, status)
+            _finish(services, scope, context, status, (time.monotonic() - started) * 1000)
 
     return middleware
 
