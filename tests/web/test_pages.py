@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,11 @@ import httpx
 import openai
 import pytest
 
+from pinaivu_local.clock import utcnow
+from pinaivu_local.requestlog.commitment import input_digest
+from pinaivu_local.requestlog.log import RequestLog, Retention
+from pinaivu_local.requestlog.records import FinishedRequest
+from pinaivu_local.storage.database import Database
 from tests.helpers import NO_EOG, TEST_KEY, RunningServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -197,8 +203,105 @@ def test_wrong_key_is_explained(browser: Any, srv: RunningServer) -> None:
 
 
 def test_pages_use_no_external_resources(srv: RunningServer) -> None:
-    for path in ("/explorer", "/dashboard", "/static/common.js", "/static/explorer.js", "/static/dashboard.js"):
+    for path in (
+        "/explorer",
+        "/dashboard",
+        "/static/common.js",
+        "/static/explorer.js",
+        "/static/dashboard.js",
+        "/static/charts.js",
+    ):
         response = httpx.get(f"{srv.base_url}{path}", timeout=10)
         assert response.status_code == 200
         assert "http://" not in response.text.replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in response.text
+
+
+def test_dashboard_charts_the_last_24_hours(browser: Any, srv: RunningServer, tmp_path: Path) -> None:
+    current = utcnow().replace(minute=0, second=0, microsecond=0)
+    two_ago = current - timedelta(hours=2)
+    written = [  # (at, model, prompt + completion tokens, ttft ms)
+        (two_ago + timedelta(minutes=10), "llama3.2:1b", 30, 40.0),
+        (two_ago + timedelta(minutes=20), "llama3.2:3b", 14, 80.0),
+        (current, "llama3.2:1b", 10, 25.0),
+        (current - timedelta(hours=30), "llama3.2:3b", 5000, 1.0),  # older than 24 h: not drawn
+    ]
+    database = Database(srv.data_dir / "pinaivu.db")
+    log = RequestLog(database, Retention(days=30, rows=100_000))
+    try:
+        for i, (at, model, tokens, ttft) in enumerate(written):
+            log.submit(
+                FinishedRequest(
+                    request_id=f"req_chart_{i}",
+                    created_at=at,
+                    kind="chat",
+                    key_id="key_chart",
+                    key_name="chart",
+                    model_id=model,
+                    status_code=200,
+                    prompt_tokens=tokens // 2,
+                    completion_tokens=tokens - tokens // 2,
+                    ttft_ms=ttft,
+                    input_sha256=input_digest("p"),
+                )
+            )
+        assert log.flush()
+    finally:
+        log.close()
+        database.close()
+
+    page = browser.new_page(viewport={"width": 1100, "height": 1400})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{srv.base_url}/dashboard")
+    page.fill("#key", TEST_KEY)
+    page.click("#signin-button")
+    page.locator("#chart .segment").first.wait_for()
+
+    # 24 slots on a time axis labelled with the hours, the current hour last
+    hours = [(current - timedelta(hours=23 - i)).strftime("%Y-%m-%dT%H:00:00Z") for i in range(24)]
+    assert page.eval_on_selector_all("#chart g.slot", "gs => gs.map(g => g.dataset.hour)") == hours
+    assert page.eval_on_selector_all("#chart .x-label", "ts => ts.map(t => t.textContent)") == [h[11:13] for h in hours]
+    assert "0" in page.eval_on_selector_all("#chart .y-label", "ts => ts.map(t => t.textContent)")
+    # two hours ago: one segment per model, stacked, in the 22nd slot, their values in the titles
+    slot = page.locator(f"#chart g.slot[data-hour='{hours[21]}']")
+    small, big = slot.locator("[data-model='llama3.2:1b']"), slot.locator("[data-model='llama3.2:3b']")
+    assert "llama3.2:1b: 30 tokens" in small.locator("title").text_content()
+    assert "llama3.2:3b: 14 tokens" in big.locator("title").text_content()
+    y = {name: float(segment.get_attribute("y")) for name, segment in (("small", small), ("big", big))}
+    assert y["big"] + float(big.get_attribute("height")) == pytest.approx(y["small"])  # 3b sits on 1b
+    # within the slot's width, at its place on the axis
+    box = small.bounding_box()
+    plot = page.locator("#chart").bounding_box()
+    assert box is not None and plot is not None
+    assert plot["x"] + plot["width"] * 21 / 24 * 0.85 < box["x"] < plot["x"] + plot["width"] * 22 / 24
+    # the empty hour between is empty; the current hour holds its one request; nothing from 30 h ago
+    assert page.locator(f"#chart g.slot[data-hour='{hours[22]}'] .segment").count() == 0
+    assert page.locator(f"#chart g.slot[data-hour='{hours[23]}'] .segment").count() == 1
+    assert page.locator("#chart .segment").count() == 3
+    legend = page.eval_on_selector_all("#legend [data-model]", "ss => ss.map(s => s.dataset.model)")
+    assert legend == ["llama3.2:1b", "llama3.2:3b"]
+    # hovering a segment shows its value
+    small.hover()
+    assert "llama3.2:1b: 30 tokens" in page.inner_text("#chart-readout")
+    # requests and TTFT percentiles per hour
+    bar = page.locator(f"#latency-chart .requests-bar[data-hour='{hours[21]}']")
+    assert bar.get_attribute("data-requests") == "2"
+    assert "2 requests" in bar.locator("title").text_content()
+    p50 = page.locator(f"#latency-chart .ttft-p50[data-hour='{hours[21]}']")
+    p95 = page.locator(f"#latency-chart .ttft-p95[data-hour='{hours[21]}']")
+    assert "p50 40 ms" in p50.locator("title").text_content()
+    assert "p95 80 ms" in p95.locator("title").text_content()
+    p95.hover()
+    assert "p95 80 ms" in page.inner_text("#chart-readout")
+    assert page.locator(f"#latency-chart [data-hour='{hours[22]}']").count() == 0
+    shot = tmp_path / "dashboard-charts.png"
+    page.locator("#chart").scroll_into_view_if_needed()
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"dashboard screenshot: {shot}")
+    # a phone-sized screen draws the same 24 slots
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.locator("#chart g.slot").count() == 24
+    page.screenshot(path=str(tmp_path / "dashboard-charts-phone.png"), full_page=True)
+    print(f"dashboard screenshot (phone): {tmp_path / 'dashboard-charts-phone.png'}")
+    assert errors == []

@@ -1,7 +1,6 @@
-// The dashboard: keys with usage, create (shown once), revoke, rotate, edit; usage chart.
+// The dashboard: keys with usage, create (shown once), revoke, rotate, edit; the usage charts (charts.js).
 "use strict";
 
-const COLORS = ["#2358c9", "#e8710a", "#137333", "#a142f4", "#b42318"];
 let editing = null;
 
 function csv(text) { return text.split(",").map(s => s.trim()).filter(Boolean); }
@@ -13,7 +12,7 @@ async function refresh() {
   try {
     const [keys, usage] = await Promise.all([api("GET", "/admin/keys"), api("GET", "/admin/usage?hours=24")]);
     renderKeys(keys.data, usage.keys);
-    renderChart(usage.models);
+    renderUsageCharts(usage.per_hour);
   } catch (e) { showError(error, e); }
 }
 
@@ -60,33 +59,6 @@ function startEdit(key) {
   document.getElementById("edit-rpm").value = key.rpm ?? "";
   document.getElementById("edit-tpm").value = key.tpm ?? "";
   document.getElementById("edit-section").classList.remove("hidden");
-}
-
-function renderChart(rows) {
-  const svg = document.getElementById("chart");
-  const legend = document.getElementById("legend");
-  const hours = [...new Set(rows.map(r => r.hour))].sort();
-  const models = [...new Set(rows.map(r => r.model))].sort();
-  const max = Math.max(1, ...rows.map(r => r.tokens));
-  const slot = 720 / Math.max(hours.length, 1);
-  const bar = Math.max(2, (slot - 4) / Math.max(models.length, 1));
-  const ns = "http://www.w3.org/2000/svg";
-  svg.replaceChildren();
-  rows.forEach(r => {
-    const rect = document.createElementNS(ns, "rect");
-    const h = 170 * r.tokens / max;
-    rect.setAttribute("x", hours.indexOf(r.hour) * slot + 2 + models.indexOf(r.model) * bar);
-    rect.setAttribute("y", 175 - h);
-    rect.setAttribute("width", bar - 1);
-    rect.setAttribute("height", h);
-    rect.setAttribute("fill", COLORS[models.indexOf(r.model) % COLORS.length]);
-    const title = document.createElementNS(ns, "title");
-    title.textContent = r.hour + " " + r.model + ": " + r.tokens + " tokens, " + r.requests + " requests";
-    rect.append(title);
-    svg.append(rect);
-  });
-  legend.replaceChildren(...(models.length ? models.map((m, i) =>
-    el("span", {}, el("i", { style: "background:" + COLORS[i % COLORS.length] }), m)) : [el("span", { class: "muted" }, "No requests in the last 24 h.")]));
 }
 
 document.getElementById("create").addEventListener("submit", async event => {
