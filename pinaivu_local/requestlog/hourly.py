@@ -31,9 +31,10 @@ def nearest_rank(count: int, percentile: int) -> int:
 def per_hour(session: Session, hour_of: Callable[[Any], Any], now: datetime) -> list[dict[str, Any]]:
     """The 24 slots, oldest first; an hour without records is present with zeros and null percentiles.
 
-    Bounded work whatever the number of records: one grouped query (a row per hour and model), then
-    per hour with timed records one indexed ORDER BY ... OFFSET rank LIMIT 1 per percentile, so only
-    the values at the wanted ranks come back. Plain SQL, the same in SQLite and
+    A bounded answer whatever the number of records: one grouped query (a row per hour and model),
+    then per hour with timed records one ORDER BY ... OFFSET rank LIMIT 1 per percentile over that hour
+    (the created_at index finds it; the database sorts it), so only the values at the wanted ranks
+    come back. Plain SQL, the same in SQLite and
     Postgres (neither percentile_cont nor window functions needed).
     """
     start, end = window(now)
