@@ -61,7 +61,7 @@ def receipts() -> None:
     "--response",
     "response_file",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="A saved JSON response body: its first choice's text is the output.",
+    help="A saved JSON response body: its first choice's text (a Responses object: its output_text) is the output.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 def verify(

@@ -144,10 +144,14 @@ def check_output(receipt: SignedReceipt, text: str) -> Finding:
 
 
 def committed_input(value: Any, kind: str) -> Any:
-    """What the input commitment hashes: a chat's messages with null fields dropped, the prompt, or an
-    Anthropic Messages request's `system` and `messages` exactly as sent."""
+    """What the input commitment hashes: a chat's messages with null fields dropped, the prompt, an
+    Anthropic Messages request's `system` and `messages`, or an OpenAI Responses request's
+    `instructions`, `input` and `previous_response_id`, exactly as sent."""
     if kind == "messages":
         return {k: value[k] for k in ("system", "messages") if k in value} if isinstance(value, dict) else value
+    if kind == "responses":
+        fields = ("instructions", "input", "previous_response_id")
+        return {k: value[k] for k in fields if k in value} if isinstance(value, dict) else value
     if isinstance(value, dict):  # a whole request body
         value = value.get("messages" if kind == "chat" else "prompt")
     if kind == "chat" and isinstance(value, list):
@@ -156,8 +160,11 @@ def committed_input(value: Any, kind: str) -> Any:
 
 
 def response_text(body: Any) -> str:
-    """The output of a saved non-streamed response body: its first choice's content or text, or an
-    Anthropic message's text blocks (a message that calls a tool: keep the model's text, as for chat)."""
+    """The output of a saved non-streamed response body: its first choice's content or text, an
+    Anthropic message's text blocks, or a Responses object's output_text (one that calls a tool: keep
+    the model's text, as for chat)."""
+    if isinstance(body, dict) and body.get("object") == "response" and isinstance(body.get("output"), list):
+        return _output_text(body["output"])
     if isinstance(body, dict) and body.get("type") == "message" and isinstance(body.get("content"), list):
         blocks = body["content"]
         if any(not isinstance(b, dict) or b.get("type") != "text" for b in blocks):
@@ -178,3 +185,15 @@ def _raw_key(value: str) -> bytes:
         return raw_public_key(value)
     except ValueError as exc:
         raise MalformedReceipt(str(exc)) from None
+
+
+def _output_text(items: list[Any]) -> str:
+    """A Responses object's text: its message items' output_text parts, joined."""
+    if any(not isinstance(item, dict) or item.get("type") != "message" for item in items):
+        raise MalformedReceipt("the response holds a function_call item: verify it with the output the model wrote")
+    return "".join(
+        str(part.get("text", ""))
+        for item in items
+        for part in item.get("content") or []
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    )

@@ -191,3 +191,20 @@ def test_an_anthropic_message_is_checked_by_its_system_messages_and_text_blocks(
     assert response_text(message) == "Hello"
     with pytest.raises(MalformedReceipt, match="tool_use"):
         response_text({"type": "message", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]})
+
+
+def test_a_responses_request_is_checked_by_its_instructions_input_and_output_text() -> None:
+    body = {"model": "m", "instructions": "Be brief.", "input": "Hi", "previous_response_id": "resp_1", "store": True}
+    assert committed_input(body, "responses") == {
+        "instructions": "Be brief.",
+        "input": "Hi",
+        "previous_response_id": "resp_1",
+    }
+    assert committed_input({"input": [{"role": "user", "content": "Hi"}]}, "responses") == {
+        "input": [{"role": "user", "content": "Hi"}]
+    }
+    part = {"type": "output_text", "text": "Hel", "annotations": []}
+    response = {"object": "response", "output": [{"type": "message", "content": [part, {**part, "text": "lo"}]}]}
+    assert response_text(response) == "Hello"
+    with pytest.raises(MalformedReceipt, match="function_call"):
+        response_text({"object": "response", "output": [{"type": "function_call", "name": "f", "arguments": "{}"}]})

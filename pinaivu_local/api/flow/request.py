@@ -11,8 +11,9 @@ from pinaivu_local.engine.prepared import Constraint, PromptSource
 from pinaivu_local.engine.sampling import SamplingParams
 
 # A chat (messages rendered with the model's template) or a text completion (a prompt as it is); an
-# Anthropic Messages request is a chat whose input (committed_input) has Anthropic's shape.
-Kind = Literal["chat", "text", "messages"]
+# Anthropic Messages request, or an OpenAI Responses one, is a chat whose input (committed_input) has
+# that API's shape.
+Kind = Literal["chat", "text", "messages", "responses"]
 # How an answer ended: the engine's reasons, or on a whole call to one of the request's tools.
 FinishReason = Literal["stop", "length", "tool_calls"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pinaivu_local.api.flow.inference import CLIENT_CLOSED, Inference
-from pinaivu_local.api.flow.request import InferenceRequest
+from pinaivu_local.api.flow.request import InferenceRequest, Kind
 from pinaivu_local.api.http.context import RequestContext
 from pinaivu_local.api.openai.serving import collect
 from pinaivu_local.api.openai.structured import OutputStructure
@@ -16,6 +16,9 @@ from pinaivu_local.errors import ModelNotFound, PermissionDenied, RateLimited, U
 from pinaivu_local.requestlog.commitment import first_divergence
 from pinaivu_local.requestlog.model_hashes import ModelHashes
 from pinaivu_local.requestlog.records import RequestRecord
+
+# A record's kind as the flow takes it (a chat's records are "chat").
+_KINDS: dict[str, Kind] = {"text": "text", "messages": "messages", "responses": "responses"}
 
 # Refusals a replay reports in its result instead of failing the verification.
 _NOT_NOW = (ModelNotFound, PermissionDenied, RateLimited, Unavailable)
@@ -38,12 +41,14 @@ class Replayer:
         held: Any,
         output: str,
         structure: tuple[OutputStructure, str | None] = (OutputStructure(), None),
+        node_messages: Any = None,
     ) -> dict[str, Any]:
         """Generate again with the logged sampling; say whether the text reproduces and where not.
 
         The replay is inference like any other: recorded (naming `record`), counted, rate-limited.
         `held` is the input as the caller sent it, which matched the commitment; `structure` its tools /
-        response_format (as the engine takes them, and their digest), which must match the record's.
+        response_format (as the engine takes them, and their digest), which must match the record's;
+        `node_messages` the input as a gateway's nodes take it, where `held` has another API's shape.
         """
         logged = record.sampling_params()
         not_kept = SamplingParams.not_kept(logged)  # stop or logit_bias too large for the record
@@ -63,12 +68,13 @@ class Replayer:
         if changed:
             return {"performed": False, "reason": changed}
         request = InferenceRequest(
-            kind="text" if record.kind == "text" else "messages" if record.kind == "messages" else "chat",
+            kind=_KINDS.get(record.kind, "chat"),
             model=record.model_id,
             source=source,
             sampling=params,
             max_tokens=budget or record.completion_tokens or 1,
             committed_input=held,
+            node_messages=node_messages,
             model_sha256=record.model_sha256 if self._fleet else None,
             constraint=fields.constraint,
             tool_names=fields.tool_names,

@@ -72,11 +72,11 @@ def structure_fields(body: CreateResponse) -> dict[str, Any]:
     )
 
 
-def inference_request(body: CreateResponse, talk: Conversation) -> InferenceRequest:
-    """The conversation as the inference flow takes it; the Responses items as the model saw them are committed to."""
+def inference_request(body: CreateResponse, talk: Conversation, committed: dict[str, Any]) -> InferenceRequest:
+    """The conversation as the inference flow takes it, committed to as `committed` (protocol.committed_input)."""
     shaped = structure(body)
     return InferenceRequest(
-        kind="chat",
+        kind="responses",
         model=body.model,
         source=ChatPrompt(talk.template, shaped.template_tools),
         sampling=SamplingParams(
@@ -85,7 +85,7 @@ def inference_request(body: CreateResponse, talk: Conversation) -> InferenceRequ
             ignore_eos=body.ignore_eos,
         ),
         max_tokens=body.max_output_tokens,
-        committed_input=talk.committed,
+        committed_input=committed,
         node_messages=talk.node_messages,
         constraint=shaped.constraint,
         tool_names=shaped.tool_names,

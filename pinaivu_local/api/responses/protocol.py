@@ -225,44 +225,18 @@ def _document_rules(schema: dict[str, Any]) -> None:
     schema["allOf"] = [*schema.get("allOf", []), _STRUCTURE_RULE]
 
 
-class CreateResponse(StrictBody):
-    """POST /v1/responses."""
+class _Asked(StrictBody):
+    """What a Responses request asks, as a verification sends it again too: its input and structure fields."""
 
     model_config = ConfigDict(json_schema_extra=_document_rules)
 
-    model: str = Field(min_length=1)
     input: str | Annotated[list[InputItem], Field(min_length=1)]
     instructions: str | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
+    previous_response_id: str | None = None
     tools: list[FunctionTool] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None  # accepted: Llama 3.2 makes one call per turn either way
     text: TextConfig | None = None
-    metadata: dict[str, str] | None = None
-    user: str | None = None
-    store: bool | None = None
-    previous_response_id: str | None = None
-    truncation: Literal["disabled"] | None = None  # a prompt that does not fit is a 400, never cut
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
-    # Accepted because they cannot change the output.
-    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
-    safety_identifier: str | None = None
-    prompt_cache_key: str | None = None
-    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
-    max_tool_calls: int | None = Field(default=None, ge=1)  # at most one call per turn either way
-    # Refused unless absent or empty (_FEATURES).
-    reasoning: Annotated[Any, _NOTHING_ASKED] = None
-    include: Annotated[Any, _NOTHING_ASKED] = None
-    background: Annotated[Any, _NOTHING_ASKED] = None
-    conversation: Annotated[Any, _NOTHING_ASKED] = None
-    prompt: Annotated[Any, _NOTHING_ASKED] = None
-    top_logprobs: Annotated[Any, _NOTHING_ASKED] = None
-    context_management: Annotated[Any, _NOTHING_ASKED] = None
-    # Not OpenAI: keep generating past end-of-generation tokens, to max_output_tokens (benchmarks, tests).
-    ignore_eos: bool = False
 
     @field_validator("input", mode="before")
     @classmethod
@@ -305,6 +279,37 @@ class CreateResponse(StrictBody):
             )
         return value
 
+
+class CreateResponse(_Asked):
+    """POST /v1/responses."""
+
+    model: str = Field(min_length=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+    store: bool | None = None
+    truncation: Literal["disabled"] | None = None  # a prompt that does not fit is a 400, never cut
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    # Accepted because they cannot change the output.
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    max_tool_calls: int | None = Field(default=None, ge=1)  # at most one call per turn either way
+    # Refused unless absent or empty (_FEATURES).
+    reasoning: Annotated[Any, _NOTHING_ASKED] = None
+    include: Annotated[Any, _NOTHING_ASKED] = None
+    background: Annotated[Any, _NOTHING_ASKED] = None
+    conversation: Annotated[Any, _NOTHING_ASKED] = None
+    prompt: Annotated[Any, _NOTHING_ASKED] = None
+    top_logprobs: Annotated[Any, _NOTHING_ASKED] = None
+    context_management: Annotated[Any, _NOTHING_ASKED] = None
+    # Not OpenAI: keep generating past end-of-generation tokens, to max_output_tokens (benchmarks, tests).
+    ignore_eos: bool = False
+
     @field_validator("truncation", mode="before")
     @classmethod
     def _never_truncated(cls, value: Any) -> Any:
@@ -335,3 +340,37 @@ class CreateResponse(StrictBody):
         if isinstance(self.input, str):
             return [MessageItem(role="user", content=self.input)]
         return list(self.input)
+
+
+# What a Responses request's input commitment hashes: these fields of its body, exactly as sent (a
+# continuation commits to the id of the response it continues, whose own record covers that one).
+COMMITTED_FIELDS = ("instructions", "input", "previous_response_id")
+
+
+def committed_input(raw: dict[str, Any]) -> dict[str, Any]:
+    """What the commitment hashes: the body's instructions, input and previous_response_id, exactly as sent."""
+    return {name: raw[name] for name in COMMITTED_FIELDS if name in raw}
+
+
+class ResponsesVerifyRequest(_Asked):
+    """POST /v1/requests/{id}/verify for a /v1/responses request: its input as sent, the output received.
+
+    Its tools, tool_choice, parallel_tool_calls and text as sent too: the record keeps only their
+    SHA-256, a replay needs them."""
+
+    output: str = Field(description="the text the response carried (a function call: the call as the model wrote it)")
+    replay: bool = Field(default=True, description="re-run deterministic requests and compare")
+
+    def as_request(self) -> CreateResponse:
+        """The request it describes, as far as a replay needs it (its budget comes from the record)."""
+        # Its fields are validated already, as CreateResponse validates them.
+        return CreateResponse.model_construct(
+            model="-",
+            input=self.input,
+            instructions=self.instructions,
+            previous_response_id=self.previous_response_id,
+            tools=self.tools,
+            tool_choice=self.tool_choice,
+            parallel_tool_calls=self.parallel_tool_calls,
+            text=self.text,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from pinaivu_local.api.http.stream_pacing import STREAM_INTERVAL_PARAMETER, requ
 from pinaivu_local.api.http.validation import in_proportion, read_body
 from pinaivu_local.api.responses.building import inference_request
 from pinaivu_local.api.responses.items import conversation, stored_items
-from pinaivu_local.api.responses.protocol import CreateResponse
+from pinaivu_local.api.responses.protocol import CreateResponse, committed_input
 from pinaivu_local.api.responses.serving import Answer, respond
 from pinaivu_local.api.responses.shapes import ResponseObject, echoed, new_response_id
 from pinaivu_local.api.responses.store import ResponseStore, StoredResponse
@@ -54,7 +55,8 @@ async def create_response(
     admission = await inference.take_request(principal)  # counted before parsing what may be megabytes
     interval = requested_interval_s(request.headers)
     body = await read_body(request, CreateResponse)
-    size = len(await request.body())  # read once: Litestar keeps it
+    raw = await request.body()  # read once: Litestar keeps it
+    size = len(raw)
     history: list[dict[str, Any]] = []
     if body.previous_response_id is not None:
         chain = await responses.chain(body.previous_response_id, principal.key_id)
@@ -63,7 +65,7 @@ async def create_response(
         history = [item for stored in chain for item in stored.inputs() + stored.outputs()]
     inputs = stored_items(body.items())
     # Building decodes every call's arguments and compiles tools' and text.format's schemas into grammars.
-    built = await in_proportion(size, functools.partial(_build, body, history, inputs), costly=body.has_schemas())
+    built = await in_proportion(size, functools.partial(_build, body, history, inputs, raw), costly=body.has_schemas())
     asked = replace(built, streamed=bool(body.stream), text_interval_s=interval, body_bytes=size)
     context.model_id = inference.resolve(asked.model)
     run = context.run = await inference.start(principal, asked, admission)
@@ -76,8 +78,12 @@ async def create_response(
     return await respond(request, run, answer, stream=bool(body.stream))
 
 
-def _build(body: CreateResponse, history: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> InferenceRequest:
-    return inference_request(body, conversation(body.instructions, history + inputs))
+def _build(
+    body: CreateResponse, history: list[dict[str, Any]], inputs: list[dict[str, Any]], raw: bytes
+) -> InferenceRequest:
+    # The commitment is to the input as sent, which a client can show again at verification.
+    committed = committed_input(json.loads(raw))
+    return inference_request(body, conversation(body.instructions, history + inputs), committed)
 
 
 async def _stored(responses: ResponseStore, principal: Principal, response_id: str) -> StoredResponse:

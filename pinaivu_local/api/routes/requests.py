@@ -29,6 +29,12 @@ from pinaivu_local.api.openai.structured import (
     output_structure,
     structure_digest,
 )
+from pinaivu_local.api.responses.building import structure as responses_structure
+from pinaivu_local.api.responses.building import structure_fields
+from pinaivu_local.api.responses.items import conversation, stored_items
+from pinaivu_local.api.responses.protocol import ResponsesVerifyRequest
+from pinaivu_local.api.responses.protocol import committed_input as responses_committed_input
+from pinaivu_local.api.responses.store import ResponseStore
 from pinaivu_local.engine.prepared import ChatPrompt, PromptSource, TextPrompt, TokenPrompt
 from pinaivu_local.errors import InvalidRequest, RequestNotFound
 from pinaivu_local.requestlog.commitment import input_digest, output_digest
@@ -145,12 +151,15 @@ async def verify_request(
     request_log: NamedDependency[RequestLog],
     replayer: NamedDependency[Replayer],
     context: NamedDependency[RequestContext],
+    responses: NamedDependency[ResponseStore],
     request_id: FromPath[str],
 ) -> dict[str, Any]:
     """Hashes first; then, for a deterministic request (temperature 0 or a seed), a replay."""
     record = await _visible(request_log, context.caller(), request_id)
     if record.kind == "messages":  # an Anthropic Messages request: its input in Anthropic's shape
         return await _verify_message(request, replayer, context, record)
+    if record.kind == "responses":  # an OpenAI Responses request: its input as items
+        return await _verify_response(request, replayer, context, record, responses)
     body = await read_body(request, VerifyRequest)
     size = len(await request.body())  # read once: Litestar keeps it
     # Hashing the input, decoding call arguments and compiling schemas take time in proportion to the input.
@@ -194,6 +203,55 @@ def _checked_message(record: RequestRecord, body: MessagesVerifyRequest, raw: by
     )
 
 
+async def _verify_response(
+    request: Request[Any, Any, Any],
+    replayer: Replayer,
+    context: RequestContext,
+    record: RequestRecord,
+    responses: ResponseStore,
+) -> dict[str, Any]:
+    """verify_request for a /v1/responses request: instructions, input and previous_response_id as sent."""
+    body = await read_body(request, ResponsesVerifyRequest)
+    raw = await request.body()
+    history: list[dict[str, Any]] | None = []
+    if body.previous_response_id is not None:  # the conversation it continued, while it is stored
+        chain = await responses.chain(body.previous_response_id, record.key_id)
+        history = None if chain is None else [item for kept in chain for item in kept.inputs() + kept.outputs()]
+    checked = await in_proportion(
+        len(raw), functools.partial(_checked_response, record, body, raw, history), costly=body.tools is not None
+    )
+    result = checked.result
+    if body.replay and result["verified"]:
+        if history is None:
+            result["replay"] = {
+                "performed": False,
+                "reason": f"the response it continued ({body.previous_response_id}) is no longer stored, so the "
+                "conversation the model saw cannot be rebuilt",
+            }
+        else:
+            result["replay"] = await replayer.replay(
+                context, record, checked.source, checked.held, body.output, checked.structure, checked.node_messages
+            )
+    return result
+
+
+def _checked_response(
+    record: RequestRecord, body: ResponsesVerifyRequest, raw: bytes, history: list[dict[str, Any]] | None
+) -> _Checked:
+    """Compare a Responses input and output with the record's commitment (the input exactly as sent)."""
+    held = responses_committed_input(json.loads(raw))
+    asked = body.as_request()
+    structure = responses_structure(asked)
+    talk = conversation(asked.instructions, (history or []) + stored_items(asked.items()))
+    return _Checked(
+        _verdict(record, input_digest(held), body.output),
+        ChatPrompt(talk.template, structure.template_tools),
+        held,
+        (structure, structure_digest(structure_fields(asked))),
+        talk.node_messages,
+    )
+
+
 def _verdict(record: RequestRecord, input_sha256: str, output: str) -> dict[str, Any]:
     input_ok = input_sha256 == record.input_sha256
     output_ok = record.output_sha256 is not None and output_digest(output) == record.output_sha256
@@ -215,6 +273,7 @@ class _Checked:
     source: PromptSource
     held: Any
     structure: tuple[OutputStructure, str | None]
+    node_messages: Any = None  # the input as a gateway's nodes take it, where `held` has another API's shape
 
 
 def _checked(record: RequestRecord, body: VerifyRequest) -> _Checked:
