@@ -8,7 +8,7 @@ import pytest
 
 from pinaivu_local.engine.grammars import json_constraint, tool_call_constraint
 from pinaivu_local.engine.prepared import ChatPrompt, TextPrompt
-from pinaivu_local.engine.scripted_turns import scripted_turn
+from pinaivu_local.engine.scripted_turns import ANSWER_CHARS, scripted_turn
 
 TOOLS = [("get_weather", {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})]
 CALLED: list[dict[str, Any]] = [
@@ -24,9 +24,11 @@ def test_the_user_spoke_last_a_call_from_the_first_token() -> None:
     assert turn is not None and not turn.lazy and turn.param == "tools"
 
 
-def test_after_a_tool_result_text() -> None:
+def test_after_a_tool_result_a_short_text_that_ends() -> None:
     auto = tool_call_constraint(TOOLS, lazy=True)
-    assert scripted_turn(auto, ChatPrompt([*CALLED, {"role": "tool", "content": "21 C"}])) is None
+    turn = scripted_turn(auto, ChatPrompt([*CALLED, {"role": "tool", "content": "21 C"}]))
+    assert turn is not None and not turn.lazy and turn.auto_call is None and turn.param == "tools"
+    assert f"{{{ANSWER_CHARS}}}" in turn.grammar  # a line of that many characters, then the end
 
 
 @pytest.mark.parametrize("last", ["assistant", "system"])
