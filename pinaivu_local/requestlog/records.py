@@ -52,6 +52,9 @@ class RequestFields(SQLModel):
     # Who counted the tokens: None this process's engine; "node" the node's report (checked as sane);
     # "gateway" the gateway (the node reported none or impossible counts, or its stream was cut short).
     usage_source: str | None = None
+    # A node's receipt checked against the key the gateway pinned for that node (fleet/pins.py): None where
+    # there is no node's receipt to check (computed here, or a node without receipts).
+    receipt_verified: bool | None = None
 
 
 class RequestRecord(RequestFields, table=True):
@@ -89,6 +92,7 @@ class RequestRecord(RequestFields, table=True):
             "model_sha256": self.model_sha256,
             "node": self.node,
             "usage_source": self.usage_source,  # who counted the tokens (see RequestFields)
+            "receipt_verified": self.receipt_verified,  # a node's receipt against its pinned key
             "status": self.status_code,
             "finish_reason": self.finish_reason,
             "error": self.error,

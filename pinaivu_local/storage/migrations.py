@@ -152,6 +152,26 @@ def m008_request_log_usage_source(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN usage_source VARCHAR")
 
 
+def m009_node_pins(conn: Connection) -> None:
+    """A gateway's pin of each node's signing key (taken on first contact), and each record's receipt verdict."""
+    moment = _timestamp(conn)
+    conn.exec_driver_sql(
+        f"""
+        CREATE TABLE node_pins (
+            name VARCHAR NOT NULL,
+            url VARCHAR NOT NULL,
+            node_id VARCHAR NOT NULL,
+            key_id VARCHAR NOT NULL,
+            public_key VARCHAR NOT NULL,
+            pinned_at {moment} NOT NULL,
+            PRIMARY KEY (name)
+        )
+        """
+    )
+    # NULL: no node's receipt to check (computed here, or a node without receipts); else the verdict.
+    conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN receipt_verified BOOLEAN")
+
+
 # Append only. A database at version N has had exactly the first N steps.
 MIGRATIONS: list[Migration] = [
     m001_api_keys,
@@ -162,6 +182,7 @@ MIGRATIONS: list[Migration] = [
     m006_request_log_text_encoding,
     m007_responses,
     m008_request_log_usage_source,
+    m009_node_pins,
 ]
 
 

@@ -15,6 +15,7 @@ from sqlmodel import SQLModel
 
 # The record modules register their tables on SQLModel.metadata when imported.
 import pinaivu_local.api.responses.store
+import pinaivu_local.fleet.pins
 import pinaivu_local.keys.records
 import pinaivu_local.requestlog.records  # noqa: F401
 from pinaivu_local.errors import ConfigError
@@ -127,11 +128,13 @@ def test_a_file_from_before_migrations_is_adopted(tmp_path: Path) -> None:
     after = sqlite_schema(path)
     assert after.pop("_migrations")
     assert after.pop("responses")  # a table of a step after schema 2
+    assert after.pop("node_pins")
     columns = after["request_log"][0]
     added = [
         columns.pop(name)
         for name in ("replay_of", "node", "receipt", "receipt_signature", "text_encoding", "usage_source")
     ]  # steps after schema 2
+    assert columns.pop("receipt_verified") == ("BOOLEAN", 0, None, 0)
     assert added == [("VARCHAR", 0, None, 0)] * 6 and after == schema
 
 
