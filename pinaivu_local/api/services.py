@@ -30,6 +30,7 @@ from pinaivu_local.engine.model_pool import EngineOptions, ModelPool
 from pinaivu_local.errors import ConfigError, StorageUnavailable
 from pinaivu_local.fleet.fleet import Fleet
 from pinaivu_local.fleet.nodes import load_nodes
+from pinaivu_local.fleet.pins import NodePins
 from pinaivu_local.fleet.state import ModelLoad
 from pinaivu_local.keys.store import KeyStore
 from pinaivu_local.keys.usage import KeyUsage
@@ -94,7 +95,7 @@ def open_services(settings: Settings, catalog: Catalog) -> Iterator[Services]:
         metrics = Metrics()
         metrics.watch_models(pool.statuses)
         limiter = _open_limiter(settings)
-        fleet = _fleet(settings, pool, hashes)
+        fleet = _fleet(settings, pool, hashes, NodePins(database))
         backend: Backend = FleetBackend(fleet, pool, hashes) if fleet else LocalBackend(pool, hashes)
         inference = Inference(
             backend,
@@ -148,7 +149,7 @@ def services_in(state: State) -> Services:
     return services
 
 
-def _fleet(settings: Settings, pool: ModelPool, hashes: ModelHashes) -> Fleet | None:
+def _fleet(settings: Settings, pool: ModelPool, hashes: ModelHashes, pins: NodePins) -> Fleet | None:
     """The nodes of a gateway (serve --nodes), the gateway's own engine among them unless --no-local."""
     if settings.nodes_file is None:
         return None
@@ -159,6 +160,7 @@ def _fleet(settings: Settings, pool: ModelPool, hashes: ModelHashes) -> Fleet | 
         poll_s=settings.node_poll_s,
         timeout_s=settings.node_timeout_s,
         deadline_s=settings.node_deadline_s,
+        pins=pins,
     )
 
 

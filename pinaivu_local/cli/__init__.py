@@ -11,6 +11,7 @@ from pinaivu_local.cli.doctor import doctor
 from pinaivu_local.cli.identity import identity
 from pinaivu_local.cli.keys import keys
 from pinaivu_local.cli.models import models
+from pinaivu_local.cli.nodes import nodes
 from pinaivu_local.cli.receipts import receipts
 from pinaivu_local.cli.serve import serve
 from pinaivu_local.cli.service import service
@@ -48,3 +49,4 @@ main.add_command(bench)
 main.add_command(identity)
 main.add_command(receipts)
 main.add_command(service)
+main.add_command(nodes)

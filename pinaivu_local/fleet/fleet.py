@@ -25,6 +25,7 @@ from pinaivu_local.errors import (
 )
 from pinaivu_local.fleet.node_stream import StreamLimits
 from pinaivu_local.fleet.nodes import LOCAL, NodeSpec
+from pinaivu_local.fleet.pins import NodePins
 from pinaivu_local.fleet.poller import HealthPoller
 from pinaivu_local.fleet.remote import RemoteGeneration, RemoteRequest
 from pinaivu_local.fleet.router import Router
@@ -54,8 +55,10 @@ class Fleet:
         poll_s: float,
         timeout_s: float,
         deadline_s: float = 900.0,
+        pins: NodePins | None = None,
     ) -> None:
         self._local_models = local_models
+        self.pins = pins  # each node's pinned signing key (fleet/pins.py); None: trusted as each says
         self._local_hash = local_hash
         self.nodes = [NodeState(spec) for spec in specs]
         self._local = NodeState(NodeSpec(name=LOCAL, url="", kind="pinaivu")) if local_models else None
@@ -73,7 +76,7 @@ class Fleet:
         """Health checks run (the first round before this returns) until the block ends."""
         async with httpx.AsyncClient(timeout=self._timeout) as client:
             self._client = client
-            poller = HealthPoller(self.nodes, client, interval_s=self._poll_s)
+            poller = HealthPoller(self.nodes, client, interval_s=self._poll_s, pins=self.pins)
             await poller.poll_all()
             task = asyncio.create_task(poller.run())
             try:

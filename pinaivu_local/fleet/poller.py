@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 
+from pinaivu_local.clock import as_utc
 from pinaivu_local.fleet.node_stream import parsed
 from pinaivu_local.fleet.nodes import NodeSpec
+from pinaivu_local.fleet.pins import NodePins, node_keys
 from pinaivu_local.fleet.state import ErrorClass, ModelLoad, NodeState
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,11 @@ class NodeUnhealthy(Exception):
 class HealthPoller:
     """Polls every node at once, every `interval_s`; a node that answers is up, else down with the reason."""
 
-    def __init__(self, nodes: list[NodeState], client: httpx.AsyncClient, *, interval_s: float) -> None:
+    def __init__(
+        self, nodes: list[NodeState], client: httpx.AsyncClient, *, interval_s: float, pins: NodePins | None = None
+    ) -> None:
         self._nodes = nodes
+        self._pins = pins
         self._client = client
         self._interval_s = interval_s
         # A node busy computing may answer its health check late; it is not down for that.
@@ -51,6 +56,8 @@ class HealthPoller:
         was = node.condition
         try:
             models = await self._check(node.spec)
+            if node.spec.kind == "pinaivu":
+                await self._check_key(node)
         except Exception as exc:  # any failure, of any kind, takes the node out of rotation
             node.down(*_reason(exc))
         else:
@@ -62,6 +69,38 @@ class HealthPoller:
                 node.condition,
                 f" ({node.last_error})" if node.condition == "down" else "",
             )
+
+    async def _check_key(self, node: NodeState) -> None:
+        """The node's signing key: pinned on first contact (its /v1/node); later it must be the pinned key or
+        one published as its rotation (the pinned key listed among the node's keys), else the node is
+        untrusted until `pinaivu-local nodes trust NAME` pins its new key."""
+        keys = node_keys(await self._get(f"{node.spec.url}/v1/node", {}, (200,)))
+        if self._pins is None:  # no store (tests of the poller alone): trusted as it says
+            node.keys = keys.trusted
+            return
+        db = self._pins.database
+        pin = await db.call(self._pins.get, node.name)
+        if pin is None:
+            pin = await db.call(self._pins.pin, node.name, node.spec.url, keys)
+            log.warning(
+                "node %s: pinned its signing key %s (node %s) on first contact", node.name, pin.key_id, pin.node_id
+            )
+        if node.condition == "untrusted":
+            pinned_at = as_utc(pin.pinned_at)
+            if pinned_at is None or pinned_at <= node.since or not keys.continues(pin):
+                return  # stays out until its key is trusted on purpose, after it was distrusted
+            node.trusted_again()
+            log.warning("node %s: its key %s is trusted again (nodes trust)", node.name, pin.key_id)
+        if not keys.continues(pin):
+            node.distrust(
+                f"its signing key changed without a published rotation: pinned {pin.key_id} of node "
+                f"{pin.node_id}, it now shows {keys.current.key_id} of node {keys.node_id}"
+            )
+            return
+        if keys.current.key_id != pin.key_id:  # a published rotation: the new key is pinned, the old still listed
+            pin = await db.call(self._pins.trust, node.name, node.spec.url, keys)
+            log.warning("node %s rotated its signing key: pinned %s", node.name, pin.key_id)
+        node.keys, node.pinned = keys.trusted, pin.public()
 
     async def _check(self, spec: NodeSpec) -> dict[str, ModelLoad]:
         headers = {"authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}

@@ -31,6 +31,7 @@ from pinaivu_local.fleet.node_stream import (
 from pinaivu_local.fleet.node_usage import UsageBounds
 from pinaivu_local.fleet.state import ErrorClass, NodeState
 from pinaivu_local.receipts.document import MalformedReceipt, SignedReceipt
+from pinaivu_local.receipts.verify import Outcome, check_signature
 from pinaivu_local.wire import RECEIPT_FIELD
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class RemoteGeneration:
         self._first_token: float | None = None
         self._finished: float | None = None
         self._progress = _Progress()
+        self._verified: bool | None = None  # the current node's receipt against its pinned key, once judged
         self._closed = False
         self._holding = True  # counted in the node's in_flight (the fleet counted it when it opened)
         self._opened_at = node.reports  # the node's load reports so far: later ones count it as running
@@ -120,6 +122,11 @@ class RemoteGeneration:
 
     # A node computed it: the gateway signs nothing for it, and passes the node's receipt on.
     computed_here = False
+
+    @property
+    def receipt_verified(self) -> bool | None:
+        """Whether the node's receipt verified against the key the gateway pinned for it (None: no receipt)."""
+        return self._verified
 
     @property
     def usage_source(self) -> Literal["node", "gateway"]:
@@ -158,7 +165,10 @@ class RemoteGeneration:
                     return
                 except NodeDropped as exc:
                     log.warning("node %s dropped a request: %s", self._node.name, exc.reason)
-                    self._node.down(exc.reason, exc.error_class)
+                    if exc.error_class == "untrusted":
+                        self._node.distrust(exc.reason)
+                    else:
+                        self._node.down(exc.reason, exc.error_class)
                     if self._first_token is not None and not self._buffered:
                         raise EngineFailure(
                             f"The node {self._node.name} failed while streaming ({self._node.last_error}); the "
@@ -173,6 +183,7 @@ class RemoteGeneration:
     async def _read(self) -> AsyncIterator[Delta]:
         """The current node's deltas, counted."""
         self._progress = _Progress()
+        self._verified = None
         deadline = asyncio.get_running_loop().time() + self._limits.deadline_s
         async for delta in _deltas(self._response, self._request, self._limits, deadline, self._progress):
             if self._first_token is None:
@@ -183,12 +194,38 @@ class RemoteGeneration:
 
     def _judge(self) -> None:
         """At the stream's end: a node that passed a bound without breaking the answer is out of rotation
-        until it checks well again; one that behaved teaches which model file it holds."""
+        until it checks well again; a receipt that does not verify against the node's pinned key makes it
+        untrusted (a whole answer moves to another node); one that behaved and whose receipt verified
+        teaches which model file it holds (replays trust only that)."""
+        failure = self._check_receipt()
+        if failure is not None:
+            log.warning("node %s sent a receipt that does not verify: %s", self._node.name, failure)
+            if self._buffered:  # nothing reached the client yet: another node answers instead
+                raise NodeDropped(failure, "untrusted")
+            self._node.distrust(failure)
         if self._progress.misbehaved:
             log.warning("node %s misbehaved: %s", self._node.name, self._progress.misbehaved)
             self._node.down(self._progress.misbehaved, self._progress.misbehaved_class)
-        elif self.model_sha256:
+        elif self._verified and self.model_sha256:
             self._node.hashes[self._request.model] = self.model_sha256
+
+    def _check_receipt(self) -> str | None:
+        """Set the verdict on the node's receipt; the reason it failed, or None (verified, or none sent)."""
+        if self._progress.receipt is None:
+            return None
+        receipt, keys = self.receipt, self._node.keys
+        self._verified = False
+        if receipt is None:
+            return "a malformed receipt"
+        if keys is None:
+            return "a receipt from a node whose key is not pinned"
+        finding = check_signature(receipt, keys)
+        if finding.outcome is not Outcome.VALID:
+            return f"its receipt does not verify against its pinned key: {finding.message}"
+        if receipt.document["model"] != self._request.model:
+            return f"its receipt names model {str(receipt.document['model'])[:100]!r}, not the one asked"
+        self._verified = True
+        return None
 
     async def _move(self) -> None:
         """The same request on another node (Unavailable when none is left)."""

@@ -8,11 +8,14 @@ from typing import Any, Literal
 
 from pinaivu_local.clock import utcnow
 from pinaivu_local.fleet.nodes import NodeSpec
+from pinaivu_local.receipts.verify import TrustedKeys
 
-NodeCondition = Literal["starting", "up", "down"]
+NodeCondition = Literal["starting", "up", "down", "untrusted"]
 # What kind of failure took a node out of rotation: shown to anyone (its text only to an admin key, as a
 # node's own words may say more of it than the public should read).
-ErrorClass = Literal["timeout", "connection", "http_status", "unhealthy", "protocol", "bound", "usage", "error_event"]
+ErrorClass = Literal[
+    "timeout", "connection", "http_status", "unhealthy", "protocol", "bound", "usage", "error_event", "untrusted"
+]
 
 
 @dataclass
@@ -41,6 +44,10 @@ class NodeState:
     ended: dict[str, int] = field(default_factory=dict)
     # Each model's file SHA-256 as the node's own signed receipts named it (what a replay must match).
     hashes: dict[str, str] = field(default_factory=dict)
+    # A pinaivu node's keys its receipts must verify against: its pinned key and those it published with it
+    # (fleet/pins.py); None until first contact, or for a node that signs nothing.
+    keys: TrustedKeys | None = None
+    pinned: dict[str, Any] | None = None  # the pin, for /health (admin)
 
     @property
     def name(self) -> str:
@@ -64,18 +71,33 @@ class NodeState:
             self.ended[model] = self.ended.get(model, 0) + 1
 
     def up(self, models: dict[str, ModelLoad]) -> None:
-        """A health check passed."""
+        """A health check passed (an untrusted node stays out of rotation: only `nodes trust` brings it back)."""
         self.models = models
         self.reports += 1
         self.ended.clear()
-        if self.condition != "up":
+        if self.condition not in ("up", "untrusted"):
             self.condition, self.since = "up", utcnow()
 
     def down(self, error: str, error_class: ErrorClass) -> None:
         """A health check or a request failed: out of rotation until a check passes again."""
+        if self.condition == "untrusted":
+            return  # the reason it is out stays the one shown
         self.last_error, self.last_error_class = self.spec.redacted(error), error_class
         self.hashes.clear()  # it may come back with other files: learned again from its next receipts
         if self.condition != "down":
+            self.condition, self.since = "down", utcnow()
+
+    def distrust(self, error: str) -> None:
+        """A receipt that does not verify against the pinned key, or a key changed without a published
+        rotation: out of rotation until its key is trusted on purpose (`pinaivu-local nodes trust NAME`)."""
+        if self.condition != "untrusted":
+            self.last_error, self.last_error_class = self.spec.redacted(error), "untrusted"
+            self.hashes.clear()
+            self.condition, self.since = "untrusted", utcnow()
+
+    def trusted_again(self) -> None:
+        """Its key was trusted on purpose after it was distrusted: back in rotation once a check passes."""
+        if self.condition == "untrusted":
             self.condition, self.since = "down", utcnow()
 
     def public(self, *, admin: bool = False) -> dict[str, Any]:
@@ -90,6 +112,7 @@ class NodeState:
             "last_error_class": self.last_error_class,
             "last_error": self.last_error if admin else None,
             "in_flight": self.in_flight,
+            "pinned_key": self.pinned if admin else None,
             "models": {
                 model: {"slots": load.slots, "running": load.running, "queued": load.queued}
                 for model, load in self.models.items()

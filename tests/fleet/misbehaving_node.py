@@ -4,7 +4,9 @@ endless line, a huge receipt, comments forever, impossible usage), as a node of 
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -13,6 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from pinaivu_local.receipts.identity import key_id_of
 
 # The streams it can send instead of `status` and `body`:
 #   endless        a chunk of text after another, without end
@@ -25,6 +32,7 @@ from typing import Any
 #   huge_receipt   three chunks of text and a usage chunk carrying a 500 KB receipt (under the line bound)
 #   usage          three chunks of text and a usage chunk reporting `Answer.usage`
 #   huge_header    a 200 whose headers hold 1 MB
+#   receipt        three chunks of text, and a usage chunk with a receipt signed as `Answer.signer` says
 STREAMS = (
     "endless",
     "endless_junk",
@@ -36,7 +44,66 @@ STREAMS = (
     "huge_receipt",
     "usage",
     "huge_header",
+    "receipt",
 )
+
+
+class Signer:
+    """A pinaivu node's signing identity, as its /v1/node publishes it and its receipts are signed."""
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.private = Ed25519PrivateKey.generate()
+        self.retired: list[dict[str, Any]] = []
+
+    def key(self) -> dict[str, Any]:
+        raw = self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return {
+            "key_id": key_id_of(raw),
+            "algorithm": "ed25519",
+            "public_key": base64.b64encode(raw).decode(),
+            "created_at": "2026-01-01T00:00:00Z",
+            "retired_at": None,
+        }
+
+    def document(self) -> dict[str, Any]:
+        """What its GET /v1/node answers."""
+        return {
+            "object": "node",
+            "receipt_format": "pinaivu-receipt/1",
+            "node_id": self.node_id,
+            "algorithm": "ed25519",
+            "current_key": self.key(),
+            "retired_keys": self.retired,
+        }
+
+    def rotate(self) -> None:
+        """A published rotation: a new key, the old one listed as retired."""
+        self.retired.append({**self.key(), "retired_at": "2026-01-02T00:00:00Z"})
+        self.private = Ed25519PrivateKey.generate()
+
+    def envelope(self, model: str, output: str) -> dict[str, Any]:
+        """A receipt of a three-token answer, signed with the current key."""
+        document = {
+            "format": "pinaivu-receipt/1",
+            "algorithm": "ed25519",
+            "request_id": "req_node",
+            "node_id": self.node_id,
+            "key_id": self.key()["key_id"],
+            "kind": "chat",
+            "model": model,
+            "model_sha256": "ab" * 32,
+            "input_sha256": "cd" * 32,
+            "output_sha256": hashlib.sha256(output.encode()).hexdigest(),
+            "prompt_tokens": 5,
+            "completion_tokens": 3,
+            "sampling_sha256": "ef" * 32,
+            "finish_reason": "stop",
+            "created": 1_700_000_000,
+            "replay_of": None,
+        }
+        signed = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return {"receipt": document, "signature": base64.b64encode(self.private.sign(signed)).decode()}
 
 
 @dataclass
@@ -51,6 +118,11 @@ class Answer:
     models_padding: int = 0  # bytes of padding in /v1/models (a huge listing)
     received: list[dict[str, Any]] = field(default_factory=list)  # the completion bodies it was sent
     echo_key: bool = False  # its refusal's message quotes the authorization header it was sent
+    # As a pinaivu node (kind = "pinaivu"): its /health reports `slots`, its /v1/node publishes `identity`,
+    # and the `receipt` stream is signed by `signer` (`identity` itself, or another node's).
+    slots: int = 2
+    identity: Signer = field(default_factory=lambda: Signer("node-odd"))
+    signer: Signer | None = None  # None: signed by `identity`
 
 
 def _chunk(content: str | None = None, finish: str | None = None, **extra: object) -> bytes:
@@ -70,6 +142,13 @@ def misbehaving_node(model: str) -> Iterator[tuple[str, Answer]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path == "/health":
+                slots = {"id": model, "slots": answer.slots, "running": 0, "queued": 0}
+                self._send(200, {"status": "ok", "models": [slots]})
+                return
+            if self.path == "/v1/node":
+                self._send(200, answer.identity.document())
+                return
             listing: dict[str, object] = {
                 "object": "list",
                 "data": [{"id": model, "object": "model", "owned_by": "test"}],
@@ -130,6 +209,8 @@ def misbehaving_node(model: str) -> Iterator[tuple[str, Answer]]:
                 extra: dict[str, object] = {"usage": usage}
                 if kind == "huge_receipt":
                     extra["pinaivu_receipt"] = {"receipt": {"padding": "r" * 500_000}, "signature": "s"}
+                if kind == "receipt":
+                    extra["pinaivu_receipt"] = (answer.signer or answer.identity).envelope(model, "one two three")
                 write(b"data: " + json.dumps({"id": "c", "choices": [], **extra}).encode() + b"\n\n")
                 write(b"data: [DONE]\n\n")
 

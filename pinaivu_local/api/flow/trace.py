@@ -75,6 +75,8 @@ class RequestTrace:
             replay_of=self.replay_of,
             node=generation.node,
             usage_source=generation.usage_source,
+            # A node's receipt checked against its pinned key (fleet/remote.py); a local generation has none.
+            receipt_verified=getattr(generation, "receipt_verified", None),
         )
 
     def _sampling_json(self) -> str:
