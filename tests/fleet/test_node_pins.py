@@ -17,7 +17,7 @@ import pytest
 
 from tests.fleet.misbehaving_node import Answer, Signer, misbehaving_node
 from tests.fleet.test_gateway import chat_body, node_view, nodes_file, record_of, wait_for
-from tests.helpers import AUTH, TEST_KEY, RunningServer, start_server
+from tests.helpers import AUTH, TEST_KEY, RunningServer, TinyModels, start_server, write_catalog
 
 MODEL = "llama3.2:1b"
 GATEWAY_ENV = {"PINAIVU_NODE_POLL_S": "0.3", "NODE_KEY": TEST_KEY}
@@ -125,3 +125,33 @@ def test_nodes_trust_fails_with_one_line(fleet: Fleet) -> None:
     unknown = trust(fleet, "nosuch")
     assert unknown.returncode != 0
     assert unknown.stderr.strip().splitlines() == [f"Error: {fleet.nodes}: no node 'nosuch' (nodes: good, odd)"]
+
+
+def test_a_genuine_nodes_receipts_verify_and_are_recorded_as_verified(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """A real pinaivu node behind a real gateway: its key is pinned as its /v1/node says, and its receipts,
+    whole and streamed, are recorded as verified."""
+    catalog = write_catalog(tmp_path / "models.toml", {MODEL: {"path": str(tiny_models.slow), "n_ctx": 1024}})
+    (tmp_path / "node").mkdir()
+    (tmp_path / "gw").mkdir()
+    node = start_server(tmp_path / "node", "--models-file", str(catalog))
+    gateway = None
+    try:
+        listed = nodes_file(tmp_path / "nodes.toml", {"real": node.base_url})
+        gateway = start_server(tmp_path / "gw", "--nodes", str(listed), "--no-local", env=GATEWAY_ENV)
+        wait_for(lambda: node_view(gateway, "real")["state"] == "up", 60, "the node up")
+        published = httpx.get(f"{node.base_url}/v1/node", timeout=10).json()
+        pinned = node_view(gateway, "real")["pinned_key"]
+        assert (pinned["node_id"], pinned["key_id"]) == (published["node_id"], published["current_key"]["key_id"])
+        whole = httpx.post(f"{gateway.v1}/chat/completions", json=chat_body(), headers=AUTH, timeout=120)
+        assert whole.status_code == 200, whole.text
+        assert record_of(gateway, whole.json()["request_id"])["receipt_verified"] is True
+        body = chat_body(stream=True)
+        with httpx.stream("POST", f"{gateway.v1}/chat/completions", json=body, headers=AUTH, timeout=120) as r:
+            assert r.status_code == 200
+            streamed = r.headers["x-request-id"]
+            assert any("pinaivu_receipt" in line for line in r.iter_lines())
+        assert record_of(gateway, streamed)["receipt_verified"] is True
+        assert node_view(gateway, "real")["state"] == "up"
+    finally:
+        for server in (node, *([gateway] if gateway else [])):
+            server.stop()
