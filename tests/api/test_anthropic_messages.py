@@ -263,6 +263,22 @@ def test_rate_limit_error_with_retry_after(server: RunningServer) -> None:
         ({"tools": [WEATHER], "tool_choice": {"type": "tool", "name": "send_email"}}, "send_email"),
         ({"messages": [{"role": "assistant", "content": [{"type": "tool_result", "tool_use_id": "x"}]}]}, "user"),
         ({"frequency_penalty": 1}, "frequency_penalty"),
+        # A block's type that is no string (the fuzzer's find: a 500 before)
+        ({"messages": [{"role": "user", "content": [{"type": {}, "text": "x"}]}]}, "messages.0.content.0"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "tool_result", "tool_use_id": "t", "content": [{"type": {}, "text": ""}]}
+                        ],
+                    }
+                ]
+            },
+            "messages.0.content.0",
+        ),
+        ({"tools": [{"type": [], "name": "x", "input_schema": {"type": "object"}}]}, "tools.0"),
     ],
 )
 def test_bad_requests_are_invalid_request_errors_naming_the_field(

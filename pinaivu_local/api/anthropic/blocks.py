@@ -39,6 +39,12 @@ def or_text(schema: dict[str, Any]) -> None:
     schema["anyOf"] = [{"type": "string"}, array]
 
 
+def block_type(block: Any) -> str | None:
+    """A block's `type` where it is a string (else None: the model's own validation names what is wrong)."""
+    kind = block.get("type") if isinstance(block, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 def text_blocks(value: Any) -> Any:
     """A `system` string as one text block (before validation): a list, so errors name no union member."""
     return [{"type": "text", "text": value}] if isinstance(value, str) else value
@@ -82,7 +88,7 @@ class ToolResultBlock(StrictBody):
             return [{"type": "text", "text": value}]
         if isinstance(value, list):
             for block in value:
-                kind = block.get("type") if isinstance(block, dict) else None
+                kind = block_type(block)
                 if kind != "text" and kind in _REFUSED_BLOCKS:
                     raise PydanticCustomError(
                         "value_error.unsupported",
@@ -114,7 +120,7 @@ class Message(StrictBody):
             return value
         role = info.data.get("role")
         for block in value:
-            kind = block.get("type") if isinstance(block, dict) else None
+            kind = block_type(block)
             if kind in _REFUSED_BLOCKS:
                 raise PydanticCustomError(
                     "value_error.unsupported",

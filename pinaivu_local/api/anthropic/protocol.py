@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Discriminator, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from pinaivu_local.api.anthropic.blocks import TOOL_NAME, Message, TextBlock, or_text, text_blocks
+from pinaivu_local.api.anthropic.blocks import TOOL_NAME, Message, TextBlock, block_type, or_text, text_blocks
 from pinaivu_local.api.anthropic.messages import conversation, node_conversation
 from pinaivu_local.api.flow.request import InferenceRequest
 from pinaivu_local.api.flow.tool_structure import (
@@ -157,7 +157,7 @@ class MessagesRequest(StrictBody):
     @classmethod
     def _client_tools(cls, value: Any) -> Any:
         for tool in value if isinstance(value, list) else ():
-            kind = tool.get("type") if isinstance(tool, dict) else None
+            kind = block_type(tool)
             if kind not in (None, "custom"):
                 raise PydanticCustomError(
                     "value_error.unsupported",

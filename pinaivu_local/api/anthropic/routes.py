@@ -28,7 +28,7 @@ from pinaivu_local.api.http.validation import in_proportion, read_body
     status_code=200,
     summary="Create a message (Anthropic's Messages API)",
     operation_class=json_body(MessagesRequest, headers=(STREAM_INTERVAL_PARAMETER,)),
-    responses=error_responses(400, 401, 403, 404, 408, 429, 500, 503),
+    responses=error_responses(400, 401, 403, 404, 408, 413, 429, 500, 503, anthropic=True),
     opt=ANTHROPIC_ERRORS,
 )
 async def create_message(request: Request[Any, Any, Any], inference: NamedDependency[Inference]) -> Response[Any]:
@@ -54,7 +54,7 @@ async def create_message(request: Request[Any, Any, Any], inference: NamedDepend
     status_code=200,
     summary="Count a message's input tokens (Anthropic's Messages API)",
     operation_class=json_body(CountTokensRequest),
-    responses=error_responses(400, 401, 403, 404, 408, 429, 500, 503),
+    responses=error_responses(400, 401, 403, 404, 408, 413, 429, 500, 503, anthropic=True),
     opt=ANTHROPIC_ERRORS,
 )
 async def count_tokens(request: Request[Any, Any, Any], inference: NamedDependency[Inference]) -> dict[str, int]:

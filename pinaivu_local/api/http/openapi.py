@@ -83,6 +83,20 @@ class ErrorEnvelope(BaseModel):
     error: ErrorObject
 
 
+class AnthropicErrorObject(BaseModel):
+    """Anthropic's error object: its type names the class of error (`not_found_error`, ...)."""
+
+    type: str
+    message: str
+
+
+class AnthropicErrorEnvelope(BaseModel):
+    """Every error on a route that answers in Anthropic's envelope: `{"type": "error", "error": {...}}`."""
+
+    type: str
+    error: AnthropicErrorObject
+
+
 class ValidationItem(BaseModel):
     """One schema violation, v1-style as the reference documents it."""
 
@@ -111,15 +125,23 @@ _WHEN = {
     500: "A failure of ours or of llama.cpp, for this request only",
     503: "No capacity now: queue full, engine restarting or storage failing (Retry-After says when)",
 }
+_ANTHROPIC_400 = _WHEN[400] + "; or a body that breaks the schema (each field named in the message)"
 
 
-def error_responses(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI responses for `codes`, each with the body we send for it."""
+def error_responses(*codes: int, anthropic: bool = False) -> dict[int, ResponseSpec]:
+    """OpenAPI responses for `codes`, each with the body we send for it (in Anthropic's envelope where the
+    route answers in it: error_rendering.ANTHROPIC_ERRORS; it has no 422, a schema violation is its 400)."""
     return {
         code: ResponseSpec(
-            data_container=ValidationDetail if code == 422 else ErrorEnvelope,
-            description=_WHEN[code],
+            data_container=_envelope(code, anthropic),
+            description=_ANTHROPIC_400 if anthropic and code == 400 else _WHEN[code],
             generate_examples=False,
         )
         for code in codes
     }
+
+
+def _envelope(code: int, anthropic: bool) -> type[BaseModel]:
+    if anthropic:
+        return AnthropicErrorEnvelope
+    return ValidationDetail if code == 422 else ErrorEnvelope
