@@ -13,7 +13,7 @@ def node(name: str, slots: int = 2, running: int = 0, queued: int = 0, up: bool 
     state = NodeState(NodeSpec(name=name, url=f"http://{name}"))
     state.up({MODEL: ModelLoad({"id": MODEL}, slots, running, queued)})
     if not up:
-        state.down("connection refused")
+        state.down("connection refused", "connection")
     return state
 
 
