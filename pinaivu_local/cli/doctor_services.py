@@ -12,10 +12,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, select
 
 from pinaivu_local.errors import ConfigError
 from pinaivu_local.fleet.nodes import NodeSpec, load_nodes
+from pinaivu_local.fleet.pins import NodePin, node_keys
 from pinaivu_local.fleet.poller import CHECK_TIMEOUT_S
+from pinaivu_local.receipts.document import MalformedReceipt
 from pinaivu_local.settings import Settings
 
 # A Lua script that only echoes its argument: EVALSHA (loaded on NOSCRIPT), as the rate limiter calls its own.
@@ -58,8 +63,11 @@ def check_redis(url: str, timeout_s: float) -> dict[str, Any]:
     return row
 
 
-def check_nodes(path: Path, timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, Any]:
-    """The nodes file readable, and each node reachable with the key this gateway presents."""
+def check_nodes(
+    path: Path, timeout_s: float = CHECK_TIMEOUT_S, pins: dict[str, NodePin] | None = None
+) -> dict[str, Any]:
+    """The nodes file readable, and each node reachable with the key this gateway presents, signing with the
+    key the gateway pinned for it (`pins`, by name: see pinned_keys; None: not checked)."""
     row: dict[str, Any] = {"file": str(path), "nodes": [], "problem": None}
     try:
         nodes = load_nodes(path)
@@ -67,15 +75,38 @@ def check_nodes(path: Path, timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, Any
         row["problem"] = exc.message
         return row
     with httpx.Client(timeout=timeout_s) as client:
-        row["nodes"] = [_check_node(client, node) for node in nodes]
+        row["nodes"] = [_check_node(client, node, pins) for node in nodes]
     return row
 
 
-def _check_node(client: httpx.Client, node: NodeSpec) -> dict[str, Any]:
+def pinned_keys(settings: Settings) -> dict[str, NodePin] | None:
+    """The node keys this gateway pinned (table node_pins, fleet/pins.py), read without migrating or writing
+    anything: {} before the first pin; None where the database cannot be read (its own check says why)."""
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+    elif settings.database.is_file():
+        url = f"sqlite:///file:{settings.database}?mode=ro&uri=true"
+    else:
+        return {}
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(NodePin.__tablename__):
+                return {}
+            with Session(conn) as session:
+                return {pin.name: pin for pin in session.exec(select(NodePin))}
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def _check_node(client: httpx.Client, node: NodeSpec, pins: dict[str, NodePin] | None) -> dict[str, Any]:
     """GET its /v1/node (a pinaivu node's identity: the key its receipts are signed with), then its /v1/models."""
     row: dict[str, Any] = {"name": node.name, "url": node.url, "kind": node.kind, "node_id": None, "key_id": None}
     row["models"] = None
     row["problem"] = None
+    row["pinned"] = None  # True: signs with the pinned key; False: not pinned yet; None: not checked
     try:
         if node.kind == "pinaivu":
             identity = client.get(f"{node.v1}/node")
@@ -83,6 +114,10 @@ def _check_node(client: httpx.Client, node: NodeSpec) -> dict[str, Any]:
             body = identity.json()
             row["node_id"] = body.get("node_id")
             row["key_id"] = (body.get("current_key") or {}).get("key_id")
+            if pins is not None:
+                row["pinned"], row["problem"] = _against_pin(node.name, body, pins.get(node.name))
+                if row["problem"]:
+                    return row
         headers = {"authorization": f"Bearer {node.api_key}"} if node.api_key else {}
         listed = client.get(f"{node.v1}/models", headers=headers)
         if listed.status_code in (401, 403):
@@ -99,6 +134,23 @@ def _check_node(client: httpx.Client, node: NodeSpec) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError, AttributeError):
         row["problem"] = "answered, but not as a pinaivu-local or OpenAI-compatible server does"
     return row
+
+
+def _against_pin(name: str, document: Any, pin: NodePin | None) -> tuple[bool, str | None]:
+    """(pinned, problem) of a node's /v1/node against the key the gateway pinned for it."""
+    try:
+        keys = node_keys(document)
+    except MalformedReceipt as exc:
+        return False, f"its /v1/node is not a node's identity ({exc})"
+    if pin is None:
+        return False, None  # the gateway pins it on first contact
+    if keys.continues(pin):
+        return True, None
+    return True, (
+        f"signs with key {keys.current.key_id} of node {keys.node_id}, not the key {pin.key_id} of node "
+        f"{pin.node_id} the gateway pinned, nor a published rotation of it: the gateway refuses its receipts; "
+        f"if the change is yours, accept it with `pinaivu-local nodes trust {name}`"
+    )
 
 
 def masked(url: str) -> str:
@@ -118,7 +170,7 @@ def check_configured(settings: Settings) -> dict[str, dict[str, Any] | None]:
     return {
         "postgres": check_postgres(database.get_secret_value(), settings.db_timeout_s) if database else None,
         "redis": check_redis(redis_url.get_secret_value(), settings.redis_timeout_s) if redis_url else None,
-        "nodes": check_nodes(settings.nodes_file) if settings.nodes_file else None,
+        "nodes": check_nodes(settings.nodes_file, pins=pinned_keys(settings)) if settings.nodes_file else None,
     }
 
 
@@ -169,6 +221,9 @@ def lines(services: dict[str, dict[str, Any] | None]) -> list[str]:
             state = f"PROBLEM: {node['problem']}"
         else:
             key = f", node {node['node_id']} signing with key {node['key_id']}" if node["key_id"] else ""
+            key += {True: " (the pinned key)", False: " (not pinned yet: pinned on first contact)"}.get(
+                node["pinned"], ""
+            )
             state = f"reachable{key}, models {', '.join(node['models'] or []) or 'none'}"
         out.append(f"node             {node['name']} {node['url']} ({state})")
     return out

@@ -157,3 +157,37 @@ def test_doctor_names_each_stopped_service(tmp_path: Path, tiny_models: TinyMode
 def test_masked() -> None:
     assert masked("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
     assert masked("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_nodes_against_the_keys_the_gateway_pinned(
+    tmp_path: Path, server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pinaivu_local.cli.doctor_services import pinned_keys
+    from pinaivu_local.clock import utcnow
+    from pinaivu_local.fleet.pins import NodePin, NodePins, node_keys
+    from pinaivu_local.settings import Settings
+
+    monkeypatch.setenv("NODE_KEY", TEST_KEY)
+    listed = write_nodes(tmp_path / "nodes.toml", {"box": server.base_url})
+    settings = Settings(data_dir=tmp_path / "gateway")
+    assert pinned_keys(settings) == {}  # no database yet: nothing pinned, and none created
+    assert not settings.database.exists()
+    (unpinned,) = check_nodes(listed, 5.0, pins={})["nodes"]
+    assert unpinned["problem"] is None and unpinned["pinned"] is False
+
+    database = Database(settings.database)
+    try:
+        NodePins(database).trust("box", server.base_url, node_keys(json_get(f"{server.v1}/node")))
+    finally:
+        database.close()
+    pins = pinned_keys(settings)
+    assert pins is not None and set(pins) == {"box"}
+    (pinned,) = check_nodes(listed, 5.0, pins=pins)["nodes"]
+    assert pinned["problem"] is None and pinned["pinned"] is True
+
+    other = NodePin(
+        name="box", url=server.base_url, node_id="node-else", key_id="k-else", public_key="AA==", pinned_at=utcnow()
+    )
+    (changed,) = check_nodes(listed, 5.0, pins={"box": other})["nodes"]
+    assert "not the key k-else of node node-else the gateway pinned" in changed["problem"]
+    assert "pinaivu-local nodes trust box" in changed["problem"]
