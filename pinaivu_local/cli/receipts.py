@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from pinaivu_local.api.flow.tool_structure import structure_digest
+from pinaivu_local.errors import PinaivuError
 from pinaivu_local.receipts.document import MalformedReceipt, SignedReceipt
 from pinaivu_local.receipts.verify import (
     Finding,
@@ -18,6 +20,7 @@ from pinaivu_local.receipts.verify import (
     check_input,
     check_output,
     check_signature,
+    check_structure,
     read_json,
     read_receipt,
     response_text,
@@ -26,6 +29,12 @@ from pinaivu_local.receipts.verify import (
 EXIT_CODES = """Exit codes: 0 valid; 1 the signature does not match (the receipt was altered); 2 usage;
 3 signed by a key not trusted (another node, or a key not listed); 4 the input does not match;
 5 the output does not match; 6 the receipt file is not a receipt; 7 the keys could not be had."""
+
+
+# What each API's verification model is given of a whole request body to hash its structure fields.
+_CHAT_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "response_format")
+_MESSAGES_FIELDS = ("system", "messages", "tools", "tool_choice", "output_config")
+_RESPONSES_FIELDS = ("input", "instructions", "previous_response_id", *_CHAT_FIELDS[:3], "text")
 
 
 class _Failed(Exception):
@@ -49,7 +58,8 @@ def receipts() -> None:
     "--input",
     "input_file",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="JSON: the request body you sent, or its messages, or its prompt.",
+    help="JSON: the request body you sent (its tools, tool_choice and response format are checked too), "
+    "or its messages, or its prompt.",
 )
 @click.option(
     "--output",
@@ -86,7 +96,9 @@ def verify(
         trusted = _trusted_keys(public_key, node_url)
         findings.append(_required(check_signature(receipt, trusted)))
         if input_file is not None:
-            findings.append(_required(check_input(receipt, _input(input_file))))
+            held = _input(input_file)
+            findings.append(_required(check_input(receipt, held)))
+            findings.append(_required(_structure(receipt, held)))
         output = _kept_output(output_file, response_file)
         if output is not None:
             findings.append(_required(check_output(receipt, output)))
@@ -156,6 +168,49 @@ def _input(path: Path) -> Any:
         raise click.UsageError(f"--input {path}: {exc}") from None
     except ValueError as exc:  # UnicodeDecodeError included: not what was sent, whatever was
         raise _Failed(Finding(Outcome.INPUT_MISMATCH, f"--input {path} is not UTF-8 JSON ({exc})")) from None
+
+
+def _structure(receipt: SignedReceipt, held: Any) -> Finding:
+    """Check the structure fields of a whole request body; say so where only messages or a prompt were kept."""
+    kind = receipt.document["kind"]
+    whole = isinstance(held, dict) and (kind in ("messages", "responses") or "messages" in held or "prompt" in held)
+    if not whole or kind in ("embedding", "rerank"):
+        if receipt.document.get("structure_sha256") is None:
+            return Finding(Outcome.VALID, "the request had no tools or response format")
+        return Finding(
+            Outcome.VALID, "the tools and response format were not checked: give the whole request body as --input"
+        )
+    try:
+        digest = structure_digest_of(held, kind)
+    except (ValueError, PinaivuError) as exc:  # pydantic's ValidationError is a ValueError: not what was sent
+        return Finding(Outcome.INPUT_MISMATCH, f"--input's tools or response format are not valid: {exc}")
+    return check_structure(receipt, digest)
+
+
+def structure_digest_of(body: dict[str, Any], kind: str) -> str | None:
+    """SHA-256 of a request body's structure fields as the node computed it: parsed by its API's models,
+    so defaults and dropped nulls hash the same (api/routes/requests.py's verification does the same)."""
+    if kind == "messages":
+        from pinaivu_local.api.anthropic.protocol import MessagesVerifyRequest
+
+        asked = MessagesVerifyRequest.model_validate({**_picked(body, _MESSAGES_FIELDS), "output": ""})
+        return structure_digest(asked.as_request().structure_fields())
+    if kind == "responses":
+        from pinaivu_local.api.responses.building import structure_fields
+        from pinaivu_local.api.responses.protocol import ResponsesVerifyRequest
+
+        response = ResponsesVerifyRequest.model_validate({**_picked(body, _RESPONSES_FIELDS), "output": ""})
+        return structure_digest(structure_fields(response.as_request()))
+    if kind == "chat":
+        from pinaivu_local.api.routes.requests import VerifyRequest
+
+        chat = VerifyRequest.model_validate({**_picked(body, _CHAT_FIELDS), "output": ""})
+        return structure_digest(chat.model_dump(include=set(_CHAT_FIELDS), exclude_none=True, by_alias=True))
+    return None  # a text completion has no structure fields
+
+
+def _picked(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    return {name: body[name] for name in fields if name in body}
 
 
 def _kept_output(output_file: Path | None, response_file: Path | None) -> str | None:

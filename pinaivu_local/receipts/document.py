@@ -15,10 +15,11 @@ from pinaivu_local.clock import as_utc
 from pinaivu_local.receipts.identity import ALGORITHM, NodeIdentity
 from pinaivu_local.requestlog.records import FinishedRequest
 
-FORMAT = "pinaivu-receipt/1"
+FORMAT = "pinaivu-receipt/2"  # what this node signs
+FORMAT_V1 = "pinaivu-receipt/1"  # what it signed before: still read and verified
 
 # Every field of a version-1 document, and the JSON types each may hold.
-FIELDS: dict[str, tuple[type, ...]] = {
+FIELDS_V1: dict[str, tuple[type, ...]] = {
     "format": (str,),
     "algorithm": (str,),
     "request_id": (str,),
@@ -36,10 +37,15 @@ FIELDS: dict[str, tuple[type, ...]] = {
     "created": (int,),
     "replay_of": (str, type(None)),
 }
+# Version 2 adds the request's structure fields (tools, tool_choice, parallel_tool_calls, response_format;
+# an Anthropic request's output_config, a Responses request's text), which shape the answer as much as
+# its messages do: SHA-256 of their canonical JSON as sent, null where the request had none.
+FIELDS: dict[str, tuple[type, ...]] = {**FIELDS_V1, "structure_sha256": (str, type(None))}
+FIELDS_OF = {FORMAT: FIELDS, FORMAT_V1: FIELDS_V1}
 
 
 class MalformedReceipt(ValueError):
-    """A receipt that is not a version-1 receipt: missing fields, wrong types, not JSON."""
+    """A receipt that is not a version-1 or version-2 receipt: missing fields, wrong types, not JSON."""
 
 
 def canonical(document: dict[str, Any]) -> bytes:
@@ -72,16 +78,25 @@ class SignedReceipt:
             raise MalformedReceipt('"signature" must be a base64 string')
         if not isinstance(document, dict):
             raise MalformedReceipt('"receipt" must be an object')
-        if set(document) != set(FIELDS):
-            missing, extra = sorted(set(FIELDS) - set(document)), sorted(set(document) - set(FIELDS))
+        named = document.get("format")
+        fields = FIELDS_OF.get(named, FIELDS) if isinstance(named, str) else FIELDS
+        if set(document) != set(fields):
+            missing, extra = sorted(set(fields) - set(document)), sorted(set(document) - set(fields))
             raise MalformedReceipt(f"receipt fields: missing {missing or 'none'}, unknown {extra or 'none'}")
-        for name, types in FIELDS.items():
+        for name, types in fields.items():
             # bool is an int in Python; JSON's true is not a number
             if not isinstance(document[name], types) or isinstance(document[name], bool):
                 raise MalformedReceipt(f"receipt field {name!r} has the wrong type")
-        if document["format"] != FORMAT:
-            raise MalformedReceipt(f"unknown receipt format {document['format']!r} (this program reads {FORMAT})")
+        if document["format"] not in FIELDS_OF:
+            raise MalformedReceipt(
+                f"unknown receipt format {document['format']!r} (this program reads {FORMAT} and {FORMAT_V1})"
+            )
         return cls(document, signature)
+
+    @property
+    def commits_to_structure(self) -> bool:
+        """Whether it names the request's structure fields (version 2); a version-1 receipt does not."""
+        return "structure_sha256" in self.document
 
 
 def document_of(record: FinishedRequest, identity: NodeIdentity) -> dict[str, Any]:
@@ -107,7 +122,17 @@ def document_of(record: FinishedRequest, identity: NodeIdentity) -> dict[str, An
         "finish_reason": record.finish_reason,
         "created": int(created.timestamp()),
         "replay_of": record.replay_of,
+        "structure_sha256": _structure_digest(record),
     }
+
+
+def _structure_digest(record: FinishedRequest) -> str | None:
+    """The digest of the request's structure fields, which its sampling JSON keeps (api/flow/trace.py)."""
+    try:
+        digest = json.loads(record.sampling).get("structure_sha256")
+    except (ValueError, AttributeError):  # not a JSON object: no structure fields were kept
+        return None
+    return digest if isinstance(digest, str) else None
 
 
 def sign(record: FinishedRequest, identity: NodeIdentity) -> SignedReceipt:

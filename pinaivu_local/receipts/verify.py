@@ -136,6 +136,19 @@ def check_input(receipt: SignedReceipt, value: Any) -> Finding:
     return Finding(Outcome.VALID, "the input matches")
 
 
+def check_structure(receipt: SignedReceipt, digest: str | None) -> Finding:
+    """Do the structure fields a client kept (tools, tool_choice, ...: `digest` is their SHA-256 as the
+    node computes it, None for none) match the commitment? A version-1 receipt names none to check."""
+    if not receipt.commits_to_structure:
+        return Finding(Outcome.VALID, "the tools and response format were not checked: a version-1 receipt names none")
+    if digest != receipt.document["structure_sha256"]:
+        return Finding(
+            Outcome.INPUT_MISMATCH,
+            "the request's tools, tool_choice or response format do not match the receipt's structure_sha256",
+        )
+    return Finding(Outcome.VALID, "the tools and response format match" if digest else "the request had no tools")
+
+
 def check_output(receipt: SignedReceipt, text: str) -> Finding:
     """Does the output text a client kept match the commitment?"""
     if output_digest(text) != receipt.document["output_sha256"]:

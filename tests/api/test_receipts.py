@@ -57,7 +57,7 @@ def test_every_answer_is_signed_where_clients_find_it(
 ) -> None:
     server = server_factory("--models-file", str(two_models))
     node = httpx.get(f"{server.base_url}/v1/node").json()  # no key needed
-    assert node["object"] == "node" and node["receipt_format"] == "pinaivu-receipt/1"
+    assert node["object"] == "node" and node["receipt_format"] == "pinaivu-receipt/2"
     assert node["current_key"]["algorithm"] == "ed25519" and node["retired_keys"] == []
 
     completion, receipt = chat(server)

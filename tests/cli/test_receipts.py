@@ -47,7 +47,8 @@ def test_a_kept_answer_verifies(saved: dict[str, Path]) -> None:
     assert result.exit_code == 0, result.output
     assert "llama3.2:1b (model file sha256 " + "ab" * 32 in result.output
     report = json.loads(verify(saved, "--json").output)
-    assert report["valid"] is True and [c["outcome"] for c in report["checks"]] == ["valid"] * 3
+    # the signature, the input, its tools and response format (none, as the receipt says), the output
+    assert report["valid"] is True and [c["outcome"] for c in report["checks"]] == ["valid"] * 4
 
 
 def test_any_changed_byte_of_the_receipt_fails(saved: dict[str, Path]) -> None:

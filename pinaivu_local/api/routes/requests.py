@@ -195,11 +195,13 @@ def _checked_message(record: RequestRecord, body: MessagesVerifyRequest, raw: by
     held = committed_input(json.loads(raw))
     asked = body.as_request()
     structure = asked.structure()
+    digest = structure_digest(asked.structure_fields())
+    given = any(f is not None for f in (body.tools, body.tool_choice, body.output_config))
     return _Checked(
-        _verdict(record, input_digest(held), body.output),
+        _verdict(record, input_digest(held), body.output, digest if given else _NOT_GIVEN),
         asked.prompt(structure),
         held,
-        (structure, structure_digest(asked.structure_fields())),
+        (structure, digest),
     )
 
 
@@ -243,24 +245,34 @@ def _checked_response(
     asked = body.as_request()
     structure = responses_structure(asked)
     talk = conversation(asked.instructions, (history or []) + stored_items(asked.items()))
+    digest = structure_digest(structure_fields(asked))
+    given = any(f is not None for f in (body.tools, body.tool_choice, body.parallel_tool_calls, body.text))
     return _Checked(
-        _verdict(record, input_digest(held), body.output),
+        _verdict(record, input_digest(held), body.output, digest if given else _NOT_GIVEN),
         ChatPrompt(talk.template, structure.template_tools),
         held,
-        (structure, structure_digest(structure_fields(asked))),
+        (structure, digest),
         talk.node_messages,
     )
 
 
-def _verdict(record: RequestRecord, input_sha256: str, output: str) -> dict[str, Any]:
+# A verification that sent none of the structure fields: they are not compared (structure_matches null).
+_NOT_GIVEN = "not given"
+
+
+def _verdict(record: RequestRecord, input_sha256: str, output: str, structure: str | None) -> dict[str, Any]:
+    """The hashes compared; `structure` is the digest of the structure fields sent, None for none."""
     input_ok = input_sha256 == record.input_sha256
     output_ok = record.output_sha256 is not None and output_digest(output) == record.output_sha256
+    # The record keeps the digest of the tools, tool_choice, ... the request was sent with (receipt v2 signs it).
+    structure_ok = None if structure == _NOT_GIVEN else structure == record.sampling_params().get("structure_sha256")
     return {
         "object": "request.verification",
         "request_id": record.request_id,
         "input_matches": input_ok,
+        "structure_matches": structure_ok,
         "output_matches": output_ok,
-        "verified": input_ok and output_ok,
+        "verified": input_ok and output_ok and structure_ok is not False,
         "replay": None,
     }
 
@@ -290,4 +302,6 @@ def _checked(record: RequestRecord, body: VerifyRequest) -> _Checked:
             raise InvalidRequest("This was a text completion: send the `prompt` you sent.", param="prompt")
         held = body.prompt
         source = TextPrompt(body.prompt) if isinstance(body.prompt, str) else TokenPrompt(body.prompt)
-    return _Checked(_verdict(record, input_digest(held), body.output), source, held, structure)
+    given = any(f is not None for f in (body.tools, body.tool_choice, body.parallel_tool_calls, body.response_format))
+    verdict = _verdict(record, input_digest(held), body.output, structure[1] if given else _NOT_GIVEN)
+    return _Checked(verdict, source, held, structure)
