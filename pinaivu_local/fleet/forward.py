@@ -9,6 +9,7 @@ is settled to the usage the node reports when the request ends.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pinaivu_local.engine.prepared import (
@@ -62,11 +63,14 @@ def remote_request(
     *,
     budget: int,
     sent_messages: Any = None,
+    node_fields: Mapping[str, Any] | None = None,
 ) -> RemoteRequest:
     """The OpenAI request a node gets: the same prompt and sampling, always streamed with usage.
 
     A chat's messages go as the client sent them (`sent_messages`), not as our template takes them:
     a call's arguments stay the string they were (a node refuses an object there, as OpenAI does).
+    `node_fields`: a chat's tools, tool_choice, parallel_tool_calls and response_format in OpenAI chat's
+    shapes (a chat's as the client sent them); logprobs go in the shape of the endpoint (chat's or legacy).
     `budget`: the completion tokens it may use (max_tokens, or what the reservation allowed), past which
     the gateway stops reading; the node's usage is believed within it and the prompt's upper bound.
     """
@@ -91,7 +95,21 @@ def remote_request(
         body["logit_bias"] = {str(token): bias for token, bias in sampling.logit_bias.items()}
     if sampling.ignore_eos:
         body["ignore_eos"] = True
+    if node_fields and isinstance(source, ChatPrompt):
+        body.update(node_fields)
+    if sampling.logprobs is not None:
+        if kind == "chat":
+            body.update(logprobs=True, top_logprobs=sampling.logprobs)
+        else:
+            body["logprobs"] = sampling.logprobs
     path = "/chat/completions" if kind == "chat" else "/completions"
     bound = 2 * max(prompt_tokens, estimated_prompt_tokens(source)) + TEMPLATE_ALLOWANCE
     bounds = UsageBounds(prompt=bound, completion=budget)
-    return RemoteRequest(model=model, path=path, body=body, prompt_tokens=prompt_tokens, bounds=bounds)
+    return RemoteRequest(
+        model=model,
+        path=path,
+        body=body,
+        prompt_tokens=prompt_tokens,
+        bounds=bounds,
+        top_logprobs=sampling.logprobs,
+    )

@@ -20,6 +20,7 @@ import httpx
 
 from pinaivu_local.engine.generation import Delta, FinishReason, Timings, Usage
 from pinaivu_local.errors import EngineFailure
+from pinaivu_local.fleet.node_choice import ChoiceReader
 from pinaivu_local.fleet.node_stream import (
     MAX_RECEIPT_BYTES,
     MAX_TOKEN_TEXT_BYTES,
@@ -47,6 +48,7 @@ class RemoteRequest:
     prompt_tokens: int  # counted by the gateway (or estimated): used when a node reports no usage
     # What it may cost: the prompt's upper bound and the completion budget (max_tokens, or the reservation's).
     bounds: UsageBounds = field(default_factory=lambda: UsageBounds(prompt=1 << 20, completion=1 << 20))
+    top_logprobs: int | None = None  # logprobs asked, with this many alternatives a token (None: not asked)
 
     @property
     def budget(self) -> int:
@@ -58,7 +60,8 @@ class RemoteRequest:
 class _Progress:
     """What one node has sent of one request so far, as the gateway counts it."""
 
-    chunks: int = 0  # chunks with text: at least one token each
+    chunks: int = 0  # chunks with text (content or a call's arguments): at least one token each
+    logprobs: int = 0  # logprobs entries: one a token
     text_bytes: int = 0
     reported: int = 0  # the completion tokens a node reports as it goes (vLLM's continuous usage), if sane
     receipt: Any = None  # a pinaivu node's receipt envelope (on its last chunk), as it signed it
@@ -155,9 +158,10 @@ class RemoteGeneration:
                 try:
                     if self._buffered:  # held until the node is done: it may still fail over until then
                         held = [delta async for delta in self._read()]
-                        text = "".join(delta.text for delta in held)
-                        if text:
-                            yield Delta(text)
+                        text = "".join(delta.text for delta in held[:-1])
+                        entries = [entry for delta in held[:-1] for entry in delta.logprobs or ()]
+                        if text or entries:
+                            yield Delta(text, logprobs=tuple(entries) if entries else None)
                         yield held[-1]
                     else:
                         async for delta in self._read():
@@ -281,6 +285,7 @@ async def _deltas(
     finish: FinishReason | None = None
     reported: object = None
     budget = request.budget
+    reader = ChoiceReader(request.top_logprobs)
     try:
         async for data in data_events(response, limits, deadline=deadline, budget=budget):
             if data == "[DONE]":
@@ -301,16 +306,21 @@ async def _deltas(
                 reported = chunk["usage"]
                 _running(progress, reported, budget)
             for choice in chunk.get("choices") or []:
-                text = _text(choice)
-                if text:
-                    progress.chunks += 1
-                    progress.text_bytes += len(text.encode())
-                    if progress.chunks > budget or progress.text_bytes > budget * MAX_TOKEN_TEXT_BYTES:
-                        progress.misbehaved = f"sent more than the {budget} tokens asked"
-                        progress.usage = Usage(request.prompt_tokens, budget)
-                        yield Delta("", "length", progress.usage)
-                        return
-                    yield Delta(text)
+                piece = reader.read(choice)
+                progress.chunks += piece.tokens
+                progress.text_bytes += len(piece.text.encode())
+                progress.logprobs += len(piece.logprobs or ())
+                if (
+                    progress.chunks > budget
+                    or progress.logprobs > budget
+                    or progress.text_bytes > budget * MAX_TOKEN_TEXT_BYTES
+                ):
+                    progress.misbehaved = f"sent more than the {budget} tokens asked"
+                    progress.usage = Usage(request.prompt_tokens, budget)
+                    yield Delta("", "length", progress.usage)
+                    return
+                if piece.text or piece.logprobs:
+                    yield Delta(piece.text, logprobs=piece.logprobs)
                 if choice.get("finish_reason"):
                     finish = "length" if choice["finish_reason"] == "length" else "stop"
     except httpx.TimeoutException:
@@ -321,6 +331,9 @@ async def _deltas(
         raise NodeDropped(f"not an OpenAI stream ({exc.__class__.__name__})") from None
     if finish is None:
         raise NodeDropped("the stream ended without a finish reason")
+    closing = reader.finish()
+    if closing:
+        yield Delta(closing)
     yield Delta("", finish, _final_usage(request, reported, progress))
 
 
@@ -343,9 +356,3 @@ def _final_usage(request: RemoteRequest, reported: object, progress: _Progress) 
     # An OpenAI-compatible server that sends no usage (llama_cpp.server), or one not to be believed.
     progress.usage = Usage(request.prompt_tokens, max(progress.chunks, progress.reported))
     return progress.usage
-
-
-def _text(choice: dict[str, Any]) -> str:
-    if "delta" in choice:
-        return str(choice["delta"].get("content") or "")
-    return str(choice.get("text") or "")

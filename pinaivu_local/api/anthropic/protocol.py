@@ -226,7 +226,26 @@ class MessagesRequest(StrictBody):
             constraint=structure.constraint,
             tool_names=structure.tool_names,
             structure_digest=structure_digest(self.structure_fields()),
+            node_fields=self.node_fields(),
         )
+
+    def node_fields(self) -> dict[str, Any] | None:
+        """tools, tool_choice and output_config.format in OpenAI chat's shapes, as a gateway's nodes take them."""
+        fields: dict[str, Any] = {}
+        if self.tools:
+            fields["tools"] = [tool.spec().template for tool in self.tools]
+        choice = self.tool_choice
+        if isinstance(choice, NamedChoice):
+            fields["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+        elif choice is not None:
+            fields["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[choice.type]
+        if isinstance(choice, _Choice) and choice.disable_parallel_tool_use is not None:
+            fields["parallel_tool_calls"] = not choice.disable_parallel_tool_use
+        json_format = self.output_config.format if self.output_config else None
+        if json_format is not None:
+            spec = {"name": "output", "schema": json_format.schema_}
+            fields["response_format"] = {"type": "json_schema", "json_schema": spec}
+        return fields or None
 
 
 class CountTokensRequest(MessagesRequest):

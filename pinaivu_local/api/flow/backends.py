@@ -183,17 +183,15 @@ class FleetBackend:
         return estimated(model_id, request.source, request.sampling, request.max_tokens, context_length)
 
     async def start(self, request: InferenceRequest, prepared: PreparedRequest, scope: str) -> PlacedGeneration:
-        """On the node the router picks; what nodes are not sent yet, only on the gateway's own engine."""
+        """On the node the router picks; what OpenAI's chat cannot carry to a node, only on the gateway's engine."""
         model_id = prepared.model_id
         engine = self._pool.get(model_id) if self._fleet.local_serves(model_id) else None
-        local_only = _local_only(request)
-        if local_only is not None:  # not forwarded to nodes yet: only the gateway's own engine serves it
+        if request.sampling.top_k is not None:  # OpenAI's chat, which nodes are sent, has no top_k to send it in
             if engine is None:
-                field, what = local_only
                 raise InvalidRequest(
-                    f"{what} are served only where the gateway itself runs `{model_id}`, not by its "
-                    f"nodes yet; ask without {field}.",
-                    param=field,
+                    f"top_k is served only where the gateway itself runs `{model_id}`: its nodes are sent "
+                    "OpenAI chat completions, which have no top_k; ask without top_k.",
+                    param="top_k",
                 )
             return await self._local.start(request, prepared, scope)
         forwarded = remote_request(
@@ -205,6 +203,7 @@ class FleetBackend:
             len(prepared.prompt),
             budget=prepared.max_tokens,
             sent_messages=_sent_messages(request),
+            node_fields=request.node_fields,
         )
         prefix = prefix_key(model_id, scope, canonical_json(request.committed_input))
         local = None
@@ -242,14 +241,3 @@ def _sent_messages(request: InferenceRequest) -> Any:
     if request.kind == "text":
         return None
     return request.committed_input if request.node_messages is None else request.node_messages
-
-
-def _local_only(request: InferenceRequest) -> tuple[str, str] | None:
-    """(the field, in words) of what a gateway does not forward to its nodes yet, if the request asks for it."""
-    if request.sampling.logprobs is not None:
-        return "logprobs", "logprobs"
-    if request.sampling.top_k is not None:  # OpenAI's chat has no top_k to send it in
-        return "top_k", "requests with top_k"
-    if request.constraint is not None:
-        return "response_format" if not request.tool_names else "tools", "tools and structured outputs"
-    return None

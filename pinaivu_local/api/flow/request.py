@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +32,9 @@ class InferenceRequest:
     # A chat's messages as OpenAI's chat completions carry them, which is how a gateway's nodes are sent
     # them, for an API family whose own input (committed_input) has another shape; None: committed_input.
     node_messages: Any = None
+    # Its tools, tool_choice, parallel_tool_calls and response_format in OpenAI chat's shapes, as a gateway
+    # sends them to its nodes: a chat's as the client sent them, another family's translated (None: none).
+    node_fields: Mapping[str, Any] | None = None
     include_usage: bool = False  # a stream ends with a usage chunk
     # Answered as a stream; a whole answer reaches the client only at its end, so a node that fails
     # midway can still be left for another (fleet/remote.py).

@@ -249,6 +249,7 @@ class ChatCompletionRequest(_Generation):
             constraint=structure.constraint,
             tool_names=structure.tool_names,
             structure_digest=structure_digest(self.structure_fields()),
+            node_fields=self.structure_fields() or None,
         )
 
     def structure_fields(self) -> dict[str, Any]:

@@ -36,17 +36,24 @@ from pinaivu_local.errors import InvalidRequest
 _PARAMS = {"response_format": "text.format"}
 
 
-def structure(body: CreateResponse) -> OutputStructure:
-    """The template tools, constraint and callable tool names of the body's tools, tool_choice and text.format."""
-    tools = [
+def _chat_tools(body: CreateResponse) -> list[Tool]:
+    """The body's flat function tools as chat's tools."""
+    return [
         Tool.model_validate({"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)})
         for t in body.tools or []
     ]
-    choice: ChatToolChoice | None
+
+
+def _chat_choice(body: CreateResponse) -> ChatToolChoice | None:
+    """The body's tool_choice as chat's."""
     if isinstance(body.tool_choice, NamedFunction):
-        choice = NamedToolChoice.model_validate({"type": "function", "function": {"name": body.tool_choice.name}})
-    else:
-        choice = body.tool_choice
+        return NamedToolChoice.model_validate({"type": "function", "function": {"name": body.tool_choice.name}})
+    return body.tool_choice
+
+
+def structure(body: CreateResponse) -> OutputStructure:
+    """The template tools, constraint and callable tool names of the body's tools, tool_choice and text.format."""
+    tools, choice = _chat_tools(body), _chat_choice(body)
     try:
         return output_structure(tools, choice, _response_format(body))
     except InvalidRequest as exc:
@@ -72,6 +79,22 @@ def structure_fields(body: CreateResponse) -> dict[str, Any]:
     )
 
 
+def node_fields(body: CreateResponse) -> dict[str, Any] | None:
+    """tools, tool_choice, parallel_tool_calls and text.format in OpenAI chat's shapes, as nodes take them."""
+    fields: dict[str, Any] = {}
+    if body.tools:
+        fields["tools"] = [t.model_dump(exclude_none=True, by_alias=True) for t in _chat_tools(body)]
+    choice = _chat_choice(body)
+    if choice is not None:
+        fields["tool_choice"] = choice if isinstance(choice, str) else choice.model_dump(exclude_none=True)
+    if body.parallel_tool_calls is not None:
+        fields["parallel_tool_calls"] = body.parallel_tool_calls
+    response_format = _response_format(body)
+    if response_format is not None:
+        fields["response_format"] = response_format.model_dump(exclude_none=True, by_alias=True)
+    return fields or None
+
+
 def inference_request(body: CreateResponse, talk: Conversation, committed: dict[str, Any]) -> InferenceRequest:
     """The conversation as the inference flow takes it, committed to as `committed` (protocol.committed_input)."""
     shaped = structure(body)
@@ -90,4 +113,5 @@ def inference_request(body: CreateResponse, talk: Conversation, committed: dict[
         constraint=shaped.constraint,
         tool_names=shaped.tool_names,
         structure_digest=structure_digest(structure_fields(body)),
+        node_fields=node_fields(body),
     )
