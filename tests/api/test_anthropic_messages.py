@@ -270,9 +270,7 @@ def test_rate_limit_error_with_retry_after(server: RunningServer) -> None:
                 "messages": [
                     {
                         "role": "user",
-                        "content": [
-                            {"type": "tool_result", "tool_use_id": "t", "content": [{"type": {}, "text": ""}]}
-                        ],
+                        "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": {}, "text": ""}]}],
                     }
                 ]
             },
