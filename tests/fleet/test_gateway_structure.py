@@ -8,7 +8,9 @@ the gateway has no model to constrain anything with.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -17,7 +19,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.fleet.test_gateway import NODE_ENV, POLL, node_view, nodes_file
+from tests.fleet.test_gateway import NODE_ENV, POLL, foreign, node_view, nodes_file, wait_for
 from tests.helpers import AUTH, NO_EOG, TEST_KEY, RunningServer, TinyModels, start_server, write_catalog
 
 WEATHER = {
@@ -36,6 +38,7 @@ TOOLS: list[Any] = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": WEATHER}},
     {"type": "function", "function": {"name": "add", "parameters": ADD}},
 ]
+__all__ = ["foreign"]  # llama_cpp.server as an openai node (a fixture of test_gateway.py)
 SCHEMAS = {"get_weather": WEATHER, "add": ADD}
 MESSAGES: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
 
@@ -90,6 +93,7 @@ def test_a_required_call_whole_and_a_named_one_streamed(client: openai.OpenAI, g
     _valid_call(choice.message.tool_calls[0])
     record = httpx.get(f"{gateway.v1}/requests/{whole.model_extra['request_id']}", headers=AUTH, timeout=10).json()  # type: ignore[index]
     assert record["node"] in ("a", "b") and record["status"] == 200 and record["finish_reason"] == "tool_calls"
+    assert record["receipt_verified"] is True  # the node's own receipt, checked against its pinned key
 
     with client.beta.chat.completions.stream(
         model="llama3.2:1b",
@@ -209,3 +213,37 @@ def test_a_responses_forced_function_call(client: openai.OpenAI) -> None:
     jsonschema.validate(json.loads(calls[0].arguments), WEATHER)
     pieces = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
     assert "".join(pieces) == calls[0].arguments
+
+
+def test_an_openai_node_gets_the_same_fields(
+    foreign: tuple[subprocess.Popen[bytes], str], tmp_path: Path, tiny_models: TinyModels
+) -> None:
+    """llama_cpp.server (kind "openai") behind a pure gateway: response_format and logprobs reach it as asked
+    (the tiny model's JSON is the node's grammar's doing)."""
+    listed = nodes_file(tmp_path / "nodes.toml", {"foreign": foreign[1]}, kind="openai")
+    (tmp_path / "gw").mkdir()
+    gateway = start_server(tmp_path / "gw", "--nodes", str(listed), "--no-local", env=POLL)
+    try:
+        wait_for(lambda: node_view(gateway, "foreign")["state"] == "up", 30, "llama_cpp.server in rotation")
+        client = openai.OpenAI(api_key=TEST_KEY, base_url=gateway.v1, max_retries=0)
+        # llama_cpp.server takes json_object (a 500 for json_schema, which llama-server and vLLM take)
+        out = client.chat.completions.create(
+            model="llama3.2:1b",
+            messages=MESSAGES,
+            response_format={"type": "json_object"},
+            max_tokens=60,
+            temperature=0,
+        )
+        content = out.choices[0].message.content or ""
+        assert content.startswith("{")
+        if out.choices[0].finish_reason == "stop":
+            assert isinstance(json.loads(content), dict)
+        body: dict[str, Any] = {"model": "llama3.2:1b", "messages": MESSAGES, "max_tokens": 4, "logit_bias": NO_EOG}
+        chunks = list(client.chat.completions.create(**body, logprobs=True, top_logprobs=2, stream=True))
+        entries = [
+            e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content or []
+        ]
+        assert entries and all(e.logprob <= 0 and len(e.top_logprobs) <= 2 for e in entries)
+        assert node_view(gateway, "foreign")["state"] == "up"
+    finally:
+        gateway.stop()
