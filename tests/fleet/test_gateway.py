@@ -34,9 +34,10 @@ class Fleet:
 
     def restart(self, name: str) -> None:
         port = int(self.nodes[name].base_url.rsplit(":", 1)[1])
-        folder = self.workdir / f"{name}-again"
-        folder.mkdir(exist_ok=True)
-        self.nodes[name] = start_server(folder, "--models-file", str(self.catalog), env=NODE_ENV, port=port)
+        folder = self.workdir / f"{name}-again"  # its own log; its data dir (and signing key, which the gateway
+        folder.mkdir(exist_ok=True)  # pinned) as a node restarted on its box keeps them
+        env = {**NODE_ENV, "PINAIVU_DATA_DIR": str(self.nodes[name].data_dir)}
+        self.nodes[name] = start_server(folder, "--models-file", str(self.catalog), env=env, port=port)
 
 
 def nodes_file(path: Path, nodes: dict[str, str], kind: str = "pinaivu") -> Path:
