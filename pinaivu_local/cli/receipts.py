@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from pinaivu_local.api.flow.tool_structure import structure_digest
 from pinaivu_local.errors import PinaivuError
 from pinaivu_local.receipts.document import MalformedReceipt, SignedReceipt
 from pinaivu_local.receipts.verify import (
@@ -190,6 +189,10 @@ def _structure(receipt: SignedReceipt, held: Any) -> Finding:
 def structure_digest_of(body: dict[str, Any], kind: str) -> str | None:
     """SHA-256 of a request body's structure fields as the node computed it: parsed by its API's models,
     so defaults and dropped nulls hash the same (api/routes/requests.py's verification does the same)."""
+    # Imported here, as the models below: they reach the engine, which loads llama.cpp, and a command
+    # must load llama.cpp only through cli/common.py's load_llama_cpp (a bad LLAMA_CPP_LIB_PATH is one line).
+    from pinaivu_local.api.flow.tool_structure import structure_digest
+
     if kind == "messages":
         from pinaivu_local.api.anthropic.protocol import MessagesVerifyRequest
 
