@@ -20,6 +20,7 @@ from pinaivu_local.api.flow.tool_calls import (
     ToolCallParser,
     parse_output,
 )
+from pinaivu_local.api.http.disconnect import unless_disconnected
 from pinaivu_local.api.http.error_rendering import anthropic_error_body, status_of
 from pinaivu_local.engine.generation import Delta
 from pinaivu_local.errors import PinaivuError
@@ -46,7 +47,7 @@ async def respond(request: Request[Any, Any, Any], run: Run, *, stream: bool) ->
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    last = await _collect_unless_disconnected(request, run)
+    last = await unless_disconnected(request, run, collect)
     if last is None:
         return Response(None, status_code=CLIENT_CLOSED, headers=headers)  # nobody reads it (nginx's 499)
     await run.recorded()  # group commit: the body goes out only once its record is durable (else 503)
@@ -86,26 +87,6 @@ async def collect(run: Run) -> Delta:
         run.end(status_of(exc)[0], error=exc.message)
         raise
     raise RuntimeError("generation ended without a finish reason")
-
-
-async def _collect_unless_disconnected(request: Request[Any, Any, Any], run: Run) -> Delta | None:
-    """Collect, but stop generating as soon as the client goes away (then None)."""
-    work = asyncio.ensure_future(collect(run))
-    watch = asyncio.ensure_future(_wait_disconnect(request))
-    try:
-        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-        return work.result() if work.done() else None
-    finally:
-        watch.cancel()
-        if not work.done():
-            work.cancel()
-        run.end(CLIENT_CLOSED, error="the client disconnected")
-
-
-async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
-    while True:
-        if (await request.receive())["type"] == "http.disconnect":
-            return
 
 
 class _Blocks:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from pinaivu_local.api.flow.call_arguments import argument_values
 from pinaivu_local.api.http.validation import StrictBody
 from pinaivu_local.api.openai.fields import CONTENT, EMPTY_LIST, ONLY_EMPTY, empty, not_yet
-from pinaivu_local.engine.prepared import nesting_depth
-from pinaivu_local.errors import InvalidRequest
-
-# The chat template writes call arguments (and our rendering marks them) level by level, recursively:
-# deeper than any real call, and deeper would exhaust the stack (a 500) where a 400 belongs.
-MAX_ARGUMENT_NESTING = 64
 
 
 class FunctionCall(StrictBody):
@@ -29,26 +23,7 @@ class FunctionCall(StrictBody):
 
     def argument_values(self) -> dict[str, Any]:
         """The arguments as the chat template writes them (a JSON object)."""
-        too_deep = False
-        try:
-            values = json.loads(self.arguments)
-        except json.JSONDecodeError:
-            values = None
-        except RecursionError:  # nested past Python's own limit, far deeper than ours
-            values, too_deep = None, True
-        if too_deep or (isinstance(values, dict) and nesting_depth(values) > MAX_ARGUMENT_NESTING):
-            raise InvalidRequest(
-                f"The arguments of the call to {self.name} in the history nest more than {MAX_ARGUMENT_NESTING} "
-                "levels deep; send flatter arguments.",
-                param="messages",
-            )
-        if not isinstance(values, dict):
-            raise InvalidRequest(
-                f"The arguments of the call to {self.name} in the history are not a JSON object; "
-                "send them back as the response carried them.",
-                param="messages",
-            )
-        return values
+        return argument_values(self.name, self.arguments, where="history", param="messages")
 
 
 class ToolCall(StrictBody):

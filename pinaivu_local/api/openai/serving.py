@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +12,7 @@ from litestar.response import Stream
 from pinaivu_local.api.flow.inference import CLIENT_CLOSED, Run
 from pinaivu_local.api.flow.request import FinishReason
 from pinaivu_local.api.flow.tool_calls import CallStart, ToolCallParser, parse_output
+from pinaivu_local.api.http.disconnect import unless_disconnected
 from pinaivu_local.api.http.error_rendering import error_body, status_of
 from pinaivu_local.api.openai.responses import RECEIPT_HEADER, SSE_DONE, Completion, sse, tool_call_body
 from pinaivu_local.engine.generation import Usage
@@ -30,7 +30,7 @@ async def respond(request: Request[Any, Any, Any], run: Run, *, stream: bool) ->
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    collected = await _collect_unless_disconnected(request, run)
+    collected = await unless_disconnected(request, run, collect)
     if collected is None:
         # Nobody will read this; its status is what the access log and metrics count (nginx's 499).
         return Response(None, status_code=CLIENT_CLOSED, headers=headers)
@@ -57,31 +57,6 @@ async def collect(run: Run) -> tuple[str, FinishReason, Usage]:
         run.end(status_of(exc)[0], error=exc.message)
         raise
     raise RuntimeError("generation ended without a finish reason")
-
-
-async def _collect_unless_disconnected(
-    request: Request[Any, Any, Any], run: Run
-) -> tuple[str, FinishReason, Usage] | None:
-    """Collect, but stop generating as soon as the client goes away (then None: a quiet 499)."""
-    work = asyncio.ensure_future(collect(run))
-    watch = asyncio.ensure_future(_wait_disconnect(request))
-    try:
-        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-        if work.done():
-            return work.result()
-        return None
-    finally:
-        watch.cancel()
-        if not work.done():
-            work.cancel()
-        run.end(CLIENT_CLOSED, error="the client disconnected")
-
-
-async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 async def _sse_events(run: Run) -> AsyncIterator[bytes]:

@@ -3,17 +3,13 @@ template takes it, as a gateway's nodes take it (OpenAI chat's messages), and as
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from pinaivu_local.api.flow.call_arguments import argument_values
 from pinaivu_local.api.responses.protocol import FunctionCallItem, FunctionCallOutputItem, InputItem, MessageItem
-from pinaivu_local.engine.prepared import nesting_depth
-from pinaivu_local.errors import InvalidRequest
 
-# The chat template writes call arguments level by level, recursively (as chat's messages.py says).
-MAX_ARGUMENT_NESTING = 64
 _ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 
 
@@ -65,7 +61,10 @@ def conversation(instructions: str | None, items: list[dict[str, Any]]) -> Conve
             template_call = {
                 "id": call.call_id,
                 "type": "function",
-                "function": {"name": call.name, "arguments": _argument_values(call)},
+                "function": {
+                    "name": call.name,
+                    "arguments": argument_values(call.name, call.arguments, where="input", param="input"),
+                },
             }
             sent = {"name": call.name, "arguments": call.arguments}  # nodes take the arguments as sent
             node_call = {"id": call.call_id, "type": "function", "function": sent}
@@ -88,27 +87,3 @@ def _text(content: str | list[dict[str, Any]]) -> str:
     if isinstance(content, str):
         return content
     return "".join(part.get("text", "") for part in content)
-
-
-def _argument_values(call: FunctionCallItem) -> dict[str, Any]:
-    """A call's arguments as the chat template writes them (a JSON object); 400 when they are not one."""
-    too_deep = False
-    try:
-        values = json.loads(call.arguments)
-    except json.JSONDecodeError:
-        values = None
-    except RecursionError:  # nested past Python's own limit, far deeper than ours
-        values, too_deep = None, True
-    if too_deep or (isinstance(values, dict) and nesting_depth(values) > MAX_ARGUMENT_NESTING):
-        raise InvalidRequest(
-            f"The arguments of the call to {call.name} in the input nest more than {MAX_ARGUMENT_NESTING} "
-            "levels deep; send flatter arguments.",
-            param="input",
-        )
-    if not isinstance(values, dict):
-        raise InvalidRequest(
-            f"The arguments of the call to {call.name} in the input are not a JSON object; "
-            "send them back as the response carried them.",
-            param="input",
-        )
-    return values

@@ -6,7 +6,6 @@ before the answer's last bytes go out.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from litestar.response import Stream
 from pinaivu_local.api.flow.inference import CLIENT_CLOSED, Run
 from pinaivu_local.api.flow.request import FinishReason
 from pinaivu_local.api.flow.tool_calls import ArgumentsPiece, CallStart, ContentPiece, Event, ToolCallParser
+from pinaivu_local.api.http.disconnect import unless_disconnected
 from pinaivu_local.api.http.error_rendering import status_of
 from pinaivu_local.api.openai.responses import RECEIPT_HEADER
 from pinaivu_local.api.openai.serving import collect
@@ -35,7 +35,6 @@ from pinaivu_local.api.responses.shapes import (
 )
 from pinaivu_local.api.responses.store import ResponseStore, StoredResponse
 from pinaivu_local.clock import utcnow
-from pinaivu_local.engine.generation import Usage
 from pinaivu_local.errors import PinaivuError
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ async def respond(request: Request[Any, Any, Any], run: Run, answer: Answer, *, 
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    collected = await _collect_unless_disconnected(request, run)
+    collected = await unless_disconnected(request, run, collect)
     if collected is None:
         return Response(None, status_code=CLIENT_CLOSED, headers=headers)  # nobody reads it (nginx's 499)
     text, finish, usage = collected
@@ -94,27 +93,6 @@ async def respond(request: Request[Any, Any, Any], run: Run, answer: Answer, *, 
     if run.signed is not None:
         headers[RECEIPT_HEADER] = run.signed.header_value()
     return Response(body, headers=headers)
-
-
-async def _collect_unless_disconnected(
-    request: Request[Any, Any, Any], run: Run
-) -> tuple[str, FinishReason, Usage] | None:
-    """Collect, but stop generating as soon as the client goes away (then None)."""
-    work = asyncio.ensure_future(collect(run))
-    watch = asyncio.ensure_future(_wait_disconnect(request))
-    try:
-        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-        return work.result() if work.done() else None
-    finally:
-        watch.cancel()
-        if not work.done():
-            work.cancel()
-        run.end(CLIENT_CLOSED, error="the client disconnected")
-
-
-async def _wait_disconnect(request: Request[Any, Any, Any]) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 async def _events(run: Run, answer: Answer) -> AsyncIterator[bytes]:
