@@ -15,15 +15,13 @@ over the pair as the engine formats it: BOS, query, EOS, document, EOS.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pinaivu_local.tiny_models.writer import SPECIAL_TOKENS, build_vocab
+from pinaivu_local.tiny_models.writer import SPECIAL_TOKENS, build_vocab, gguf_file
 
 if TYPE_CHECKING:
     import gguf
@@ -136,25 +134,13 @@ def _write(
     *,
     rerank: bool,
 ) -> Path:
-    import gguf  # heavy import, only needed when a model is generated
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tiny-", suffix=".gguf")
-    os.close(fd)
-    writer = gguf.GGUFWriter(tmp_name, "bert")
-    try:
+    with gguf_file(path, "bert") as writer:
         _metadata(writer, shape, tokens, merges, types, name, rerank=rerank)
         for tensor_name, data in tensors.items():
             writer.add_tensor(tensor_name, data)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
-    except BaseException:
-        writer.close()
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    writer.close()
-    os.replace(tmp_name, path)
     return path
 
 

@@ -6,10 +6,12 @@ sampling, quantized kernels); the text they write is meaningless by design.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -157,11 +159,7 @@ def write_tiny_model(
         raise ValueError(f"unsupported quantization {quant!r}; choose F16, Q8_0 or Q4_0")
     tokens, merges, types = build_vocab(shape.n_merges, shape.n_vocab)
     plan = _tensor_plan(shape, len(tokens))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tiny-", suffix=".gguf")
-    os.close(fd)
-    writer = gguf.GGUFWriter(tmp_name, "llama")
-    try:
+    with gguf_file(path, "llama") as writer:
         _write_metadata(writer, shape, tokens, merges, types, quant)
         if chat_template is not None:
             writer.add_chat_template(chat_template)
@@ -173,13 +171,27 @@ def write_tiny_model(
         rng = np.random.default_rng(seed)
         for tensor in plan:
             writer.write_tensor_data(_tensor_data(tensor, rng, qtype[quant]))
+    return path
+
+
+@contextlib.contextmanager
+def gguf_file(path: Path, arch: str) -> Iterator[gguf.GGUFWriter]:
+    """A GGUFWriter of architecture `arch` on a temporary file beside `path`, which becomes `path` only
+    once everything is written: a reader never sees half a model, and a failure leaves nothing."""
+    import gguf  # heavy import, only needed when a model is generated
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tiny-", suffix=".gguf")
+    os.close(fd)
+    writer = gguf.GGUFWriter(tmp_name, arch)
+    try:
+        yield writer
     except BaseException:
         writer.close()
         Path(tmp_name).unlink(missing_ok=True)
         raise
     writer.close()
     os.replace(tmp_name, path)
-    return path
 
 
 def _write_metadata(
