@@ -15,7 +15,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.helpers import AUTH, TEST_KEY, RunningServer, TinyModels, start_server, write_catalog
+from tests.helpers import AUTH, TEST_KEY, RunningServer, TinyModels, start_tool_server
 
 WEATHER: Any = {
     "name": "get_weather",
@@ -34,17 +34,9 @@ ZERO = {"temperature": 0}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) -> Iterator[RunningServer]:
-    """Contexts of 4096 tokens (the tiny vocabulary spends about a token per byte of the tools' JSON); a key
-    limited to llama3.2:1b for the permission test."""
+    """Both ids on the tiny models, with room for tools (start_tool_server)."""
     workdir = tmp_path_factory.mktemp("anthropic-server")
-    catalog = write_catalog(
-        workdir / "models.toml",
-        {
-            "llama3.2:1b": {"path": str(tiny_models.f16), "n_ctx": 4096, "parallel": 2},
-            "llama3.2:3b": {"path": str(tiny_models.q8), "n_ctx": 4096, "parallel": 2},
-        },
-    )
-    running = start_server(workdir, "--models-file", str(catalog))
+    running = start_tool_server(workdir, tiny_models)
     yield running
     running.stop()
 

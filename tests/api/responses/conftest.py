@@ -7,21 +7,14 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tests.helpers import TEST_KEY, RunningServer, TinyModels, start_server, write_catalog
+from tests.helpers import TEST_KEY, RunningServer, TinyModels, start_tool_server
 
 
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) -> Iterator[RunningServer]:
-    """Contexts of 4096 tokens: the tiny vocabulary spends about a token per byte of the tools' JSON."""
+    """Both ids on the tiny models, with room for tools (start_tool_server)."""
     workdir = tmp_path_factory.mktemp("responses-server")
-    catalog = write_catalog(
-        workdir / "models.toml",
-        {
-            "llama3.2:1b": {"path": str(tiny_models.f16), "n_ctx": 4096, "parallel": 2},
-            "llama3.2:3b": {"path": str(tiny_models.q8), "n_ctx": 4096, "parallel": 2},
-        },
-    )
-    running = start_server(workdir, "--models-file", str(catalog))
+    running = start_tool_server(workdir, tiny_models)
     yield running
     running.stop()
 
