@@ -6,36 +6,22 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.fleet.misbehaving_node import Answer, misbehaving_node
-from tests.fleet.test_gateway import node_view, nodes_file, wait_for
-from tests.fleet.test_node_bounds import GATEWAY_ENV
-from tests.helpers import AUTH, RunningServer, start_server
+from tests.fleet.test_gateway import node_view, wait_for
+from tests.fleet.test_node_bounds import Gateway, gateway_before_odd_node
+from tests.helpers import AUTH
 
 MODEL = "embed-model"
 
 
-@dataclass
-class Gateway:
-    server: RunningServer
-    answer: Answer
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    workdir = tmp_path_factory.mktemp("embedding-bounds")
-    with misbehaving_node(MODEL) as (url, answer):
-        listed = nodes_file(workdir / "nodes.toml", {"odd": url}, kind="openai")
-        server = start_server(workdir, "--nodes", str(listed), "--no-local", env=GATEWAY_ENV)
-        try:
-            yield Gateway(server, answer)
-        finally:
-            server.stop()
+    with gateway_before_odd_node(tmp_path_factory.mktemp("embedding-bounds"), MODEL) as gateway:
+        yield gateway
 
 
 def _vectors(n: int, dims: int = 4) -> dict[str, Any]:

@@ -4,6 +4,7 @@ bounded, and the node is counted against."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,16 +39,22 @@ class Gateway:
         wait_for(lambda: node_view(self.server, "odd")["state"] == "up", 30, "the node to be up")
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    workdir = tmp_path_factory.mktemp("bounds")
-    with misbehaving_node(MODEL) as (url, answer):
+@contextlib.contextmanager
+def gateway_before_odd_node(workdir: Path, model: str) -> Iterator[Gateway]:
+    """A pure gateway in front of one misbehaving node, `odd` (kind openai), that serves `model`."""
+    with misbehaving_node(model) as (url, answer):
         listed = nodes_file(workdir / "nodes.toml", {"odd": url}, kind="openai")
         server = start_server(workdir, "--nodes", str(listed), "--no-local", env=GATEWAY_ENV)
         try:
             yield Gateway(server, answer)
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with gateway_before_odd_node(tmp_path_factory.mktemp("bounds"), MODEL) as gateway:
+        yield gateway
 
 
 @pytest.fixture
